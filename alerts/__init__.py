@@ -1,0 +1,1 @@
+"""Alerts: routing incidents to channels, the outbox, and delivery through Apprise."""

@@ -1,0 +1,307 @@
+"""The dispatcher: claim due notifications, send them, record every attempt.
+
+    claim (FOR UPDATE SKIP LOCKED, a lease)  -> commit
+    record each attempt as started           -> commit
+    send through Apprise (thread pool)
+    record each result: sent, or back to pending with backoff, or failed -> commit
+
+A dispatcher killed anywhere loses nothing: its claims lapse with their lease and another
+dispatcher takes them. Only a message delivered just before the kill, whose result was not
+recorded, is sent again, and the delivery log shows that attempt as never finished.
+Several due notifications for one channel go out as one digest message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from alerts.redact import redact_url
+from alerts.send import AppriseSender, SendResult
+from alerts.templates import render, render_digest
+from fleetwatch import db
+from fleetwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_CLAIM = """
+WITH due AS (
+    SELECT id FROM notifications
+    WHERE {where}
+    ORDER BY {order} LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE notifications n
+SET status = 'sending', claimed_until = %(lease)s, claim_token = %(token)s,
+    attempts = n.attempts + 1
+FROM due
+WHERE n.id = due.id
+RETURNING n.id, n.incident_id, n.device_id, n.template, n.severity, n.context, n.attempts,
+          n.channel_id, n.staff_channel_id
+"""
+# New work first, then claims whose dispatcher died (their lease ran out).
+_CLAIM_DUE = _CLAIM.format(where="status = 'pending' AND due_at <= %(now)s", order="due_at")
+_CLAIM_LAPSED = _CLAIM.format(
+    where="status = 'sending' AND claimed_until < %(now)s", order="claimed_until"
+)
+
+_URLS = """
+SELECT 'c' || id, apprise_url, label FROM contact_channels WHERE id = ANY(%(customer)s)
+UNION ALL
+SELECT 's' || id, apprise_url, label FROM staff_channels WHERE id = ANY(%(staff)s)
+"""
+
+_START_ATTEMPT = """
+INSERT INTO delivery_attempts (notification_id, started_at, message_id)
+VALUES (%s, %s, %s) RETURNING id
+"""
+
+_FINISH_ATTEMPT = """
+UPDATE delivery_attempts
+SET finished_at = %s, ok = %s, permanent = %s, error = %s, duration_ms = %s
+WHERE id = %s
+"""
+
+# Guarded by the claim token: if our lease lapsed and another dispatcher took the row,
+# its outcome is the one that counts.
+_SENT = """
+UPDATE notifications SET status = 'sent', sent_at = %s, claimed_until = NULL, last_error = NULL
+WHERE id = %s AND claim_token = %s AND status = 'sending'
+"""
+_RETRY = """
+UPDATE notifications SET status = 'pending', due_at = %s, claimed_until = NULL, last_error = %s
+WHERE id = %s AND claim_token = %s AND status = 'sending'
+"""
+_FAILED = """
+UPDATE notifications SET status = 'failed', claimed_until = NULL, last_error = %s
+WHERE id = %s AND claim_token = %s AND status = 'sending'
+"""
+_EVENT = """
+INSERT INTO incident_events (incident_id, at, kind, detail) VALUES (%s, %s, %s, %s)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    incident_id: int | None
+    device_id: str | None
+    template: str
+    severity: str
+    context: dict
+    attempts: int
+    channel_key: str  # 'c<id>' customer channel, 's<id>' staff channel
+
+
+@dataclass
+class Message:
+    """One send: a notification alone, or a digest of several to the same channel."""
+
+    channel_key: str
+    url: str
+    label: str | None
+    items: list[Claimed]
+    token: uuid.UUID
+    message_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    attempt_ids: list[int] = field(default_factory=list)
+
+    def render(self) -> tuple[str, str]:
+        if len(self.items) == 1:
+            return render(self.items[0].template, self.items[0].context)
+        return render_digest([(c.template, c.context) for c in self.items])
+
+
+@dataclass
+class DispatchCounters:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    messages: int = 0
+    digests: int = 0
+
+
+def backoff(attempts: int, base_s: float, max_s: float) -> timedelta:
+    """Exponential backoff after the given number of attempts."""
+    return timedelta(seconds=min(max_s, base_s * 2 ** max(0, attempts - 1)))
+
+
+def group_messages(
+    claimed: list[Claimed], urls: dict[str, tuple[str, str | None]], token: uuid.UUID
+) -> list[Message]:
+    """Messages to send: one per channel, a digest where a channel has several notifications."""
+    by_channel: dict[str, list[Claimed]] = defaultdict(list)
+    for item in claimed:
+        by_channel[item.channel_key].append(item)
+    return [
+        Message(key, urls[key][0], urls[key][1], sorted(items, key=lambda c: c.id), token)
+        for key, items in by_channel.items()
+        if key in urls
+    ]
+
+
+class Dispatcher:
+    """Claims and sends; any number may run against one database."""
+
+    def __init__(self, settings: Settings, dsn: str, sender=None) -> None:
+        self.settings = settings
+        self.dsn = dsn
+        self.sender = sender or AppriseSender()
+        self.counters = DispatchCounters()
+        self._pool = ThreadPoolExecutor(settings.alerts_workers, thread_name_prefix="dispatch")
+        self._conn: psycopg.Connection | None = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.dsn, autocommit=True)
+        return self._conn
+
+    def claim(self, now: datetime) -> list[Message]:
+        """Claim due work under a lease and record each attempt as started."""
+        conn = self._connection()
+        token = uuid.uuid4()
+        params = {
+            "now": now,
+            "limit": self.settings.alerts_batch_size,
+            "token": token,
+            "lease": now + timedelta(seconds=self.settings.alerts_lease_s),
+        }
+        with conn.transaction():
+            rows = conn.execute(_CLAIM_DUE, params).fetchall()
+            rows += conn.execute(_CLAIM_LAPSED, params).fetchall()
+        if not rows:
+            return []
+        claimed = [
+            Claimed(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                f"c{r[7]}" if r[7] is not None else f"s{r[8]}",
+            )
+            for r in rows
+        ]
+        urls = {
+            key: (url, label)
+            for key, url, label in conn.execute(
+                _URLS,
+                {
+                    "customer": [r[7] for r in rows if r[7] is not None],
+                    "staff": [r[8] for r in rows if r[8] is not None],
+                },
+            )
+        }
+        messages = group_messages(claimed, urls, token)
+        # One pipelined round trip for the whole batch, not one per notification.
+        starts = [(item.id, now, m.message_id) for m in messages for item in m.items]
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(_START_ATTEMPT, starts, returning=True)
+            attempt_ids = []
+            while True:
+                attempt_ids.append(cur.fetchone()[0])
+                if not cur.nextset():
+                    break
+        ids = iter(attempt_ids)
+        for message in messages:
+            message.attempt_ids = [next(ids) for _ in message.items]
+        return messages
+
+    def run_once(self, now: datetime | None = None) -> int:
+        """Claim, send and record one batch; return how many notifications it handled."""
+        messages = self.claim(now or datetime.now(UTC))
+        if not messages:
+            return 0
+        results = list(self._pool.map(self._send, messages))
+        self._record(messages, results)
+        return sum(len(m.items) for m in messages)
+
+    def _send(self, message: Message) -> SendResult:
+        title, body = message.render()
+        result = self.sender.send(message.url, title, body)
+        who = ", ".join(sorted({c.device_id or "-" for c in message.items}))
+        if result.ok:
+            log.info(
+                "sent %s to %s for device %s in %d ms",
+                message.items[0].template,
+                message.label or redact_url(message.url),
+                who,
+                result.duration_ms,
+            )
+        else:
+            log.warning(
+                "send to %s failed for device %s: %s", redact_url(message.url), who, result.error
+            )
+        return result
+
+    def _record(self, messages: list[Message], results: list[SendResult]) -> None:
+        conn = self._connection()
+        now = datetime.now(UTC)
+        s = self.settings
+        finished, sent, failed, retried, events = [], [], [], [], []
+        for message, result in zip(messages, results, strict=True):
+            self.counters.messages += 1
+            self.counters.digests += len(message.items) > 1
+            for item, attempt_id in zip(message.items, message.attempt_ids, strict=True):
+                finished.append(
+                    (now, result.ok, result.permanent, result.error, result.duration_ms, attempt_id)
+                )
+                detail = {
+                    "channel": message.label or redact_url(message.url),
+                    "attempt": item.attempts,
+                    "message_id": str(message.message_id),
+                }
+                if result.ok:
+                    sent.append((now, item.id, message.token))
+                    self.counters.sent += 1
+                    kind = "notified"
+                elif result.permanent or item.attempts >= s.alerts_max_attempts:
+                    failed.append((result.error, item.id, message.token))
+                    self.counters.failed += 1
+                    kind = "notification_failed"
+                    detail["error"] = result.error
+                else:
+                    due = now + backoff(item.attempts, s.alerts_backoff_s, s.alerts_backoff_max_s)
+                    retried.append((due, result.error, item.id, message.token))
+                    self.counters.retried += 1
+                    continue
+                if item.incident_id is not None:
+                    events.append((item.incident_id, now, kind, json.dumps(detail)))
+        # One pipelined round trip per statement, not one per notification.
+        with conn.transaction(), conn.cursor() as cur:
+            for statement, rows in (
+                (_FINISH_ATTEMPT, finished),
+                (_SENT, sent),
+                (_FAILED, failed),
+                (_RETRY, retried),
+                (_EVENT, events),
+            ):
+                if rows:
+                    cur.executemany(statement, rows)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Dispatch until stop is set, sleeping when there is nothing due."""
+        while not stop.is_set():
+            try:
+                handled = self.run_once()
+            except psycopg.OperationalError as exc:
+                log.warning("dispatcher: database unreachable: %s", exc)
+                self._conn = None
+                handled = 0
+                stop.wait(1.0)
+            if not handled:
+                stop.wait(self.settings.alerts_poll_s)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._conn is not None:
+            self._conn.close()

@@ -1,0 +1,140 @@
+"""Writing notifications into the outbox, inside the caller's transaction.
+
+The outbox is the `notifications` table: a row per (notification, channel), claimed and
+sent later by a dispatcher, so a state change and the messages it causes commit together.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from alerts.context import DeviceInfo
+from alerts.routing import Channel, CustomerPrefs, route
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerNotice:
+    """One message to a device's owner about one incident."""
+
+    incident_id: int | None
+    device: DeviceInfo
+    template: str
+    severity: str
+    context: dict
+
+
+_DEVICES = """
+SELECT d.id, d.name, d.serial, d.vin, m.device_type, m.name, m.critical, d.customer_id,
+       c.name, coalesce(c.timezone, d.timezone), c.quiet_hours_start, c.quiet_hours_end
+FROM devices d
+JOIN device_models m ON m.id = d.model_id
+LEFT JOIN customers c ON c.id = d.customer_id
+WHERE d.id = ANY(%b)
+"""
+
+_CHANNELS = """
+SELECT id, customer_id, kind, min_severity, enabled FROM contact_channels
+WHERE customer_id = ANY(%b) AND enabled
+"""
+
+_COPY = """
+COPY notifications (incident_id, device_id, customer_id, channel_id, template, severity,
+                    context, created_at, due_at) FROM STDIN
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Recipients:
+    """Devices with their owners' preferences and channels, loaded once per batch."""
+
+    devices: dict[str, DeviceInfo]
+    prefs: dict[str, CustomerPrefs]
+    channels: dict[str, list[Channel]]
+
+
+def load_recipients(conn: psycopg.Connection, device_ids: list[str]) -> Recipients:
+    """Registry rows, customer preferences and channels for these devices."""
+    devices, prefs = {}, {}
+    for row in conn.execute(_DEVICES, (device_ids,)):
+        info = DeviceInfo(*row[:10])
+        devices[info.device_id] = info
+        if info.customer_id:
+            prefs[info.customer_id] = CustomerPrefs(row[9], row[10], row[11])
+    channels: dict[str, list[Channel]] = {}
+    for cid, customer, kind, min_severity, enabled in conn.execute(_CHANNELS, (list(prefs),)):
+        channels.setdefault(customer, []).append(Channel(cid, kind, min_severity, enabled))
+    return Recipients(devices, prefs, channels)
+
+
+def enqueue_customer_notices(
+    conn: psycopg.Connection, notices: list[CustomerNotice], recipients: Recipients, now: datetime
+) -> int:
+    """Route each notice to its owner's channels and write the outbox rows; return how many."""
+    rows = []
+    for notice in notices:
+        customer = notice.device.customer_id
+        if customer is None:
+            continue
+        deliveries = route(
+            severity=notice.severity,
+            critical_device=notice.device.critical,
+            prefs=recipients.prefs[customer],
+            channels=recipients.channels.get(customer, []),
+            now=now,
+        )
+        context = json.dumps(notice.context)
+        rows += [
+            (
+                notice.incident_id,
+                notice.device.device_id,
+                customer,
+                d.channel_id,
+                notice.template,
+                notice.severity,
+                context,
+                now,
+                d.due_at,
+            )
+            for d in deliveries
+        ]
+    if rows:
+        with conn.cursor().copy(_COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
+    return len(rows)
+
+
+_STAFF = """
+INSERT INTO notifications (incident_id, staff_channel_id, template, severity, context,
+                           created_at, due_at)
+SELECT %(incident)s, id, %(template)s, %(severity)s, %(context)s, %(now)s, %(now)s
+FROM staff_channels
+WHERE enabled
+  AND array_position(ARRAY['info', 'warning', 'critical'], %(severity)s)
+      >= array_position(ARRAY['info', 'warning', 'critical'], min_severity)
+"""
+
+
+def enqueue_staff_notice(
+    conn: psycopg.Connection,
+    incident_id: int,
+    template: str,
+    severity: str,
+    context: dict,
+    now: datetime,
+) -> int:
+    """Queue a notice to every enabled staff channel that takes this severity."""
+    return conn.execute(
+        _STAFF,
+        {
+            "incident": incident_id,
+            "template": template,
+            "severity": severity,
+            "context": json.dumps(context),
+            "now": now,
+        },
+    ).rowcount

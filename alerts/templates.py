@@ -1,0 +1,139 @@
+"""Message templates, as data: a new message is a new entry, not a new branch.
+
+Every field a template uses comes from the notification's context, which was taken from
+exactly that device's registry row when the event happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Template:
+    title: str
+    body: str
+    # How one notification reads as a line of a digest ("3 of your devices are offline").
+    digest_line: str
+
+
+# What a customer can do, per kind of device, when it goes quiet.
+WHAT_TO_DO = {
+    "thermostat": "Check that it has power and that your Wi-Fi works; if its display is "
+    "blank, replace its batteries.",
+    "alarm_panel": "Your home may not be protected. Check the panel's power and internet "
+    "connection now, and call your alarm provider if it stays offline.",
+    "camera": "Check its power and Wi-Fi signal; cameras far from the router often drop off.",
+    "ev_charger": "Check the charger's circuit breaker and network cable or Wi-Fi.",
+    "car": "The car may be out of mobile coverage or its battery may be low. Start the car "
+    "or move it into coverage.",
+}
+DEFAULT_WHAT_TO_DO = "Check that it has power and a network connection."
+
+DEVICE_KIND_NAMES = {
+    "thermostat": "thermostat",
+    "alarm_panel": "alarm panel",
+    "camera": "camera",
+    "ev_charger": "EV charger",
+    "car": "car",
+}
+
+TEMPLATES: dict[str, Template] = {
+    "device_offline": Template(
+        title="Your {device_kind} {device_name} went offline",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) went offline at "
+            "{since_local}.\n\n"
+            "What to do: {what_to_do}\n\n"
+            "We will tell you when it is back online."
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) offline since {since_local}",
+    ),
+    "device_back_online": Template(
+        title="Your {device_kind} {device_name} is back online",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) is back online "
+            "since {back_local}, after being offline for {downtime}.\n\n"
+            "Nothing more to do."
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) back online after {downtime}",
+    ),
+    "device_never_seen": Template(
+        title="Your new {device_kind} {device_name} has not connected yet",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) was registered at "
+            "{since_local} but has not connected to us yet.\n\n"
+            "What to do: finish its set-up and connect it to your network. {what_to_do}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) has not connected yet",
+    ),
+    "device_unstable": Template(
+        title="Your {device_kind} {device_name} keeps losing its connection",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) has dropped off "
+            "{spells} times within {window}, most recently at {since_local}.\n\n"
+            "We will not send a message for every drop while this goes on.\n\n"
+            "What to do: the connection is weak or the power unsteady. {what_to_do}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) keeps losing its connection",
+    ),
+    "system_blind_spot": Template(
+        title="Fleetwatch cannot see the fleet: no heartbeats since {since_utc}",
+        body=(
+            "No ingest has received any message since {since_utc}, although the fleet "
+            "should send about {expected_per_min} a minute.\n\n"
+            "No device is declared offline and customers are not alerted while this lasts.\n\n"
+            "Check the MQTT broker, the ingest processes and the network between them."
+        ),
+        digest_line="blind spot since {since_utc}",
+    ),
+    "system_blind_spot_resolved": Template(
+        title="Fleetwatch sees the fleet again",
+        body=(
+            "Messages are arriving again at {back_utc}, after {duration} without any.\n\n"
+            "Offline decisions wait {grace} so that devices can reconnect first."
+        ),
+        digest_line="sight regained after {duration}",
+    ),
+}
+
+DIGEST_TITLES = {
+    "device_offline": "{count} of your devices are offline",
+    "device_back_online": "{count} of your devices are back online",
+}
+DIGEST_TITLE_MIXED = "{count} of your devices changed status"
+
+
+class _Strict(dict):
+    def __missing__(self, key):
+        raise KeyError(f"template field {key!r} missing from the notification's context")
+
+
+def render(template: str, context: dict) -> tuple[str, str]:
+    """(title, body) of one notification."""
+    tpl = TEMPLATES[template]
+    ctx = _Strict(context)
+    return tpl.title.format_map(ctx), tpl.body.format_map(ctx)
+
+
+def render_digest(items: list[tuple[str, dict]]) -> tuple[str, str]:
+    """(title, body) of several notifications to one channel sent as one message."""
+    kinds = {template for template, _ in items}
+    title = (
+        DIGEST_TITLES.get(next(iter(kinds)), DIGEST_TITLE_MIXED)
+        if len(kinds) == 1
+        else DIGEST_TITLE_MIXED
+    ).format(count=len(items))
+    greeting = items[0][1].get("customer_name", "")
+    lines = [
+        "- " + TEMPLATES[template].digest_line.format_map(_Strict(ctx)) for template, ctx in items
+    ]
+    advice = sorted({ctx["what_to_do"] for t, ctx in items if t != "device_back_online"})
+    body = f"Hello {greeting},\n\n" + "\n".join(lines)
+    if advice:
+        body += "\n\nWhat to do:\n" + "\n".join(f"- {a}" for a in advice)
+    return title, body

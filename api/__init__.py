@@ -1,0 +1,1 @@
+"""API: the staff and customer HTTP API (to come)."""

@@ -1,0 +1,136 @@
+"""What the benchmarks share: a bench Mosquitto, a bench database, a backlog publisher."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psycopg
+from psycopg import conninfo
+
+from fleetwatch import db
+from fleetwatch.embedded import start_embedded_postgres
+
+HEARTBEAT = {
+    "ts": "",
+    "seq": 0,
+    "fw": "2.4.1",
+    "uptime_s": 86400,
+    "metrics": {"battery_pct": 87.5, "temp_c": 41.0, "rssi_dbm": -67},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class BenchBroker:
+    """A private Mosquitto: in memory, unlimited offline queue, so a backlog can be drained."""
+
+    def __init__(self) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            raise SystemExit("bench needs the mosquitto binary (Debian package mosquitto)")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="fw-bench-mqtt-")
+        conf = Path(self.dir) / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 0\nmax_inflight_messages 0\n"
+        )
+        self.proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("bench mosquitto did not start")
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://bench@127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def bench_database(name: str) -> str:
+    """A fresh, migrated database for a benchmark on the configured or local server."""
+    server = os.environ.get("FLEETWATCH_BENCH_DATABASE_URL") or os.environ.get(
+        "FLEETWATCH_DATABASE_URL"
+    )
+    if not server:
+        try:
+            socket.create_connection(("127.0.0.1", 5432), 0.5).close()
+            server = "postgresql://postgres@127.0.0.1:5432/postgres"
+        except OSError:
+            server = start_embedded_postgres(Path(".fleetwatch/bench-pg"))
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = conninfo.make_conninfo(server, dbname=name)
+    db.migrate(url)
+    return url
+
+
+def _publish_part(port: int, prefix: str, devices: int, start: int, count: int) -> None:
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{start}", protocol=mqtt.MQTTv5
+    )
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    body = dict(HEARTBEAT)
+    base = time.time() - 3600
+    last = None
+    for n in range(start, start + count):
+        device = n % devices
+        body["seq"] = n // devices
+        body["ts"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(base + n / 1000))
+        last = client.publish(
+            f"{prefix}/dev-{device:05d}/heartbeat", json.dumps(body).encode(), qos=1
+        )
+        if n % 1000 == 0:
+            last.wait_for_publish(60)
+    last.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+
+
+def publish_backlog(port: int, prefix: str, devices: int, total: int, processes: int) -> float:
+    """Publish `total` QoS 1 heartbeats from several processes; return the seconds it took."""
+    share = total // processes
+    started = time.perf_counter()
+    procs = [
+        multiprocessing.Process(
+            target=_publish_part,
+            args=(
+                port,
+                prefix,
+                devices,
+                i * share,
+                share if i < processes - 1 else total - i * share,
+            ),
+        )
+        for i in range(processes)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+        if proc.exitcode:
+            raise SystemExit(f"a publisher failed with exit code {proc.exitcode}")
+    return time.perf_counter() - started

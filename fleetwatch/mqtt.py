@@ -1,0 +1,71 @@
+"""Making paho-mqtt clients the same way everywhere (ingest, simulator, benchmarks)."""
+
+from __future__ import annotations
+
+import ssl
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from fleetwatch.settings import MqttTarget
+
+# The largest Receive Maximum MQTT 5 allows: the broker may then keep this many QoS 1
+# messages unacknowledged towards us, which is what lets acks wait for the commit.
+RECEIVE_MAXIMUM = 65535
+# A persistent session outlives an ingest restart by this much (seconds).
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+def make_client(
+    target: MqttTarget,
+    client_id: str,
+    *,
+    protocol: str = "5",
+    persistent: bool = False,
+    manual_ack: bool = False,
+    username: str | None = None,
+) -> mqtt.Client:
+    """A paho client for `target`; call `connect_client` to connect it."""
+    version = mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=version,
+        clean_session=None if version == mqtt.MQTTv5 else not persistent,
+        manual_ack=manual_ack,
+    )
+    user = username or target.username
+    if user:
+        client.username_pw_set(user, target.password)
+    if target.tls:
+        client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
+    return client
+
+
+def connect_properties(client: mqtt.Client, *, persistent: bool) -> Properties | None:
+    """CONNECT properties for MQTT 5: session expiry for persistence, a large Receive Maximum."""
+    if client.protocol != mqtt.MQTTv5:
+        return None
+    props = Properties(PacketTypes.CONNECT)
+    props.ReceiveMaximum = RECEIVE_MAXIMUM
+    if persistent:
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+    return props
+
+
+def connect_client(
+    client: mqtt.Client,
+    target: MqttTarget,
+    *,
+    persistent: bool = False,
+    keepalive: int = 30,
+    asynchronous: bool = False,
+) -> None:
+    """Connect with the session flags for the protocol version (pass `persistent` as made)."""
+    kwargs = {}
+    if client.protocol == mqtt.MQTTv5:
+        kwargs["clean_start"] = not persistent
+        kwargs["properties"] = connect_properties(client, persistent=persistent)
+    connect = client.connect_async if asynchronous else client.connect
+    connect(target.host, target.port, keepalive=keepalive, **kwargs)

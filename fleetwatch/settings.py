@@ -1,0 +1,112 @@
+"""The one settings object, read from FLEETWATCH_* environment variables."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MqttTarget(BaseModel):
+    """Where and how to reach the broker, parsed from an mqtt:// or mqtts:// URL."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+    @classmethod
+    def from_url(cls, url: str) -> MqttTarget:
+        """Parse `mqtt://user:pass@host:port` (`mqtts://` for TLS)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {parts.scheme!r}")
+        if not parts.hostname:
+            raise ValueError("MQTT URL has no host")
+        tls = parts.scheme == "mqtts"
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (8883 if tls else 1883),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+        )
+
+    def redacted(self) -> str:
+        """The URL with the password hidden, for logs."""
+        user = f"{self.username}:***@" if self.username else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    """Every setting Fleetwatch reads; see the README's Configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEETWATCH_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset starts an embedded PostgreSQL."
+    )
+    mqtt_url: str | None = Field(
+        default=None, description="mqtt://user:pass@host:port; unset starts an embedded broker."
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    topic_prefix: str = "fleet"
+    data_dir: Path = Path(".fleetwatch")
+    embedded_mqtt_port: int = 1884
+    log_level: str = "INFO"
+
+    ingest_client_id: str = "fleetwatch-ingest-1"
+    ingest_shared_group: str = Field(
+        default="fleetwatch-ingest",
+        description="Shared-subscription group; empty subscribes without $share.",
+    )
+    ingest_hold_acks: bool = Field(
+        default=True,
+        description="Acknowledge each message only after its batch is committed.",
+    )
+    ingest_batch_size: int = 5000
+    ingest_flush_ms: int = 200
+    ingest_max_payload_bytes: int = 4096
+    ingest_clock_ahead_s: int = 300
+    ingest_clock_behind_s: int = 7 * 24 * 3600
+
+    heartbeat_retention_days: int = 30
+
+    monitor_tick_s: float = 0.25
+    monitor_will_grace_s: int = 20
+    monitor_batch_limit: int = 20000
+    monitor_blind_after_s: int = 120
+    monitor_resume_grace_s: int = 300
+    monitor_flap_count: int = 3
+    monitor_flap_window_s: int = 3600
+    monitor_stable_after_s: int = 3600
+
+    alerts_workers: int = 8
+    alerts_batch_size: int = 200
+    alerts_poll_s: float = 0.2
+    alerts_lease_s: int = 120
+    alerts_max_attempts: int = 8
+    alerts_backoff_s: float = 5.0
+    alerts_backoff_max_s: float = 900.0
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _plain_prefix(cls, value: str) -> str:
+        if not value or any(c in value for c in "+#$") or value.endswith("/"):
+            raise ValueError("topic prefix must be a plain MQTT topic level without wildcards")
+        return value
+
+    def mqtt_target(self) -> MqttTarget | None:
+        """The configured broker, or None when the embedded one is to be used."""
+        return MqttTarget.from_url(self.mqtt_url) if self.mqtt_url else None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Settings built once per process."""
+    return Settings()

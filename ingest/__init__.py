@@ -1,0 +1,1 @@
+"""Ingest: MQTT heartbeats and status messages into PostgreSQL, acknowledged only after commit."""

@@ -1,0 +1,191 @@
+"""Parse MQTT messages into small frozen records right at the edge; pure and fast.
+
+Every message becomes exactly one of `Heartbeat`, `StatusReport` or `Rejection`:
+nothing raises, so one bad message can never take its batch or the ingest down.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import orjson
+
+DEVICE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MAX_METRICS = 64
+MAX_FW_LEN = 64
+MAX_METRIC_NAME_LEN = 64
+# Far enough from any real counter to catch garbage without limiting real devices.
+MAX_COUNTER = 2**62
+# Keeps every metric castable to float8 in summaries.
+MAX_METRIC_MAGNITUDE = 1e15
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the parser accepts; set from Settings."""
+
+    max_payload_bytes: int = 4096
+    clock_ahead: timedelta = timedelta(minutes=5)
+    clock_behind: timedelta = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    device_id: str
+    ts: datetime
+    seq: int
+    received_at: datetime
+    fw: str | None
+    uptime_s: int | None
+    metrics_json: str
+    ts_from_receipt: bool = False
+    device_ts: datetime | None = None  # set only when the device's clock was replaced
+    # The message as received, kept in case the registry turns it away at write time.
+    topic: str = field(default="", repr=False, compare=False)
+    payload: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def clock_skewed(self) -> bool:
+        return self.device_ts is not None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    device_id: str
+    status: str  # online | offline
+    received_at: datetime
+    retained: bool
+    topic: str = field(default="", repr=False, compare=False)
+    payload: bytes = field(default=b"", repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    topic: str
+    device_id: str | None
+    reason: str
+    detail: str
+    payload: bytes
+    received_at: datetime
+
+
+def parse_message(
+    topic: str,
+    payload: bytes,
+    *,
+    prefix: str,
+    received_at: datetime,
+    retained: bool = False,
+    limits: Limits = Limits(),
+) -> Heartbeat | StatusReport | Rejection:
+    """Turn one MQTT message into a record; anything unacceptable becomes a Rejection."""
+
+    def reject(reason: str, detail: str, device_id: str | None = None) -> Rejection:
+        return Rejection(topic, device_id, reason, detail, bytes(payload), received_at)
+
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != prefix:
+        return reject("bad_topic", f"expected {prefix}/<device_id>/<kind>")
+    _, device_id, kind = parts
+    if not DEVICE_ID_RE.fullmatch(device_id):
+        return reject("bad_device_id", "device id must be 1-64 of [A-Za-z0-9._-]")
+    if len(payload) > limits.max_payload_bytes:
+        return reject("oversize", f"{len(payload)} bytes > {limits.max_payload_bytes}", device_id)
+    if kind == "heartbeat":
+        return _parse_heartbeat(topic, device_id, payload, received_at, limits, reject)
+    if kind == "status":
+        status = payload.strip().decode("utf-8", "replace").lower()
+        if status not in ("online", "offline"):
+            return reject("bad_status", "status must be 'online' or 'offline'", device_id)
+        return StatusReport(device_id, status, received_at, retained, topic, payload)
+    return reject("unknown_kind", f"no handler for topic kind {kind!r}", device_id)
+
+
+def _parse_heartbeat(topic, device_id, payload, received_at, limits, reject):
+    try:
+        # orjson also refuses NaN, Infinity and integers beyond 64 bits.
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return reject("not_json", str(exc)[:200], device_id)
+    if not isinstance(body, dict):
+        return reject("bad_type", "heartbeat must be a JSON object", device_id)
+
+    claimed = body.get("device_id")
+    if claimed is not None and claimed != device_id:
+        return reject("id_mismatch", f"payload device_id {str(claimed)[:64]!r} != topic", device_id)
+
+    seq = body.get("seq")
+    if not _is_int(seq) or not 0 <= seq < MAX_COUNTER:
+        return reject("bad_seq", "seq must be a non-negative integer", device_id)
+
+    fw = body.get("fw")
+    if fw is not None and (
+        not isinstance(fw, str) or not 0 < len(fw) <= MAX_FW_LEN or "\x00" in fw
+    ):
+        return reject("bad_fw", f"fw must be a string of 1-{MAX_FW_LEN} characters", device_id)
+
+    uptime = body.get("uptime_s")
+    if uptime is not None and (not _is_int(uptime) or not 0 <= uptime < MAX_COUNTER):
+        return reject("bad_uptime", "uptime_s must be a non-negative integer", device_id)
+
+    metrics = body.get("metrics", {})
+    problem = _metrics_problem(metrics)
+    if problem:
+        return reject("bad_metrics", problem, device_id)
+
+    raw_ts = body.get("ts")
+    device_ts = None
+    if raw_ts is None:
+        ts, from_receipt = received_at, True
+    else:
+        if not isinstance(raw_ts, str):
+            return reject("bad_ts", "ts must be an RFC 3339 string", device_id)
+        try:
+            device_ts = datetime.fromisoformat(raw_ts)
+        except ValueError:
+            return reject("bad_ts", f"ts {raw_ts[:40]!r} is not RFC 3339", device_id)
+        if device_ts.tzinfo is None:
+            return reject("bad_ts", "ts must carry a UTC offset (RFC 3339)", device_id)
+        if received_at - limits.clock_behind <= device_ts <= received_at + limits.clock_ahead:
+            ts, from_receipt, device_ts = device_ts, False, None
+        else:
+            # A wildly wrong clock: keep the heartbeat, trust our own clock, remember the claim.
+            ts, from_receipt = received_at, True
+
+    return Heartbeat(
+        device_id=device_id,
+        ts=ts,
+        seq=seq,
+        received_at=received_at,
+        fw=fw,
+        uptime_s=uptime,
+        metrics_json=orjson.dumps(metrics).decode(),
+        ts_from_receipt=from_receipt,
+        device_ts=device_ts,
+        topic=topic,
+        payload=payload,
+    )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _metrics_problem(metrics) -> str | None:
+    if not isinstance(metrics, dict):
+        return "metrics must be an object of numbers"
+    if len(metrics) > MAX_METRICS:
+        return f"more than {MAX_METRICS} metrics"
+    for name, value in metrics.items():
+        if not 0 < len(name) <= MAX_METRIC_NAME_LEN or "\x00" in name:
+            return f"metric name must be 1-{MAX_METRIC_NAME_LEN} printable characters"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"metric {name[:64]!r} is not a number"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"metric {name[:64]!r} is not finite"
+        if abs(value) > MAX_METRIC_MAGNITUDE:
+            return f"metric {name[:64]!r} is out of range"
+    return None

@@ -1,0 +1,214 @@
+"""Write one batch of parsed messages in one short transaction.
+
+Heartbeats go through a temporary staging table filled with COPY, then into `heartbeats`
+with redeliveries skipped, and `device_state` gets one upsert per batch. Messages from
+devices the registry does not know become rejections in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+from ingest.messages import Heartbeat, Rejection, StatusReport
+
+# The staging table has exactly the columns of heartbeats, whichever flavour made them.
+_CREATE_STAGE = """
+CREATE TEMP TABLE IF NOT EXISTS heartbeat_stage (LIKE heartbeats) ON COMMIT DELETE ROWS
+"""
+
+_COPY_STAGE = """
+COPY heartbeat_stage (device_id, ts, seq, received_at, fw, uptime_s, metrics,
+                      ts_from_receipt, device_ts) FROM STDIN
+"""
+
+_KNOWN_DEVICES = "SELECT id FROM devices WHERE id = ANY(%s) AND retired_at IS NULL"
+
+# A heartbeat timed by its receipt has no stable time of its own, so a redelivery of it is
+# found by (device, seq) within the hour before; the others are caught by the unique index.
+_INSERT_HEARTBEATS = """
+INSERT INTO heartbeats (device_id, ts, seq, received_at, fw, uptime_s, metrics,
+                        ts_from_receipt, device_ts)
+SELECT s.device_id, s.ts, s.seq, s.received_at, s.fw, s.uptime_s, s.metrics,
+       s.ts_from_receipt, s.device_ts
+FROM heartbeat_stage s
+WHERE NOT (s.ts_from_receipt AND EXISTS (
+    SELECT 1 FROM heartbeats h
+    WHERE h.device_id = s.device_id AND h.seq = s.seq
+      AND h.ts >= s.ts - interval '1 hour' AND h.ts <= s.ts))
+ON CONFLICT DO NOTHING
+"""
+
+# Newest heartbeat per device wins; an older one arriving late (a backlog) never moves
+# the state backwards. overdue_at is the deadline the monitor reads; it counts from the
+# earlier of device time and receipt, so a clock running ahead cannot postpone it.
+_UPSERT_STATE = """
+INSERT INTO device_state AS st (
+    device_id, status, status_changed_at, last_seen_at, last_received_at, last_seq,
+    last_uptime_s, firmware, last_metrics, overdue_at, clock_skewed_at)
+SELECT DISTINCT ON (s.device_id)
+       s.device_id, 'online', s.received_at, s.ts, s.received_at, s.seq, s.uptime_s, s.fw,
+       s.metrics,
+       least(s.ts, s.received_at) + make_interval(secs => coalesce(
+           d.offline_after_s, m.heartbeat_interval_s * m.allowed_misses + m.grace_s)),
+       CASE WHEN s.device_ts IS NOT NULL THEN s.received_at END
+FROM heartbeat_stage s
+JOIN devices d ON d.id = s.device_id
+JOIN device_models m ON m.id = d.model_id
+ORDER BY s.device_id, s.ts DESC, s.seq DESC
+ON CONFLICT (device_id) DO UPDATE SET
+    -- A first heartbeat is not news; every other status change is the monitor's to make.
+    status            = CASE WHEN st.status = 'provisioned' THEN 'online' ELSE st.status END,
+    status_changed_at = CASE WHEN st.status = 'provisioned' THEN excluded.last_received_at
+                             ELSE st.status_changed_at END,
+    last_seen_at     = excluded.last_seen_at,
+    last_received_at = excluded.last_received_at,
+    last_seq         = excluded.last_seq,
+    last_uptime_s    = excluded.last_uptime_s,
+    firmware         = coalesce(excluded.firmware, st.firmware),
+    last_metrics     = excluded.last_metrics,
+    overdue_at       = excluded.overdue_at,
+    clock_skewed_at  = coalesce(excluded.clock_skewed_at, st.clock_skewed_at)
+WHERE st.last_seen_at IS NULL OR excluded.last_seen_at >= st.last_seen_at
+"""
+
+_COPY_REJECTED = """
+COPY rejected_messages (received_at, topic, device_id, reason, detail, payload) FROM STDIN
+"""
+
+# A retained status is replayed on every resubscribe: record it only when it says
+# something the state does not already know.
+_INSERT_STATUS = """
+WITH event AS (
+    INSERT INTO connectivity_events (device_id, received_at, status, retained)
+    SELECT %(device_id)s, %(received_at)s, %(status)s, %(retained)s
+    WHERE NOT %(retained)s OR NOT EXISTS (
+        SELECT 1 FROM device_state
+        WHERE device_id = %(device_id)s AND connectivity = %(status)s)
+    RETURNING device_id, received_at, status
+)
+INSERT INTO device_state AS st (device_id, connectivity, connectivity_at)
+SELECT device_id, status, received_at FROM event
+ON CONFLICT (device_id) DO UPDATE
+    SET connectivity = excluded.connectivity, connectivity_at = excluded.connectivity_at
+    WHERE st.connectivity_at IS NULL OR excluded.connectivity_at >= st.connectivity_at
+"""
+
+
+@dataclass
+class WriteResult:
+    stored: int = 0
+    duplicates: int = 0
+    statuses: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+def write_batch(
+    conn: psycopg.Connection,
+    heartbeats: list[Heartbeat],
+    statuses: list[StatusReport],
+    rejections: list[Rejection],
+) -> WriteResult:
+    """Store a batch in one transaction and return what happened to it."""
+    result = WriteResult()
+    rejections = list(rejections)
+    ids = {h.device_id for h in heartbeats} | {s.device_id for s in statuses}
+    with conn.transaction():
+        known: set[str] = set()
+        if ids:
+            known = {row[0] for row in conn.execute(_KNOWN_DEVICES, (list(ids),))}
+        good = []
+        # A device retransmitting (MQTT DUP) can put two copies of a heartbeat timed by
+        # receipt in one batch, with different receive times: keep the first.
+        receipt_timed: set[tuple[str, int]] = set()
+        for hb in heartbeats:
+            if hb.device_id not in known:
+                rejections.append(_unknown(hb))
+                continue
+            if hb.ts_from_receipt:
+                if (hb.device_id, hb.seq) in receipt_timed:
+                    result.duplicates += 1
+                    continue
+                receipt_timed.add((hb.device_id, hb.seq))
+            good.append(hb)
+        good_statuses = []
+        for st in statuses:
+            if st.device_id in known:
+                good_statuses.append(st)
+            else:
+                rejections.append(_unknown(st))
+
+        if good:
+            conn.execute(_CREATE_STAGE)
+            with conn.cursor().copy(_COPY_STAGE) as copy:
+                for hb in good:
+                    copy.write_row(
+                        (
+                            hb.device_id,
+                            hb.ts,
+                            hb.seq,
+                            hb.received_at,
+                            hb.fw,
+                            hb.uptime_s,
+                            hb.metrics_json,
+                            hb.ts_from_receipt,
+                            hb.device_ts,
+                        )
+                    )
+            result.stored = conn.execute(_INSERT_HEARTBEATS).rowcount
+            result.duplicates += len(good) - result.stored
+            conn.execute(_UPSERT_STATE)
+
+        for st in sorted(good_statuses, key=lambda s: s.received_at):
+            conn.execute(
+                _INSERT_STATUS,
+                {
+                    "device_id": st.device_id,
+                    "received_at": st.received_at,
+                    "status": st.status,
+                    "retained": st.retained,
+                },
+            )
+            result.statuses += 1
+
+        if rejections:
+            with conn.cursor().copy(_COPY_REJECTED) as copy:
+                for rej in rejections:
+                    copy.write_row(
+                        (
+                            rej.received_at,
+                            rej.topic,
+                            rej.device_id,
+                            rej.reason,
+                            rej.detail,
+                            rej.payload,
+                        )
+                    )
+                    result.rejected[rej.reason] = result.rejected.get(rej.reason, 0) + 1
+    return result
+
+
+def _unknown(record: Heartbeat | StatusReport) -> Rejection:
+    return Rejection(
+        topic=record.topic,
+        device_id=record.device_id,
+        reason="unknown_device",
+        detail="device is not registered, or is retired",
+        payload=bytes(record.payload),
+        received_at=record.received_at,
+    )
+
+
+_PROGRESS = """
+INSERT INTO ingest_status (client_id, last_message_at, updated_at) VALUES (%s, %s, now())
+ON CONFLICT (client_id) DO UPDATE SET
+    last_message_at = greatest(ingest_status.last_message_at, excluded.last_message_at),
+    updated_at = now()
+"""
+
+
+def record_progress(conn: psycopg.Connection, client_id: str, last_message_at: datetime) -> None:
+    """Note that this ingest received something at `last_message_at` (the blind-spot guard)."""
+    conn.execute(_PROGRESS, (client_id, last_message_at))

@@ -1,0 +1,184 @@
+"""The monitor process: each tick finds devices due a status change, by index, and applies it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from fleetwatch import db
+from fleetwatch.settings import Settings
+from monitor.blind_spot import is_blind, offline_held
+from monitor.flapping import FlapPolicy
+from monitor.sight import close_blind_spot, open_blind_spot, read_sight
+from monitor.status import DeviceWatch, Transition, next_status
+from monitor.transitions import Applied, apply_transitions, resolve_stable
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = """device_id, status, status_changed_at, overdue_at, last_seen_at, last_received_at,
+              connectivity, connectivity_at"""
+
+# Three range reads on partial indexes; none of them scans the fleet:
+#  - watched devices whose deadline has passed (device_state_watch);
+#  - down devices heard from since they went down (device_state_back: only those);
+#  - watched devices whose Last Will has stood past its grace (device_state_will).
+_DUE = f"""
+(SELECT {_COLUMNS} FROM device_state
+ WHERE status IN ('provisioned', 'online', 'degraded') AND overdue_at <= %(now)s
+ ORDER BY overdue_at LIMIT %(limit)s)
+UNION ALL
+(SELECT {_COLUMNS} FROM device_state
+ WHERE status IN ('offline', 'never_seen') AND last_received_at > status_changed_at
+ LIMIT %(limit)s)
+UNION ALL
+(SELECT {_COLUMNS} FROM device_state
+ WHERE connectivity = 'offline' AND connectivity_at <= %(will_cutoff)s
+   AND status IN ('online', 'degraded')
+ LIMIT %(limit)s)
+"""
+
+
+@dataclass
+class TickResult:
+    due: int
+    applied: Applied
+    seconds: float
+    # No data from anyone: nothing was decided this tick.
+    blind: bool = False
+    # Offline decisions held back (blind spot just ended).
+    held: int = 0
+
+
+def find_transitions(
+    conn: psycopg.Connection, now: datetime, will_grace: timedelta, limit: int
+) -> list[Transition]:
+    """The transitions due at `now`, decided by `next_status`."""
+    rows = conn.execute(
+        _DUE, {"now": now, "will_cutoff": now - will_grace, "limit": limit}
+    ).fetchall()
+    seen: set[str] = set()
+    transitions = []
+    for row in rows:
+        if row[0] in seen:
+            continue
+        seen.add(row[0])
+        transition = next_status(DeviceWatch(*row), now, will_grace)
+        if transition:
+            transitions.append(transition)
+    return transitions
+
+
+class Monitor:
+    """Ticks on a schedule; any number of monitors may run against one database."""
+
+    def __init__(self, settings: Settings, dsn: str) -> None:
+        self.settings = settings
+        self.dsn = dsn
+        self.will_grace = timedelta(seconds=settings.monitor_will_grace_s)
+        self.blind_after = timedelta(seconds=settings.monitor_blind_after_s)
+        self.resume_grace = timedelta(seconds=settings.monitor_resume_grace_s)
+        self.flap = FlapPolicy(
+            settings.monitor_flap_count,
+            settings.monitor_flap_window_s,
+            settings.monitor_stable_after_s,
+        )
+        self.ticks = 0
+        self.last_tick: TickResult | None = None
+        self._conn: psycopg.Connection | None = None
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+
+    def tick(self, now: datetime | None = None) -> TickResult:
+        """Find and apply every transition due at `now` (default: the database's clock)."""
+        started = time.perf_counter()
+        conn = self._connection()
+        if now is None:
+            now = conn.execute("SELECT now()").fetchone()[0]
+        sight = read_sight(conn, now, self.blind_after)
+        if is_blind(sight, now, self.blind_after):
+            if sight.blind_since is None:
+                open_blind_spot(conn, sight, now)
+            result = TickResult(0, Applied(), time.perf_counter() - started, blind=True)
+            self.ticks += 1
+            self.last_tick = result
+            return result
+        if sight.blind_since is not None and close_blind_spot(conn, now, self.resume_grace):
+            sight = replace(sight, blind_since=None, last_blind_end=now)
+        transitions = find_transitions(
+            conn, now, self.will_grace, self.settings.monitor_batch_limit
+        )
+        held = 0
+        if offline_held(sight, now, self.resume_grace):
+            # Devices are still reconnecting after the outage: only their own Last Will
+            # or their return is news; silence is not yet.
+            kept = [t for t in transitions if t.reason not in ("silent", "never_reported")]
+            held, transitions = len(transitions) - len(kept), kept
+        applied = apply_transitions(conn, transitions, now, self.flap)
+        resolve_stable(conn, now, self.flap)
+        result = TickResult(len(transitions), applied, time.perf_counter() - started, held=held)
+        self.ticks += 1
+        self.last_tick = result
+        if transitions:
+            log.info(
+                "monitor tick: %d due, changed %s, %d incidents opened, %d resolved, "
+                "%d notifications queued in %.3f s",
+                result.due,
+                dict(applied.changed),
+                applied.opened,
+                applied.resolved,
+                applied.notifications,
+                result.seconds,
+            )
+        return result
+
+    def _safe_tick(self) -> None:
+        try:
+            self.tick()
+        except psycopg.OperationalError as exc:
+            log.warning("monitor tick failed, database unreachable: %s", exc)
+            self._drop_connection()
+        except Exception:
+            log.exception("monitor tick failed")
+            self._drop_connection()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.dsn, autocommit=True)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+
+    def start(self) -> Monitor:
+        """Tick every FLEETWATCH_MONITOR_TICK_S in the background (APScheduler)."""
+        self._scheduler.add_job(
+            self._safe_tick,
+            "interval",
+            seconds=self.settings.monitor_tick_s,
+            id="monitor-tick",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        self._scheduler.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop ticking and close the connection."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+        self._drop_connection()
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()

@@ -1,0 +1,66 @@
+"""A device's next status: a pure function of what is stored about it and `now`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+WATCHED = ("provisioned", "online", "degraded")
+DOWN = ("offline", "never_seen")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceWatch:
+    """The columns of device_state the monitor decides on."""
+
+    device_id: str
+    status: str
+    status_changed_at: datetime
+    overdue_at: datetime | None
+    last_seen_at: datetime | None
+    last_received_at: datetime | None
+    connectivity: str | None = None
+    connectivity_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    device_id: str
+    old: str
+    new: str
+    # silent | last_will | never_reported | heartbeat
+    reason: str
+    # Going down: when it was last heard (or was due to first report); coming back: when.
+    since: datetime
+
+
+def next_status(watch: DeviceWatch, now: datetime, will_grace: timedelta) -> Transition | None:
+    """The transition due for this device at `now`, if any.
+
+    Offline when its deadline (overdue_at, kept by the ingest) has passed, or once its Last
+    Will has stood for `will_grace` without a newer heartbeat (a quick reconnect absorbs
+    it). A provisioned device past its deadline was never seen. A heartbeat received after
+    the device went down brings it back.
+    """
+    w = watch
+    if w.status in DOWN:
+        if w.last_received_at and w.last_received_at > w.status_changed_at:
+            return Transition(w.device_id, w.status, "online", "heartbeat", w.last_received_at)
+        return None
+    if w.status not in WATCHED:
+        return None
+    if w.status == "provisioned":
+        if w.last_received_at is None and w.overdue_at is not None and w.overdue_at <= now:
+            return Transition(w.device_id, w.status, "never_seen", "never_reported", w.overdue_at)
+        return None
+    if (
+        w.connectivity == "offline"
+        and w.connectivity_at is not None
+        and w.connectivity_at + will_grace <= now
+        and (w.last_received_at is None or w.last_received_at < w.connectivity_at)
+    ):
+        return Transition(w.device_id, w.status, "offline", "last_will", w.connectivity_at)
+    if w.overdue_at is not None and w.overdue_at <= now:
+        since = w.last_seen_at or w.overdue_at
+        return Transition(w.device_id, w.status, "offline", "silent", since)
+    return None

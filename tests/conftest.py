@@ -1,0 +1,148 @@
+"""Shared fixtures: a real PostgreSQL and a real MQTT broker.
+
+FLEETWATCH_TEST_DATABASE_URL names a PostgreSQL server (a fresh database is created on it
+for the run and dropped afterwards); FLEETWATCH_TEST_MQTT_URL names a broker. When either is
+unset, the embedded one is started, as on a fresh machine with only Python.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo
+from support import forget_session, free_port, mqtt_client
+
+from fleetwatch import db
+from fleetwatch.embedded import EmbeddedBroker, start_embedded_postgres
+from fleetwatch.settings import MqttTarget, Settings
+from ingest.service import Ingest
+from monitor.service import Monitor
+
+# Every table a test may fill; emptied before each test that uses the database.
+DATA_TABLES = (
+    "heartbeats",
+    "rejected_messages",
+    "connectivity_events",
+    "device_state",
+    "devices",
+    "contact_channels",
+    "customers",
+    "staff_channels",
+    "incidents",
+    "notifications",
+    "ingest_status",
+)
+
+
+@pytest.fixture(scope="session")
+def database_server(tmp_path_factory) -> str:
+    url = os.environ.get("FLEETWATCH_TEST_DATABASE_URL")
+    if url:
+        return url
+    return start_embedded_postgres(Path(tmp_path_factory.mktemp("pg")) / "data")
+
+
+@pytest.fixture(scope="session")
+def dsn(database_server) -> str:
+    """A fresh, migrated database for this test run."""
+    name = f"fleetwatch_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = conninfo.make_conninfo(database_server, dbname=name)
+    db.migrate(url)
+    yield url
+    with psycopg.connect(database_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def conn(dsn):
+    """An autocommit connection to an emptied database."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f"TRUNCATE {', '.join(DATA_TABLES)} CASCADE")
+        yield connection
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """(target, protocol) of the broker for this run."""
+    url = os.environ.get("FLEETWATCH_TEST_MQTT_URL")
+    if url:
+        yield MqttTarget.from_url(url), os.environ.get("FLEETWATCH_TEST_MQTT_PROTOCOL", "5")
+        return
+    embedded = EmbeddedBroker(free_port()).start()
+    yield MqttTarget(host="127.0.0.1", port=embedded.port, username="fleetwatch"), "3.1.1"
+    embedded.stop()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A topic prefix of this test's own, so tests never see each other's messages."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_settings(dsn, broker, prefix):
+    """Settings for a process under test, pointed at the test database and broker."""
+    target, protocol = broker
+    shared = "" if protocol == "3.1.1" else f"g{prefix}"
+
+    def build(**overrides) -> Settings:
+        values = {
+            "database_url": dsn,
+            "mqtt_url": f"mqtt://{target.username or 'fleetwatch'}@{target.host}:{target.port}",
+            "mqtt_protocol": protocol,
+            "topic_prefix": prefix,
+            "ingest_client_id": f"ingest-{prefix}",
+            "ingest_shared_group": shared,
+            "ingest_flush_ms": 50,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return build
+
+
+@pytest.fixture
+def publisher(broker):
+    """A connected MQTT client for publishing test messages (username 'tester')."""
+    client = mqtt_client(*broker)
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+@pytest.fixture
+def run_ingest(make_settings, broker):
+    """Start an ingest (several times if a test restarts it); all stopped afterwards."""
+    started: list[Ingest] = []
+
+    def start(**overrides) -> Ingest:
+        settings = make_settings(**overrides)
+        service = Ingest(settings, settings.database_url, settings.mqtt_target()).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+    if started:
+        forget_session(*broker, started[0].settings.ingest_client_id)
+
+
+@pytest.fixture
+def tick(make_settings, dsn):
+    """Run one monitor tick at a given `now`, as a fresh monitor process would."""
+
+    def run(now, **overrides):
+        monitor = Monitor(make_settings(**overrides), dsn)
+        try:
+            return monitor.tick(now)
+        finally:
+            monitor.stop()
+
+    return run

@@ -1,0 +1,112 @@
+"""The heartbeat parser: every message becomes a record, and nothing raises."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ingest.messages import Heartbeat, Limits, Rejection, StatusReport, parse_message
+
+NOW = datetime(2026, 11, 25, 14, 2, tzinfo=UTC)
+GOOD = {
+    "ts": "2026-11-25T14:01:30Z",
+    "seq": 7,
+    "fw": "2.4.1",
+    "uptime_s": 3600,
+    "metrics": {"battery_pct": 87.5, "temp_c": 41.0, "rssi_dbm": -67},
+}
+
+
+def parse(topic="fleet/dev-1/heartbeat", payload=None, **kw):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload or GOOD).encode()
+    return parse_message(topic, body, prefix="fleet", received_at=NOW, **kw)
+
+
+def test_good_heartbeat_keeps_device_time_and_fields():
+    hb = parse()
+    assert isinstance(hb, Heartbeat)
+    assert (hb.device_id, hb.seq, hb.fw, hb.uptime_s) == ("dev-1", 7, "2.4.1", 3600)
+    assert hb.ts == datetime(2026, 11, 25, 14, 1, 30, tzinfo=UTC)
+    assert not hb.ts_from_receipt and not hb.clock_skewed
+    assert json.loads(hb.metrics_json) == GOOD["metrics"]
+
+
+def test_heartbeat_without_ts_is_timed_by_receipt():
+    hb = parse(payload={"seq": 1})
+    assert isinstance(hb, Heartbeat)
+    assert hb.ts == NOW and hb.ts_from_receipt and not hb.clock_skewed
+
+
+@pytest.mark.parametrize(
+    "device_ts",
+    ["1970-01-01T00:00:00Z", "2031-01-01T00:00:00+00:00", "2026-11-25T14:10:00Z"],
+)
+def test_wildly_wrong_clock_is_replaced_and_flagged(device_ts):
+    hb = parse(payload={**GOOD, "ts": device_ts})
+    assert isinstance(hb, Heartbeat)
+    assert hb.ts == NOW and hb.ts_from_receipt and hb.clock_skewed
+    assert hb.device_ts == datetime.fromisoformat(device_ts)
+
+
+def test_backlog_from_hours_ago_keeps_device_time():
+    hb = parse(payload={**GOOD, "ts": (NOW - timedelta(hours=5)).isoformat()})
+    assert hb.ts == NOW - timedelta(hours=5) and not hb.clock_skewed
+
+
+def test_status_online_and_offline():
+    st = parse("fleet/dev-1/status", b"offline", retained=True)
+    assert isinstance(st, StatusReport)
+    assert (st.device_id, st.status, st.retained) == ("dev-1", "offline", True)
+
+
+# (topic, payload, expected reason): each a kind of bad input seen in the wild.
+REJECTIONS = [
+    ("fleet/dev-1/heartbeat", b"not json", "not_json"),
+    ("fleet/dev-1/heartbeat", b"\xff\xfe\x00", "not_json"),
+    ("fleet/dev-1/heartbeat", b"[" * 3000, "not_json"),
+    ("fleet/dev-1/heartbeat", b"[1, 2]", "bad_type"),
+    ("fleet/dev-1/heartbeat", b'{"fw": "1.0"}', "bad_seq"),
+    ("fleet/dev-1/heartbeat", b'{"seq": "7"}', "bad_seq"),
+    ("fleet/dev-1/heartbeat", b'{"seq": true}', "bad_seq"),
+    ("fleet/dev-1/heartbeat", b'{"seq": -1}', "bad_seq"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1.5}', "bad_seq"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "fw": 2}', "bad_fw"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "fw": "a\\u0000b"}', "bad_fw"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "uptime_s": "x"}', "bad_uptime"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "metrics": [1]}', "bad_metrics"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "metrics": {"t": "hot"}}', "bad_metrics"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "metrics": {"t": NaN}}', "not_json"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 99999999999999999999999}', "bad_seq"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "metrics": {"t": 1e300}}', "bad_metrics"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "metrics": {"\\u0000": 1}}', "bad_metrics"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "ts": 12345}', "bad_ts"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "ts": "yesterday"}', "bad_ts"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "ts": "2026-11-25T14:00:00"}', "bad_ts"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "device_id": "dev-2"}', "id_mismatch"),
+    ("fleet/dev-1/heartbeat", b'{"seq": 1, "pad": "' + b"x" * 5000 + b'"}', "oversize"),
+    ("fleet/bad id!/heartbeat", b'{"seq": 1}', "bad_device_id"),
+    ("fleet/" + "d" * 65 + "/heartbeat", b'{"seq": 1}', "bad_device_id"),
+    ("fleet/dev-1/heartbeat/extra", b'{"seq": 1}', "bad_topic"),
+    ("other/dev-1/heartbeat", b'{"seq": 1}', "bad_topic"),
+    ("fleet/dev-1/telemetry", b'{"seq": 1}', "unknown_kind"),
+    ("fleet/dev-1/status", b"maybe", "bad_status"),
+]
+
+
+@pytest.mark.parametrize(("topic", "payload", "reason"), REJECTIONS)
+def test_bad_input_is_rejected_with_its_reason(topic, payload, reason):
+    record = parse(topic, payload)
+    assert isinstance(record, Rejection)
+    assert record.reason == reason
+    assert record.payload == payload and record.topic == topic
+    assert record.detail
+
+
+def test_metrics_count_is_bounded():
+    many = {f"m{i}": i for i in range(65)}
+    assert parse(payload={"seq": 1, "metrics": many}).reason == "bad_metrics"
+
+
+def test_limits_are_configurable():
+    small = Limits(max_payload_bytes=10)
+    assert parse(payload={"seq": 1, "fw": "1.0.0"}, limits=small).reason == "oversize"

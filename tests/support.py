@@ -1,0 +1,107 @@
+"""Helpers the tests share (importable as `support`: pytest puts tests/ on the path)."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import psycopg
+
+from fleetwatch.settings import MqttTarget
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
+    """Poll predicate until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    assert value, f"condition not met within {timeout} s (last value {value!r})"
+    return value
+
+
+def count(conn: psycopg.Connection, sql: str, *params) -> int:
+    return conn.execute(sql, params).fetchone()[0]
+
+
+def mqtt_client(target: MqttTarget, protocol: str, username: str = "tester") -> mqtt.Client:
+    """A connected, looping paho client."""
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=f"c-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
+    )
+    client.username_pw_set(username)
+    client.connect(target.host, target.port)
+    client.loop_start()
+    return client
+
+
+def forget_session(target: MqttTarget, protocol: str, client_id: str) -> None:
+    """Delete a persistent session a test left on the broker."""
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
+        clean_session=None if protocol == "5" else True,
+    )
+    client.username_pw_set("fleetwatch")
+    kwargs = {"clean_start": True} if protocol == "5" else {}
+    client.connect(target.host, target.port, **kwargs)
+    client.loop_start()
+    client.disconnect()
+    client.loop_stop()
+
+
+def make_device(conn: psycopg.Connection, device_id: str = "dev-1", **overrides) -> str:
+    """Register one device (and its customer) through the real import path."""
+    from devices.registry import import_devices
+
+    row = {"id": device_id, "model_id": "thermostat-v2", "customer_id": "cust-1"}
+    row.update(overrides)
+    report = import_devices(conn, [row])
+    assert report.ok, report.errors
+    return device_id
+
+
+def add_channel(
+    conn: psycopg.Connection,
+    customer_id: str,
+    url: str,
+    *,
+    kind: str = "email",
+    min_severity: str = "info",
+) -> int:
+    """Give a customer a contact channel."""
+    return conn.execute(
+        "INSERT INTO contact_channels (customer_id, kind, apprise_url, min_severity) "
+        "VALUES (%s, %s, %s, %s) RETURNING id",
+        (customer_id, kind, url, min_severity),
+    ).fetchone()[0]
+
+
+def make_overdue(conn: psycopg.Connection, device_ids: list[str], now, seconds: int = 60) -> None:
+    """Put devices online, last heard long ago, with their deadline `seconds` before now.
+
+    The ingest is receiving from the rest of the fleet at `now`: the monitor is not blind.
+    """
+    from datetime import timedelta
+
+    from ingest.writer import record_progress
+
+    record_progress(conn, "test-ingest", now)
+    conn.execute(
+        "UPDATE device_state SET status = 'online', status_changed_at = %(t)s - interval '1 day', "
+        "last_seen_at = %(t)s - interval '1 hour', last_received_at = %(t)s - interval '1 hour', "
+        "overdue_at = %(t)s WHERE device_id = ANY(%(ids)s)",
+        {"t": now - timedelta(seconds=seconds), "ids": device_ids},
+    )

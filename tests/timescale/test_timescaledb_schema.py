@@ -1,0 +1,282 @@
+"""Our migrations and heartbeat read queries on TimescaleDB 2.23 (PGlite, see pglite_server).
+
+Each test opens its own connection and closes it before the next: the server takes one at a
+time. Each test writes its own devices, so the tests do not depend on their order.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from pglite_server import pglite_connection
+from psycopg.types.json import Jsonb
+
+from fleetwatch import db
+
+pytestmark = pytest.mark.node
+
+INSERT_HEARTBEAT = """
+INSERT INTO heartbeats (device_id, ts, seq, received_at, metrics)
+VALUES (%s, %s, %s, %s, %s)
+"""
+
+# The raw history read: one device, a time range, oldest first.
+HISTORY = """
+SELECT ts, seq FROM heartbeats WHERE device_id = %s AND ts >= %s AND ts < %s ORDER BY ts
+"""
+
+FIVE_MINUTE_SUMMARIES = """
+SELECT bucket, heartbeats, avg_battery_pct, min_battery_pct, max_temp_c
+FROM heartbeats_5m WHERE device_id = %s ORDER BY bucket
+"""
+
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def insert_heartbeat(
+    conn: psycopg.Connection, device_id: str, ts: datetime, seq: int, **metrics: float
+) -> None:
+    conn.execute(INSERT_HEARTBEAT, (device_id, ts, seq, ts, Jsonb(metrics)))
+
+
+def scalar(conn: psycopg.Connection, sql: str, *params):
+    return conn.execute(sql, params).fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def first_migration(pglite_dsn) -> list[str]:
+    """What `migrate` applied to the empty database."""
+    return db.migrate(pglite_dsn)
+
+
+@pytest.fixture(scope="module")
+def timescale_dsn(pglite_dsn, first_migration) -> str:
+    """The DSN of the migrated database."""
+    return pglite_dsn
+
+
+# -- the migrations -----------------------------------------------------------------------
+
+
+def test_first_migrate_applies_every_migration_with_the_timescaledb_flavour(
+    first_migration, timescale_dsn
+):
+    expected = [f"{m.version:03d}_{m.name}" for m in db.load_migrations("timescaledb")]
+    assert first_migration == expected
+    with pglite_connection(timescale_dsn) as conn:
+        flavours = conn.execute("SELECT DISTINCT flavour FROM schema_migrations").fetchall()
+    assert flavours == [("timescaledb",)]
+
+
+def test_heartbeats_is_a_compressed_hypertable_chunked_by_day(timescale_dsn):
+    with pglite_connection(timescale_dsn) as conn:
+        hypertables = conn.execute(
+            "SELECT hypertable_name, compression_enabled "
+            "FROM timescaledb_information.hypertables WHERE hypertable_schema = 'public'"
+        ).fetchall()
+        dimensions = conn.execute(
+            "SELECT column_name, time_interval FROM timescaledb_information.dimensions "
+            "WHERE hypertable_name = 'heartbeats'"
+        ).fetchall()
+        segment_by = conn.execute(
+            "SELECT attname FROM timescaledb_information.compression_settings "
+            "WHERE hypertable_name = 'heartbeats' AND segmentby_column_index IS NOT NULL"
+        ).fetchall()
+    assert hypertables == [("heartbeats", True)]
+    assert dimensions == [("ts", timedelta(days=1))]
+    assert segment_by == [("device_id",)]
+
+
+# (job, table it runs on, config key, value): the policies 002_heartbeats.timescaledb.sql adds.
+POLICIES = [
+    ("policy_compression", "heartbeats", "compress_after", timedelta(days=8)),
+    ("policy_retention", "heartbeats", "drop_after", timedelta(days=30)),
+    ("policy_refresh_continuous_aggregate", "heartbeats_5m", "start_offset", timedelta(days=1)),
+    ("policy_refresh_continuous_aggregate", "heartbeats_5m", "end_offset", timedelta(minutes=5)),
+    ("policy_retention", "heartbeats_5m", "drop_after", timedelta(days=30)),
+]
+
+
+def test_compression_retention_and_refresh_policies_are_scheduled(timescale_dsn):
+    with pglite_connection(timescale_dsn) as conn:
+        found = [
+            (proc, *row)
+            for proc, key in dict.fromkeys((proc, key) for proc, _, key, _ in POLICIES)
+            for row in conn.execute(
+                "SELECT hypertable_name, (config ->> %s)::interval "
+                "FROM timescaledb_information.jobs WHERE proc_name = %s AND scheduled "
+                "ORDER BY hypertable_name",
+                (key, proc),
+            )
+        ]
+    assert sorted(found) == sorted((proc, table, value) for proc, table, _, value in POLICIES)
+
+
+def test_heartbeats_5m_is_a_continuous_aggregate_of_heartbeats(timescale_dsn):
+    with pglite_connection(timescale_dsn) as conn:
+        aggregates = conn.execute(
+            "SELECT view_name, hypertable_name FROM timescaledb_information.continuous_aggregates"
+        ).fetchall()
+    assert aggregates == [("heartbeats_5m", "heartbeats")]
+
+
+def test_second_migrate_applies_nothing(timescale_dsn):
+    with pglite_connection(timescale_dsn) as conn:
+        before = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
+    assert db.migrate(timescale_dsn) == []
+    with pglite_connection(timescale_dsn) as conn:
+        after = conn.execute("SELECT version, applied_at FROM schema_migrations").fetchall()
+    assert after == before
+
+
+# -- the read queries and maintenance functions -------------------------------------------
+
+
+def test_five_minute_summaries_count_and_average_each_device(timescale_dsn):
+    t0 = TODAY - timedelta(days=2) + timedelta(hours=10)
+    with pglite_connection(timescale_dsn) as conn:
+        for seq, (offset, battery, temp) in enumerate(
+            [
+                (timedelta(0), 90.0, 20.0),
+                (timedelta(minutes=2), 80.0, 25.0),
+                (timedelta(minutes=4, seconds=59), 70.0, 22.0),
+                (timedelta(minutes=5), 60.0, 30.0),
+                (timedelta(minutes=20), 55.0, 21.0),
+            ]
+        ):
+            insert_heartbeat(conn, "agg-1", t0 + offset, seq, battery_pct=battery, temp_c=temp)
+        insert_heartbeat(conn, "agg-2", t0 + timedelta(minutes=1), 0, battery_pct=5.0, temp_c=99.0)
+        conn.execute("CALL refresh_continuous_aggregate('heartbeats_5m', NULL, NULL)")
+        rows = conn.execute(FIVE_MINUTE_SUMMARIES, ("agg-1",)).fetchall()
+    assert rows == [
+        (t0, 3, 80.0, 70.0, 25.0),
+        (t0 + timedelta(minutes=5), 1, 60.0, 60.0, 30.0),
+        (t0 + timedelta(minutes=20), 1, 55.0, 55.0, 21.0),
+    ]
+
+
+def test_history_returns_one_devices_range_oldest_first_across_chunks(timescale_dsn):
+    midnight = TODAY - timedelta(days=3)
+    in_range = [
+        (midnight - timedelta(minutes=60), 0),  # the day before: another chunk
+        (midnight - timedelta(minutes=30), 1),
+        (midnight + timedelta(minutes=30), 2),
+        (midnight + timedelta(minutes=60), 3),
+    ]
+    with pglite_connection(timescale_dsn) as conn:
+        for ts, seq in [in_range[i] for i in (2, 0, 3, 1)]:
+            insert_heartbeat(conn, "hist-1", ts, seq)
+        insert_heartbeat(conn, "hist-1", midnight + timedelta(hours=3), 4)  # after the range
+        insert_heartbeat(conn, "hist-2", midnight, 0)  # another device
+        rows = conn.execute(
+            HISTORY, ("hist-1", midnight - timedelta(hours=2), midnight + timedelta(hours=2))
+        ).fetchall()
+    assert rows == in_range
+
+
+def test_retention_drops_chunks_older_than_keep(timescale_dsn):
+    now = datetime.now(UTC)
+    with pglite_connection(timescale_dsn) as conn:
+        insert_heartbeat(conn, "old-1", now - timedelta(days=60), 1)
+        insert_heartbeat(conn, "old-1", now - timedelta(days=1), 2)
+        old_chunks = (
+            "SELECT count(*) FROM show_chunks('heartbeats', older_than => interval '30 days')"
+        )
+        assert scalar(conn, old_chunks) == 1
+        dropped = scalar(conn, "SELECT fleetwatch_apply_heartbeat_retention(interval '30 days')")
+        assert dropped == 1
+        assert scalar(conn, old_chunks) == 0
+        seqs = conn.execute("SELECT seq FROM heartbeats WHERE device_id = 'old-1'").fetchall()
+    assert seqs == [(2,)]
+
+
+def test_partition_function_is_a_no_op_kept_for_callers(timescale_dsn):
+    with pglite_connection(timescale_dsn) as conn:
+        created = scalar(
+            conn,
+            "SELECT fleetwatch_ensure_heartbeat_partitions(%s, %s)",
+            TODAY.date(),
+            TODAY.date() + timedelta(days=2),
+        )
+    assert created == 0
+
+
+def test_redelivered_heartbeat_is_skipped_by_the_unique_index(timescale_dsn):
+    ts = TODAY - timedelta(days=1)
+    insert = INSERT_HEARTBEAT + " ON CONFLICT DO NOTHING"
+    with pglite_connection(timescale_dsn) as conn:
+        stored = [
+            conn.execute(insert, ("dup-1", ts, seq, ts, Jsonb({}))).rowcount
+            for seq in (7, 7, 8)  # a redelivery, then a new heartbeat at the same instant
+        ]
+        rows = conn.execute(HISTORY, ("dup-1", ts, ts + timedelta(seconds=1))).fetchall()
+    assert stored == [1, 0, 1]
+    assert sorted(rows) == [(ts, 7), (ts, 8)]
+
+
+def test_compressed_chunk_is_readable_and_still_skips_redeliveries(timescale_dsn):
+    """Past the 8-day compression policy: history still reads, late redeliveries still dedupe."""
+    t0 = TODAY - timedelta(days=10) + timedelta(hours=6)
+    insert = INSERT_HEARTBEAT + " ON CONFLICT DO NOTHING"
+    with pglite_connection(timescale_dsn) as conn:
+        for seq in range(3):
+            insert_heartbeat(conn, "cold-1", t0 + timedelta(minutes=seq), seq)
+        conn.execute(
+            "SELECT compress_chunk(format('%%I.%%I', chunk_schema, chunk_name)::regclass) "
+            "FROM timescaledb_information.chunks "
+            "WHERE hypertable_name = 'heartbeats' AND range_start <= %s AND %s < range_end",
+            (t0, t0),
+        )
+        compressed = scalar(
+            conn,
+            "SELECT bool_and(is_compressed) FROM timescaledb_information.chunks "
+            "WHERE hypertable_name = 'heartbeats' AND range_start <= %s AND %s < range_end",
+            t0,
+            t0,
+        )
+        duplicate = conn.execute(insert, ("cold-1", t0, 0, t0, Jsonb({}))).rowcount
+        rows = conn.execute(HISTORY, ("cold-1", t0, t0 + timedelta(hours=1))).fetchall()
+    assert compressed is True
+    assert duplicate == 0
+    assert rows == [(t0 + timedelta(minutes=seq), seq) for seq in range(3)]
+
+
+def test_policy_jobs_compress_drop_and_refresh_when_run(timescale_dsn):
+    """PGlite has no background workers, so the jobs are run here as the scheduler would."""
+    now = datetime.now(UTC)
+    cold, recent = now - timedelta(days=12), now - timedelta(minutes=30)
+    with pglite_connection(timescale_dsn) as conn:
+        for seq, ts in enumerate([now - timedelta(days=60), cold, recent]):
+            insert_heartbeat(conn, "policy-1", ts, seq)
+        jobs = {
+            (proc, table): job
+            for proc, table, job in conn.execute(
+                "SELECT proc_name, hypertable_name, job_id FROM timescaledb_information.jobs "
+                "WHERE hypertable_name IN ('heartbeats', 'heartbeats_5m')"
+            )
+        }
+        for key in (
+            ("policy_compression", "heartbeats"),
+            ("policy_retention", "heartbeats"),
+            ("policy_refresh_continuous_aggregate", "heartbeats_5m"),
+        ):
+            conn.execute("CALL run_job(%s)", (jobs[key],))
+        cold_compressed = scalar(
+            conn,
+            "SELECT is_compressed FROM timescaledb_information.chunks "
+            "WHERE hypertable_name = 'heartbeats' AND range_start <= %s AND %s < range_end",
+            cold,
+            cold,
+        )
+        seqs = conn.execute(
+            "SELECT seq FROM heartbeats WHERE device_id = 'policy-1' ORDER BY seq"
+        ).fetchall()
+        recent_summaries = conn.execute(
+            "SELECT heartbeats FROM heartbeats_5m WHERE device_id = 'policy-1' AND bucket > %s",
+            (now - timedelta(days=1),),
+        ).fetchall()
+    assert cold_compressed is True
+    assert seqs == [(1,), (2,)]
+    assert recent_summaries == [(1,)]
