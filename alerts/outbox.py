@@ -25,6 +25,8 @@ class CustomerNotice:
     template: str
     severity: str
     context: dict
+    # Kept back by a fleet incident until it resolves or customers are told of it.
+    held: bool = False
 
 
 _DEVICES = """
@@ -43,7 +45,7 @@ WHERE customer_id = ANY(%b) AND enabled
 
 _COPY = """
 COPY notifications (incident_id, device_id, customer_id, channel_id, template, severity,
-                    context, created_at, due_at) FROM STDIN
+                    context, created_at, due_at, status) FROM STDIN
 """
 
 
@@ -98,6 +100,7 @@ def enqueue_customer_notices(
                 context,
                 now,
                 d.due_at,
+                "held" if notice.held else "pending",
             )
             for d in deliveries
         ]

@@ -99,12 +99,64 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="sight regained after {duration}",
     ),
+    "device_offline_known_outage": Template(
+        title="We know about an outage affecting your {device_kind} {device_name}",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) has been offline "
+            "since {since_local}, as part of a wider outage we are already working on: "
+            "{outage}.\n\n"
+            "It is not your equipment, and there is nothing you need to do. We will tell you "
+            "when it is back online."
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) offline since {since_local}",
+    ),
+    "fleet_outage": Template(
+        title="Fleet outage: {summary}",
+        body=(
+            "{down} of {size} devices in {group} went offline within {window} "
+            "(opened {opened}).\n\n"
+            "Customer alerts for these devices are held; if it lasts, each owner is told "
+            "once that we know. Look at the broker, the network and the region's provider."
+        ),
+        digest_line="fleet outage: {summary}",
+    ),
+    "fleet_outage_resolved": Template(
+        title="Fleet outage over: {group}",
+        body=(
+            "{summary}\n\nOver after {duration}: {still} of {affected} devices are still "
+            "offline, and their owners' alerts go out now."
+        ),
+        digest_line="fleet outage over: {group}",
+    ),
+    "device_offline_reminder": Template(
+        title="Reminder: your {device_kind} {device_name} is still offline",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) has been offline "
+            "since {since_local}, for {for} now.\n\n"
+            "What to do: {what_to_do}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) still offline, for {for}",
+    ),
+    "incident_escalated": Template(
+        title="Not acknowledged after {waited}: {summary}",
+        body=(
+            "Incident {incident_id} ({summary}) opened at {opened} and nobody has "
+            "acknowledged it for {waited}.\n\n"
+            "Acknowledge it with: fleetwatch incidents ack {incident_id} --by <your name>"
+        ),
+        digest_line="not acknowledged after {waited}: {summary}",
+    ),
 }
 
 DIGEST_TITLES = {
     "device_offline": "{count} of your devices are offline",
     "device_back_online": "{count} of your devices are back online",
+    "device_offline_known_outage": "We know about an outage affecting {count} of your devices",
 }
+# Messages that ask nothing of the customer.
+NOTHING_TO_DO = frozenset({"device_back_online", "device_offline_known_outage"})
 DIGEST_TITLE_MIXED = "{count} of your devices changed status"
 
 
@@ -128,12 +180,14 @@ def render_digest(items: list[tuple[str, dict]]) -> tuple[str, str]:
         if len(kinds) == 1
         else DIGEST_TITLE_MIXED
     ).format(count=len(items))
-    greeting = items[0][1].get("customer_name", "")
+    greeting = items[0][1].get("customer_name")
     lines = [
         "- " + TEMPLATES[template].digest_line.format_map(_Strict(ctx)) for template, ctx in items
     ]
-    advice = sorted({ctx["what_to_do"] for t, ctx in items if t != "device_back_online"})
-    body = f"Hello {greeting},\n\n" + "\n".join(lines)
+    advice = sorted(
+        {ctx["what_to_do"] for t, ctx in items if t not in NOTHING_TO_DO and "what_to_do" in ctx}
+    )
+    body = (f"Hello {greeting},\n\n" if greeting else "") + "\n".join(lines)
     if advice:
         body += "\n\nWhat to do:\n" + "\n".join(f"- {a}" for a in advice)
     return title, body

@@ -20,6 +20,8 @@ from fleetwatch.settings import get_settings
 app = typer.Typer(help="Fleetwatch: device-health monitoring and alerting.", no_args_is_help=True)
 devices_app = typer.Typer(help="The device registry.", no_args_is_help=True)
 app.add_typer(devices_app, name="devices")
+incidents_app = typer.Typer(help="Open incidents; acknowledge one.", no_args_is_help=True)
+app.add_typer(incidents_app, name="incidents")
 console = Console(stderr=True)
 log = logging.getLogger("fleetwatch")
 
@@ -202,6 +204,38 @@ def demo(
     from fleetwatch.demo import run_demo
 
     run_demo(devices=devices, time_scale=time_scale, duration=duration, stop=_stop_on_signals())
+
+
+@incidents_app.command("list")
+def incidents_list() -> None:
+    """The open and acknowledged incidents, newest first."""
+    with db.connect(_database()) as conn:
+        rows = conn.execute(
+            "SELECT id, status, severity, scope, coalesce(device_id, group_key, ''), opened_at, "
+            "summary FROM incidents WHERE status <> 'resolved' ORDER BY opened_at DESC LIMIT 200"
+        ).fetchall()
+    for incident_id, status, severity, scope, subject, opened_at, summary in rows:
+        typer.echo(
+            f"{incident_id}\t{status}\t{severity}\t{scope}\t{subject}\t"
+            f"{opened_at:%Y-%m-%d %H:%M:%S%z}\t{summary}"
+        )
+
+
+@incidents_app.command("ack")
+def incidents_ack(
+    incident_id: Annotated[int, typer.Argument(help="The incident's id.")],
+    by: Annotated[str, typer.Option(help="Who takes it (recorded on its timeline).")],
+) -> None:
+    """Acknowledge an open incident: someone is on it, so it is not escalated."""
+    from datetime import UTC, datetime
+
+    from monitor.escalation import acknowledge
+
+    with db.connect(_database(), autocommit=True) as conn:
+        if not acknowledge(conn, incident_id, by, datetime.now(UTC)):
+            console.print(f"incident {incident_id} is not open (unknown, acknowledged or resolved)")
+            raise typer.Exit(1)
+    console.print(f"incident {incident_id} acknowledged by {by}")
 
 
 if __name__ == "__main__":

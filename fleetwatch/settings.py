@@ -85,6 +85,19 @@ class Settings(BaseSettings):
     monitor_flap_count: int = 3
     monitor_flap_window_s: int = 3600
     monitor_stable_after_s: int = 3600
+    monitor_fanout_batch: int = 5000
+    monitor_review_s: float = 5.0
+
+    fleet_groups: str = Field(
+        default="all,model,firmware,region",
+        description="Groups watched for outages: all, model, firmware, region.",
+    )
+    fleet_min_devices: int = 20
+    fleet_min_pct: float = 5.0
+    fleet_window_s: int = 300
+    fleet_hold_s: int = 600
+    fleet_resolve_pct: float = 10.0
+    fleet_sizes_refresh_s: int = 60
 
     alerts_workers: int = 8
     alerts_batch_size: int = 200
@@ -93,6 +106,10 @@ class Settings(BaseSettings):
     alerts_max_attempts: int = 8
     alerts_backoff_s: float = 5.0
     alerts_backoff_max_s: float = 900.0
+    alerts_escalate_after_s: int = 900
+    alerts_remind_every_s: int = 4 * 3600
+    alerts_max_reminders: int = 3
+    alerts_rate_limit_per_hour: int = 20
 
     @field_validator("topic_prefix")
     @classmethod

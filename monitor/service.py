@@ -11,10 +11,14 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from alerts.fanout import FanOut, fan_out
 from fleetwatch import db
 from fleetwatch.settings import Settings
 from monitor.blind_spot import is_blind, offline_held
+from monitor.correlation import GROUP_KINDS, FleetPolicy
+from monitor.escalation import CriticalReview, EscalationPolicy, review_critical
 from monitor.flapping import FlapPolicy
+from monitor.fleet import Reviewed, correlate, load_group_sizes, review_outages
 from monitor.sight import close_blind_spot, open_blind_spot, read_sight
 from monitor.status import DeviceWatch, Transition, next_status
 from monitor.transitions import Applied, apply_transitions, resolve_stable
@@ -42,6 +46,12 @@ UNION ALL
    AND status IN ('online', 'degraded')
  LIMIT %(limit)s)
 """
+
+
+@dataclass
+class Review:
+    fleet: Reviewed
+    critical: CriticalReview
 
 
 @dataclass
@@ -88,9 +98,27 @@ class Monitor:
             settings.monitor_flap_window_s,
             settings.monitor_stable_after_s,
         )
+        groups = tuple(g.strip() for g in settings.fleet_groups.split(",") if g.strip())
+        unknown = set(groups) - set(GROUP_KINDS)
+        if unknown:
+            raise ValueError(f"FLEETWATCH_FLEET_GROUPS: unknown group kinds {sorted(unknown)}")
+        self.fleet = FleetPolicy(
+            groups=groups,
+            min_devices=settings.fleet_min_devices,
+            min_pct=settings.fleet_min_pct,
+            window_s=settings.fleet_window_s,
+            hold_s=settings.fleet_hold_s,
+            resolve_pct=settings.fleet_resolve_pct,
+        )
+        self._group_sizes: dict[str, int] | None = None
+        self.escalation = EscalationPolicy(
+            escalate_after_s=settings.alerts_escalate_after_s,
+            remind_every_s=settings.alerts_remind_every_s,
+            max_reminders=settings.alerts_max_reminders,
+        )
         self.ticks = 0
         self.last_tick: TickResult | None = None
-        self._conn: psycopg.Connection | None = None
+        self._conns: dict[str, psycopg.Connection] = {}
         self._scheduler = BackgroundScheduler(timezone=UTC)
 
     def tick(self, now: datetime | None = None) -> TickResult:
@@ -118,7 +146,9 @@ class Monitor:
             # or their return is news; silence is not yet.
             kept = [t for t in transitions if t.reason not in ("silent", "never_reported")]
             held, transitions = len(transitions) - len(kept), kept
-        applied = apply_transitions(conn, transitions, now, self.flap)
+        applied = apply_transitions(
+            conn, transitions, now, self.flap, then=lambda c, a: self._correlate(c, a, now)
+        )
         resolve_stable(conn, now, self.flap)
         result = TickResult(len(transitions), applied, time.perf_counter() - started, held=held)
         self.ticks += 1
@@ -126,47 +156,92 @@ class Monitor:
         if transitions:
             log.info(
                 "monitor tick: %d due, changed %s, %d incidents opened, %d resolved, "
-                "%d notifications queued in %.3f s",
+                "%d customer notices to fan out, %d fleet incidents opened in %.3f s",
                 result.due,
                 dict(applied.changed),
                 applied.opened,
                 applied.resolved,
-                applied.notifications,
+                applied.notices,
+                applied.fleet_opened,
                 result.seconds,
             )
         return result
 
-    def _safe_tick(self) -> None:
+    def _correlate(self, conn: psycopg.Connection, applied: Applied, now: datetime) -> None:
+        if applied.offline:
+            if self._group_sizes is None:
+                self._group_sizes = load_group_sizes(conn, self.fleet)
+            correlated = correlate(conn, now, self.fleet, self._group_sizes)
+            applied.fleet_opened = len(correlated.opened)
+
+    def refresh_group_sizes(self) -> dict[str, int]:
+        """Recount the watched devices per group (the outage percentages' denominators)."""
+        self._group_sizes = load_group_sizes(self._connection("sizes"), self.fleet)
+        return self._group_sizes
+
+    def fan_out(self, now: datetime | None = None) -> FanOut:
+        """Turn one batch of incident events into outbox rows (see alerts/fanout.py)."""
+        conn = self._connection("fan-out")
+        if now is None:
+            now = conn.execute("SELECT now()").fetchone()[0]
+        return fan_out(conn, now, limit=self.settings.monitor_fanout_batch)
+
+    def _fan_out_all(self) -> None:
+        while self.fan_out().events >= self.settings.monitor_fanout_batch:
+            pass
+
+    def review(self, now: datetime | None = None) -> Review:
+        """The periodic checks on open incidents: outages over or lasting, reminders, escalation."""
+        conn = self._connection("review")
+        if now is None:
+            now = conn.execute("SELECT now()").fetchone()[0]
+        return Review(
+            review_outages(conn, now, self.fleet), review_critical(conn, now, self.escalation)
+        )
+
+    def _safe(self, job, name: str) -> None:
         try:
-            self.tick()
+            job()
         except psycopg.OperationalError as exc:
-            log.warning("monitor tick failed, database unreachable: %s", exc)
-            self._drop_connection()
+            log.warning("monitor %s failed, database unreachable: %s", name, exc)
+            self._drop_connection(name)
         except Exception:
-            log.exception("monitor tick failed")
-            self._drop_connection()
+            log.exception("monitor %s failed", name)
+            self._drop_connection(name)
 
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed:
-            self._conn = db.connect(self.dsn, autocommit=True)
-        return self._conn
+    def _connection(self, job: str = "tick") -> psycopg.Connection:
+        # One connection per job: the scheduler runs jobs in parallel threads, and two
+        # transactions must never share a connection.
+        conn = self._conns.get(job)
+        if conn is None or conn.closed:
+            conn = self._conns[job] = db.connect(self.dsn, autocommit=True)
+        return conn
 
-    def _drop_connection(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
+    def _drop_connection(self, job: str | None = None) -> None:
+        for name in [job] if job else list(self._conns):
+            conn = self._conns.pop(name, None)
+            if conn is not None:
+                conn.close()
 
     def start(self) -> Monitor:
         """Tick every FLEETWATCH_MONITOR_TICK_S in the background (APScheduler)."""
-        self._scheduler.add_job(
-            self._safe_tick,
-            "interval",
-            seconds=self.settings.monitor_tick_s,
-            id="monitor-tick",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
+        s = self.settings
+        for name, job, every in (
+            ("tick", self.tick, s.monitor_tick_s),
+            ("fan-out", self._fan_out_all, s.monitor_tick_s),
+            ("review", self.review, s.monitor_review_s),
+            ("sizes", self.refresh_group_sizes, s.fleet_sizes_refresh_s),
+        ):
+            self._scheduler.add_job(
+                self._safe,
+                "interval",
+                args=(job, name),
+                seconds=every,
+                id=f"monitor-{name}",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(UTC),
+            )
         self._scheduler.start()
         return self
 

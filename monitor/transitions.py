@@ -15,8 +15,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from alerts.context import device_context, duration_text
-from alerts.outbox import CustomerNotice, enqueue_customer_notices, load_recipients
+from alerts.context import duration_text
 from monitor.flapping import FlapPolicy, is_unstable
 from monitor.status import Transition
 
@@ -31,13 +30,21 @@ WHERE s.device_id = t.device_id AND s.status = t.old
 RETURNING s.device_id
 """
 
+# Label and severity come from the registry in the same statement; a device deleted
+# meanwhile has no row and so no incident.
 _OPEN_INCIDENTS = """
 INSERT INTO incidents (scope, device_id, kind, severity, opened_at, summary, details)
-SELECT 'device', t.device_id, t.kind, t.severity, %(now)s, t.summary,
+SELECT 'device', t.device_id, t.kind,
+       CASE WHEN t.kind = 'offline' AND m.critical THEN 'critical' ELSE 'warning' END,
+       %(now)s,
+       m.name || ' ' || coalesce(d.name, d.id) || ' (' || d.id || ') '
+           || CASE t.kind WHEN 'offline' THEN 'went offline' ELSE 'never connected' END
+           || CASE WHEN t.reason = 'last_will' THEN ' (Last Will)' ELSE '' END,
        jsonb_build_object('reason', t.reason, 'since', t.since)
-FROM unnest(%(ids)b::text[], %(kinds)b::text[], %(severities)b::text[], %(reasons)b::text[],
-            %(since)b::timestamptz[], %(summaries)b::text[])
-     AS t(device_id, kind, severity, reason, since, summary)
+FROM unnest(%(ids)b::text[], %(kinds)b::text[], %(reasons)b::text[], %(since)b::timestamptz[])
+     AS t(device_id, kind, reason, since)
+JOIN devices d ON d.id = t.device_id
+JOIN device_models m ON m.id = d.model_id
 ON CONFLICT DO NOTHING
 RETURNING id, device_id, kind, severity
 """
@@ -52,12 +59,7 @@ RETURNING id, device_id, kind, severity, (details ->> 'since')::timestamptz
 # An owner who was never told their device was down is not told it is back.
 _CANCEL_UNSENT = """
 UPDATE notifications SET status = 'cancelled'
-WHERE incident_id = ANY(%(ids)s) AND status = 'pending'
-"""
-
-_TOLD = """
-SELECT DISTINCT incident_id FROM notifications
-WHERE incident_id = ANY(%(ids)s) AND status IN ('sent', 'sending')
+WHERE incident_id = ANY(%(ids)s) AND status IN ('pending', 'held')
 """
 
 # Offline spells within the flapping window, this one included.
@@ -97,10 +99,11 @@ INSERT INTO incident_events (incident_id, at, kind, detail)
 SELECT id, %(now)s, 'resolved', '{"reason": "stable"}' FROM stable
 """
 
+# `notify` names the template owed to the device's owner; the fan-out sends it.
 _EVENTS = """
-INSERT INTO incident_events (incident_id, at, kind, detail)
-SELECT id, %(now)s, %(kind)s, detail::jsonb
-FROM unnest(%(ids)b::bigint[], %(details)b::text[]) AS t(id, detail)
+INSERT INTO incident_events (incident_id, at, kind, detail, notify)
+SELECT id, %(now)s, %(kind)s, detail::jsonb, notify
+FROM unnest(%(ids)b::bigint[], %(details)b::text[], %(notify)b::text[]) AS t(id, detail, notify)
 """
 
 
@@ -111,7 +114,11 @@ class Applied:
     changed: Counter = field(default_factory=Counter)
     opened: int = 0
     resolved: int = 0
-    notifications: int = 0
+    # Events that owe a customer a message, for the fan-out.
+    notices: int = 0
+    # Offline incidents opened: the fleet correlation's input.
+    offline: list[int] = field(default_factory=list)
+    fleet_opened: int = 0
 
 
 def apply_transitions(
@@ -119,8 +126,12 @@ def apply_transitions(
     transitions: list[Transition],
     now: datetime,
     flap: FlapPolicy = FlapPolicy(),  # noqa: B008 - frozen
+    then=None,
 ) -> Applied:
-    """Apply transitions in one transaction; return what changed."""
+    """Apply transitions in one transaction; return what changed.
+
+    `then(conn, applied)` runs inside the same transaction, after the incidents exist.
+    """
     applied = Applied()
     if not transitions:
         return applied
@@ -142,13 +153,12 @@ def apply_transitions(
         up = [t for t in mine if t.new == "online"]
         for t in mine:
             applied.changed[t.new] += 1
-        recipients = load_recipients(conn, [t.device_id for t in mine])
-        notices: list[CustomerNotice] = []
         if down:
-            notices += _open(conn, down, recipients, now, applied, flap)
+            _open(conn, down, now, applied, flap)
         if up:
-            notices += _resolve(conn, up, recipients, now, applied)
-        applied.notifications = enqueue_customer_notices(conn, notices, recipients, now)
+            _resolve(conn, up, now, applied)
+        if then is not None:
+            then(conn, applied)
     for t in mine:
         log.info("device %s: %s -> %s (%s)", t.device_id, t.old, t.new, t.reason)
     return applied
@@ -159,72 +169,68 @@ def incident_severity(kind: str, critical_device: bool) -> str:
     return "critical" if kind == "offline" and critical_device else "warning"
 
 
-def _open(conn, down: list[Transition], recipients, now, applied, flap) -> list[CustomerNotice]:
-    # Only devices the registry still holds (a device deleted meanwhile has no row).
-    down = [t for t in down if t.device_id in recipients.devices]
+def _open(conn, down: list[Transition], now, applied, flap) -> None:
     by_id = {t.device_id: t for t in down}
-    summaries = [
-        f"{_label(recipients, t.device_id)} "
-        + ("went offline" if t.new == "offline" else "never connected")
-        + (" (Last Will)" if t.reason == "last_will" else "")
-        for t in down
-    ]
     opened = conn.execute(
         _OPEN_INCIDENTS,
         {
             "now": now,
             "ids": [t.device_id for t in down],
             "kinds": [t.new for t in down],
-            "severities": [
-                incident_severity(t.new, recipients.devices[t.device_id].critical) for t in down
-            ],
             "reasons": [t.reason for t in down],
             "since": [t.since for t in down],
-            "summaries": summaries,
         },
     ).fetchall()
     applied.opened += len(opened)
-    _events(conn, now, "opened", [(i, {"reason": by_id[d].reason}) for i, d, _, _ in opened])
-    flapping, notices = _flapping(conn, opened, by_id, recipients, now, flap)
+    applied.offline = [i for i, _, kind, _ in opened if kind == "offline"]
+    flapping = _flapping(conn, opened, by_id, now, flap, applied)
+    events = []
+    for incident_id, device_id, kind, _ in opened:
+        detail = {"reason": by_id[device_id].reason, "since": by_id[device_id].since.isoformat()}
+        if device_id in flapping:
+            events.append((incident_id, detail, None))
+        else:
+            template = "device_offline" if kind == "offline" else "device_never_seen"
+            events.append((incident_id, detail, template))
+    applied.notices += _events(conn, now, "opened", events)
     _events(
         conn,
         now,
         "suppressed",
-        [(i, {"reason": "unstable connection"}) for i, d, _, _ in opened if d in flapping],
+        [(i, {"reason": "unstable connection"}, None) for i, d, _, _ in opened if d in flapping],
     )
-    for incident_id, device_id, kind, severity in opened:
-        if device_id in flapping:
-            continue
-        device = recipients.devices[device_id]
-        template = "device_offline" if kind == "offline" else "device_never_seen"
-        context = device_context(device, since=by_id[device_id].since)
-        notices.append(CustomerNotice(incident_id, device, template, severity, context))
-    return notices
 
 
-def _flapping(conn, opened, by_id, recipients, now, flap: FlapPolicy):
-    """Devices whose offline spells say 'unstable', and the one notice for newly unstable ones."""
+def _flapping(conn, opened, by_id, now, flap: FlapPolicy, applied) -> set[str]:
+    """Devices whose offline spells say 'unstable'; newly unstable ones get one notice."""
     offline_ids = [d for _, d, kind, _ in opened if kind == "offline"]
     if not offline_ids:
-        return set(), []
+        return set()
     since = now - timedelta(seconds=flap.window_s)
     spells = dict(conn.execute(_SPELLS, {"ids": offline_ids, "since": since}).fetchall())
     unstable = {d for d in offline_ids if is_unstable(spells.get(d, 0), flap)}
     if not unstable:
-        return set(), []
+        return set()
     ids = sorted(unstable)
     newly = conn.execute(
         _OPEN_UNSTABLE, {"now": now, "ids": ids, "spells": [spells[d] for d in ids]}
     ).fetchall()
-    _events(conn, now, "opened", [(i, {"reason": "flapping"}) for i, _ in newly])
-    notices = []
-    for incident_id, device_id in newly:
-        device = recipients.devices[device_id]
-        context = device_context(device, since=by_id[device_id].since)
-        context["spells"] = spells[device_id]
-        context["window"] = duration_text(timedelta(seconds=flap.window_s))
-        notices.append(CustomerNotice(incident_id, device, "device_unstable", "warning", context))
-    return unstable, notices
+    window = duration_text(timedelta(seconds=flap.window_s))
+    events = [
+        (
+            incident_id,
+            {
+                "reason": "flapping",
+                "since": by_id[device_id].since.isoformat(),
+                "spells": spells[device_id],
+                "window": window,
+            },
+            "device_unstable",
+        )
+        for incident_id, device_id in newly
+    ]
+    applied.notices += _events(conn, now, "opened", events)
+    return unstable
 
 
 def resolve_stable(conn: psycopg.Connection, now: datetime, flap: FlapPolicy) -> int:
@@ -233,42 +239,36 @@ def resolve_stable(conn: psycopg.Connection, now: datetime, flap: FlapPolicy) ->
     return conn.execute(_RESOLVE_STABLE, {"now": now, "stable_since": stable_since}).rowcount
 
 
-def _resolve(conn, up: list[Transition], recipients, now, applied) -> list[CustomerNotice]:
+def _resolve(conn, up: list[Transition], now, applied) -> None:
     by_id = {t.device_id: t for t in up}
     unstable = {r[0] for r in conn.execute(_UNSTABLE, {"ids": [t.device_id for t in up]})}
     resolved = conn.execute(
         _RESOLVE_INCIDENTS, {"now": now, "ids": [t.device_id for t in up]}
     ).fetchall()
     applied.resolved += len(resolved)
-    _events(conn, now, "resolved", [(r[0], {"reason": "heartbeat"}) for r in resolved])
-    incident_ids = [r[0] for r in resolved]
-    conn.execute(_CANCEL_UNSENT, {"ids": incident_ids})
-    told = {r[0] for r in conn.execute(_TOLD, {"ids": incident_ids})}
-    notices = []
-    for incident_id, device_id, kind, severity, since in resolved:
-        if incident_id not in told or kind != "offline" or device_id in unstable:
-            continue
-        device = recipients.devices[device_id]
-        context = device_context(device, since=since, back=by_id[device_id].since)
-        notices.append(CustomerNotice(incident_id, device, "device_back_online", severity, context))
-    return notices
+    # An owner who was never told their device was down is not told it is back: the
+    # unsent notice is cancelled here, and the fan-out checks what was sent.
+    conn.execute(_CANCEL_UNSENT, {"ids": [r[0] for r in resolved]})
+    events = []
+    for incident_id, device_id, kind, _, since in resolved:
+        back = by_id[device_id].since
+        detail = {"reason": "heartbeat", "since": since.isoformat(), "back": back.isoformat()}
+        notify = "device_back_online" if kind == "offline" and device_id not in unstable else None
+        events.append((incident_id, detail, notify))
+    applied.notices += _events(conn, now, "resolved", events)
 
 
-def _events(conn, now, kind: str, items: list[tuple[int, dict]]) -> None:
+def _events(conn, now, kind: str, items: list[tuple[int, dict, str | None]]) -> int:
+    """Write timeline events; return how many owe a customer a message."""
     if items:
         conn.execute(
             _EVENTS,
             {
                 "now": now,
                 "kind": kind,
-                "ids": [i for i, _ in items],
-                "details": [json.dumps(d) for _, d in items],
+                "ids": [i for i, _, _ in items],
+                "details": [json.dumps(d) for _, d, _ in items],
+                "notify": [n for _, _, n in items],
             },
         )
-
-
-def _label(recipients, device_id: str) -> str:
-    device = recipients.devices.get(device_id)
-    if device is None:
-        return device_id
-    return f"{device.model_name} {device.name or device.device_id} ({device.device_id})"
+    return sum(1 for _, _, n in items if n)

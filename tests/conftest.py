@@ -135,13 +135,29 @@ def run_ingest(make_settings, broker):
 
 
 @pytest.fixture
+def make_monitor(make_settings, dsn):
+    """Monitors (not started: tests call their jobs with a `now`), stopped afterwards."""
+    made: list[Monitor] = []
+
+    def build(**overrides) -> Monitor:
+        made.append(Monitor(make_settings(**overrides), dsn))
+        return made[-1]
+
+    yield build
+    for monitor in made:
+        monitor.stop()
+
+
+@pytest.fixture
 def tick(make_settings, dsn):
-    """Run one monitor tick at a given `now`, as a fresh monitor process would."""
+    """Run one monitor tick and fan-out at a given `now`, as a fresh monitor process would."""
 
     def run(now, **overrides):
         monitor = Monitor(make_settings(**overrides), dsn)
         try:
-            return monitor.tick(now)
+            result = monitor.tick(now)
+            monitor.fan_out(now)
+            return result
         finally:
             monitor.stop()
 

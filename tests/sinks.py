@@ -41,6 +41,14 @@ class SmtpSink:
         """The Apprise URL of this sink (no TLS, no AUTH)."""
         return f"mailto://127.0.0.1:{self.port}?from=alerts@example.com&to={to}&mode=insecure"
 
+    def by_path(self) -> dict[str, list[tuple[str, str]]]:
+        """(title, message) of each post, per URL path ('/c1')."""
+        with self.lock:
+            paths: dict[str, list[tuple[str, str]]] = {}
+            for _, p in self.posts:
+                paths.setdefault(p["path"], []).append((p.get("title", ""), p.get("message", "")))
+            return paths
+
     def received(self) -> list[tuple[str, str]]:
         """(subject, body) of each message, in arrival order."""
         with self._lock:
@@ -67,7 +75,7 @@ class HttpSink:
                     if failing:
                         sink.fail_next -= 1
                     else:
-                        sink.posts.append((time.time(), json.loads(body)))
+                        sink.posts.append((time.time(), {**json.loads(body), "path": self.path}))
                 self.send_response(503 if failing else 200)
                 self.end_headers()
 
@@ -86,6 +94,14 @@ class HttpSink:
 
     def url(self, path: str = "hook") -> str:
         return f"json://127.0.0.1:{self.port}/{path}"
+
+    def by_path(self) -> dict[str, list[tuple[str, str]]]:
+        """(title, message) of each post, per URL path ('/c1')."""
+        with self.lock:
+            paths: dict[str, list[tuple[str, str]]] = {}
+            for _, p in self.posts:
+                paths.setdefault(p["path"], []).append((p.get("title", ""), p.get("message", "")))
+            return paths
 
     def received(self) -> list[tuple[str, str]]:
         with self.lock:

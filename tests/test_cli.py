@@ -85,3 +85,26 @@ def test_demo_on_a_fresh_machine_uses_embedded_services(tmp_path):
     assert int(lines["heartbeats stored"]) > 60
     assert lines["rejected messages"] == "0"
     assert Path(tmp_path / "data" / "pg").is_dir()
+
+
+def test_incidents_list_and_ack(conn, dsn, tick):
+    from datetime import UTC, datetime
+
+    from support import make_device, make_overdue
+
+    make_device(conn, "panel-1", model_id="alarm-panel-v3", name="Hall")
+    now = datetime.now(UTC)
+    make_overdue(conn, ["panel-1"], now)
+    tick(now)
+    incident_id = conn.execute("SELECT id FROM incidents").fetchone()[0]
+    env = user_env(FLEETWATCH_DATABASE_URL=dsn)
+
+    listed = run("incidents", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert f"{incident_id}\topen\tcritical\tdevice\tpanel-1\t" in listed.stdout
+
+    acked = run("incidents", "ack", str(incident_id), "--by", "maria", env=env)
+    assert acked.returncode == 0, acked.stderr
+    assert conn.execute("SELECT acknowledged_by FROM incidents").fetchone()[0] == "maria"
+    again = run("incidents", "ack", str(incident_id), "--by", "maria", env=env)
+    assert again.returncode == 1 and "is not open" in again.stderr

@@ -23,7 +23,8 @@ def queued(conn, tick):
             add_channel(conn, f"c{i}", url_for(i))
             ids.append(f"dev-{i}")
         make_overdue(conn, ids, NOW)
-        assert tick(NOW).applied.notifications == 3
+        assert tick(NOW).applied.notices == 3
+        assert count(conn, "SELECT count(*) FROM notifications") == 3
         return ids
 
     return build

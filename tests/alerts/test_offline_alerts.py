@@ -24,9 +24,9 @@ def test_silenced_device_emails_its_owner_then_back_online(
 ):
     """End to end: a simulated device goes silent; its owner hears; it returns."""
     fleet = build_fleet(3, seed=5, fault_share=0, id_prefix=f"e{prefix[-6:]}")
-    # Scaled by 0.01: it beats every second or less and goes silent after 1 s.
+    # Scaled by 0.01: it beats every second or less and goes silent after 3 s.
     fleet[0] = silenced = SimDevice(
-        replace(fleet[0].spec, fault=make_fault("silent", start_after_s=100)), time_scale=0.01
+        replace(fleet[0].spec, fault=make_fault("silent", start_after_s=300)), time_scale=0.01
     )
     rows = registry_rows(fleet)
     rows[0]["offline_after_s"] = 2  # the others keep their models' real allowances
@@ -35,13 +35,17 @@ def test_silenced_device_emails_its_owner_then_back_online(
     add_channel(conn, owner, smtp.url("owner@example.com"))
 
     run_ingest()
+    sim = Simulator(broker[0], prefix=prefix, fleet=fleet, protocol=broker[1], time_scale=0.01)
+    sim.start()
+    # Watch only once it has reported: with a 2 s allowance it would otherwise count as
+    # never seen if the simulator took longer than that to connect.
+    heard = "SELECT count(*) FROM device_state WHERE device_id = %s AND last_seen_at IS NOT NULL"
+    wait_until(lambda: count(conn, heard, silenced.spec.device_id))
     monitor = Monitor(make_settings(monitor_tick_s=0.2), dsn).start()
     dispatcher = make_dispatcher(alerts_poll_s=0.05)
     stop = threading.Event()
     worker = threading.Thread(target=dispatcher.run_forever, args=(stop,))
     worker.start()
-    sim = Simulator(broker[0], prefix=prefix, fleet=fleet, protocol=broker[1], time_scale=0.01)
-    sim.start()
     try:
         subject, body = wait_until(lambda: smtp.received(), timeout=30)[0]
         device_id = silenced.spec.device_id
@@ -104,7 +108,8 @@ def test_each_owner_gets_only_their_device_and_a_digest_for_several(
     make_overdue(conn, ["cam-a", "th-b0", "th-b1", "th-b2"], NOW)
 
     result = tick(NOW)
-    assert result.applied.opened == 4 and result.applied.notifications == 4
+    assert result.applied.opened == 4 and result.applied.notices == 4
+    assert count(conn, "SELECT count(*) FROM notifications") == 4
     assert make_dispatcher().run_once(NOW) == 4
 
     by_recipient = {m["to"]: m for _, m in smtp.messages}
@@ -117,7 +122,7 @@ def test_each_owner_gets_only_their_device_and_a_digest_for_several(
     assert all(f"Room {i} " in text for i in range(3)) and "Porch" not in text
 
 
-def test_two_monitors_open_each_incident_once(conn, dsn, make_settings):
+def test_two_monitors_open_and_fan_out_each_incident_once(conn, dsn, make_settings):
     ids = [f"dev-{i:03d}" for i in range(150)]
     assert import_devices(
         conn, [{"id": i, "model_id": "thermostat-v2", "customer_id": "c1"} for i in ids]
@@ -131,6 +136,8 @@ def test_two_monitors_open_each_incident_once(conn, dsn, make_settings):
     def run(monitor):
         barrier.wait()
         results.append(monitor.tick(NOW))
+        barrier.wait()
+        monitor.fan_out(NOW)
         monitor.stop()
 
     threads = [threading.Thread(target=run, args=(m,)) for m in monitors]
@@ -139,8 +146,13 @@ def test_two_monitors_open_each_incident_once(conn, dsn, make_settings):
     for t in threads:
         t.join()
     assert sum(r.applied.opened for r in results) == 150
-    assert count(conn, "SELECT count(*) FROM incidents") == 150
-    assert count(conn, "SELECT count(*) FROM notifications") == 150
+    assert count(conn, "SELECT count(*) FROM incidents WHERE scope = 'device'") == 150
+    # 150 thermostats, all of the fleet: one outage, named by its smallest group.
+    fleet = conn.execute("SELECT group_key FROM incidents WHERE scope = 'fleet'").fetchall()
+    assert fleet == [("model:thermostat-v2",)]
+    # Each device's alert written once, and held by the outage.
+    assert count(conn, "SELECT count(DISTINCT device_id) FROM notifications") == 150
+    assert count(conn, "SELECT count(*) FROM notifications WHERE status = 'held'") == 150
     assert count(conn, "SELECT count(*) FROM device_state WHERE status = 'offline'") == 150
 
 
