@@ -24,6 +24,8 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from alerts.ratelimit import WINDOW as RATE_WINDOW
+from alerts.ratelimit import ChannelUse, deferred_until
 from alerts.redact import redact_url
 from alerts.send import AppriseSender, SendResult
 from alerts.templates import render, render_digest
@@ -52,6 +54,27 @@ _CLAIM_DUE = _CLAIM.format(where="status = 'pending' AND due_at <= %(now)s", ord
 _CLAIM_LAPSED = _CLAIM.format(
     where="status = 'sending' AND claimed_until < %(now)s", order="claimed_until"
 )
+
+# Messages each channel was sent within the window. A digest's notifications share one
+# sent_at, so distinct sent_at values count messages, not notifications.
+_CHANNEL_USE = """
+SELECT ch.id, count(DISTINCT n.sent_at), min(n.sent_at),
+       coalesce(c.max_messages_per_hour, %(default)s)
+FROM contact_channels ch
+JOIN customers c ON c.id = ch.customer_id
+LEFT JOIN notifications n
+       ON n.channel_id = ch.id AND n.status = 'sent' AND n.sent_at > %(since)s
+WHERE ch.id = ANY(%(ids)s)
+GROUP BY ch.id, c.max_messages_per_hour
+"""
+
+# Not an attempt: back to the queue until the window frees a slot.
+_DEFER = """
+UPDATE notifications
+SET status = 'pending', due_at = %s, claimed_until = NULL, attempts = attempts - 1,
+    last_error = 'rate limited'
+WHERE id = %s AND claim_token = %s AND status = 'sending'
+"""
 
 _URLS = """
 SELECT 'c' || id, apprise_url, label FROM contact_channels WHERE id = ANY(%(customer)s)
@@ -126,6 +149,7 @@ class DispatchCounters:
     failed: int = 0
     messages: int = 0
     digests: int = 0
+    rate_limited: int = 0
 
 
 def backoff(attempts: int, base_s: float, max_s: float) -> timedelta:
@@ -176,6 +200,7 @@ class Dispatcher:
         with conn.transaction():
             rows = conn.execute(_CLAIM_DUE, params).fetchall()
             rows += conn.execute(_CLAIM_LAPSED, params).fetchall()
+            rows = self._rate_limit(conn, rows, now, token)
         if not rows:
             return []
         claimed = [
@@ -215,6 +240,53 @@ class Dispatcher:
         for message in messages:
             message.attempt_ids = [next(ids) for _ in message.items]
         return messages
+
+    def _rate_limit(self, conn, rows: list[tuple], now: datetime, token: uuid.UUID) -> list[tuple]:
+        """Send back what would break a channel's hourly limit; return the rest."""
+        by_channel: dict[int, list[tuple]] = defaultdict(list)
+        for row in rows:
+            if row[7] is not None:
+                by_channel[row[7]].append(row)
+        if not by_channel:
+            return rows
+        use = {
+            channel: ChannelUse(sent, oldest, limit)
+            for channel, sent, oldest, limit in conn.execute(
+                _CHANNEL_USE,
+                {
+                    "ids": list(by_channel),
+                    "since": now - RATE_WINDOW,
+                    "default": self.settings.alerts_rate_limit_per_hour,
+                },
+            )
+        }
+        deferred, events = [], []
+        for channel, items in by_channel.items():
+            if channel not in use:
+                continue
+            until = deferred_until(use[channel], [r[4] for r in items], now)
+            if until is None:
+                continue
+            for row in items:
+                deferred.append((until, row[0], token))
+                if row[1] is not None:
+                    detail = {"channel_id": channel, "until": until.isoformat()}
+                    events.append((row[1], now, "rate_limited", json.dumps(detail)))
+            log.info(
+                "rate limit: %d notifications for device %s wait until %s",
+                len(items),
+                ", ".join(sorted({r[2] or "-" for r in items})),
+                until.isoformat(),
+            )
+        if not deferred:
+            return rows
+        with conn.cursor() as cur:
+            cur.executemany(_DEFER, deferred)
+            if events:
+                cur.executemany(_EVENT, events)
+        self.counters.rate_limited += len(deferred)
+        held = {d[1] for d in deferred}
+        return [r for r in rows if r[0] not in held]
 
     def run_once(self, now: datetime | None = None) -> int:
         """Claim, send and record one batch; return how many notifications it handled."""

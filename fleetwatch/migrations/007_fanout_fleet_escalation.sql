@@ -21,10 +21,11 @@ CREATE INDEX incidents_fleet ON incidents (fleet_incident_id) WHERE fleet_incide
 CREATE INDEX incidents_open_critical ON incidents (opened_at)
     WHERE severity = 'critical' AND status <> 'resolved';
 
--- NULL: the FLEETWATCH_ALERTS_RATE_LIMIT_PER_HOUR default.
+-- At most this many messages an hour on each of the customer's channels (critical ones
+-- excepted); NULL: the FLEETWATCH_ALERTS_RATE_LIMIT_PER_HOUR default.
 ALTER TABLE customers ADD COLUMN max_messages_per_hour integer
     CHECK (max_messages_per_hour IS NULL OR max_messages_per_hour > 0);
-CREATE INDEX notifications_sent ON notifications (customer_id, sent_at) WHERE status = 'sent';
+CREATE INDEX notifications_sent ON notifications (channel_id, sent_at) WHERE status = 'sent';
 
 -- held: kept back by an open fleet incident, released when it resolves or customers are
 -- told of the outage.
