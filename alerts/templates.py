@@ -29,6 +29,18 @@ WHAT_TO_DO = {
     "or move it into coverage.",
 }
 DEFAULT_WHAT_TO_DO = "Check that it has power and a network connection."
+# What to do about a degraded-health problem, by template; any other falls back to the
+# device kind's WHAT_TO_DO (a flaky link is a connection problem).
+HEALTH_WHAT_TO_DO = {
+    "device_low_battery": "Recharge or replace its battery soon: when it runs out, the "
+    "device stops working and stops reporting.",
+    "device_battery_drain": "Recharge or replace its battery before then. If it drains this "
+    "fast again, something keeps it busy: check its settings or contact support.",
+    "device_reboot_loop": "Check its power supply and cable. If it keeps restarting, "
+    "contact support: it may need a firmware update or a repair.",
+    "device_temperature": "Check where it is installed: direct sun, a heat source nearby "
+    "or frost can push it outside the range it is built for.",
+}
 
 DEVICE_KIND_NAMES = {
     "thermostat": "thermostat",
@@ -80,6 +92,60 @@ TEMPLATES: dict[str, Template] = {
             "What to do: the connection is weak or the power unsteady. {what_to_do}"
         ),
         digest_line="{device_name} ({model_name}, {identity}) keeps losing its connection",
+    ),
+    # Degraded health (monitor/rules.py): one per rule name, `device_<name>`.
+    "device_low_battery": Template(
+        title="Your {device_kind} {device_name} battery is low ({value}%)",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) battery is at "
+            "{value}%, below {limit}% for {held} (noticed at {since_local}).\n\n"
+            "What to do: {what_to_do}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) battery at {value}%",
+    ),
+    "device_battery_drain": Template(
+        title="Your {device_kind} {device_name} battery will run out in about {empty_in}",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) battery is at "
+            "{value}% and falling by about {rate_per_h}% an hour: at this rate it will run "
+            "out in about {empty_in} (noticed at {since_local}).\n\n"
+            "What to do: {what_to_do}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) battery runs out in about {empty_in}",
+    ),
+    "device_reboot_loop": Template(
+        title="Your {device_kind} {device_name} keeps restarting",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) has restarted "
+            "{resets} times within {window} (noticed at {since_local}).\n\n"
+            "What to do: {what_to_do}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) restarted {resets} times "
+        "within {window}",
+    ),
+    "device_flaky_link": Template(
+        title="Your {device_kind} {device_name} has a weak connection",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) is online, but "
+            "{value}% of the check-ins we expected from it within {window} did not arrive "
+            "({received} of {expected} did; noticed at {since_local}).\n\n"
+            "What to do: {what_to_do}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) has a weak connection",
+    ),
+    "device_temperature": Template(
+        title="Your {device_kind} {device_name} is at {value} °C",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) reports {value} °C, "
+            "{side} the {limit} °C it is built for, for {held} (noticed at {since_local})."
+            "\n\nWhat to do: {what_to_do}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) at {value} °C",
     ),
     "system_blind_spot": Template(
         title="Fleetwatch cannot see the fleet: no heartbeats since {since_utc}",

@@ -199,11 +199,20 @@ def demo(
     duration: Annotated[
         float, typer.Option(help="Stop after this many seconds (0: until Ctrl-C).")
     ] = 0,
+    outage_after: Annotated[
+        float, typer.Option(help="Cut one region off after this many seconds (0: never).")
+    ] = 150,
 ) -> None:
     """Start everything with a simulated fleet and show a live summary."""
     from fleetwatch.demo import run_demo
 
-    run_demo(devices=devices, time_scale=time_scale, duration=duration, stop=_stop_on_signals())
+    run_demo(
+        devices=devices,
+        time_scale=time_scale,
+        duration=duration,
+        stop=_stop_on_signals(),
+        outage_after=outage_after,
+    )
 
 
 @incidents_app.command("list")

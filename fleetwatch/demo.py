@@ -28,7 +28,19 @@ _INCIDENTS = """
 SELECT count(*) FILTER (WHERE status <> 'resolved'), count(*) FILTER (WHERE status = 'resolved')
 FROM incidents
 """
-_OUTBOX = "SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FROM notifications"
+_OUTBOX = """
+SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'held'),
+       count(*)
+FROM notifications
+"""
+_OPEN_BY_KIND = """
+SELECT kind, count(*) FROM incidents WHERE status <> 'resolved' GROUP BY kind ORDER BY 2 DESC
+"""
+_ESCALATED = "SELECT count(*) FROM incidents WHERE escalated_at IS NOT NULL"
+_STAFF = """
+INSERT INTO staff_channels (apprise_url, label)
+SELECT %s, 'demo staff inbox' WHERE NOT EXISTS (SELECT 1 FROM staff_channels)
+"""
 
 _CHANNELS = """
 INSERT INTO contact_channels (customer_id, kind, apprise_url, label)
@@ -37,19 +49,28 @@ WHERE NOT EXISTS (SELECT 1 FROM contact_channels c WHERE c.customer_id = custome
 """
 
 
-def run_demo(*, devices: int, time_scale: float, duration: float, stop: threading.Event) -> None:
+def run_demo(
+    *,
+    devices: int,
+    time_scale: float,
+    duration: float,
+    stop: threading.Event,
+    outage_after: float = 0,
+) -> None:
     """Migrate, register a simulated fleet, serve it, and show what happens."""
     from devices.registry import import_devices
     from devices.simulator.fleet import build_fleet, registry_rows
     from devices.simulator.runner import Simulator
 
-    settings = get_settings()
+    settings = _demo_timing(get_settings(), time_scale)
     dsn = embedded.database_url(settings)
     db.migrate(dsn)
     target, settings = embedded.mqtt_target(settings, start=True)
     inbox = Inbox().start()
 
     fleet = build_fleet(devices, seed=1, fault_share=0.03)
+    if outage_after:
+        _regional_outage(fleet, settings, start_after_s=outage_after / time_scale)
     with db.connect(dsn, autocommit=True) as conn:
         rows = _scaled_deadlines(conn, registry_rows(fleet), time_scale)
         report = import_devices(conn, rows)
@@ -57,6 +78,7 @@ def run_demo(*, devices: int, time_scale: float, duration: float, stop: threadin
             raise SystemExit(f"could not register the simulated fleet: {report.errors[0]}")
         # Every simulated customer gets a channel to the demo inbox (earlier runs' stay).
         conn.execute(_CHANNELS, (inbox.url(""),))
+        conn.execute(_STAFF, (inbox.url("staff"),))
     log.info("registered %d simulated devices; notifications go to the demo inbox", report.imported)
 
     services = Services(settings, dsn, target).start()
@@ -75,6 +97,51 @@ def run_demo(*, devices: int, time_scale: float, duration: float, stop: threadin
         sim.stop()
         services.stop()
         inbox.stop()
+
+
+def _demo_timing(settings, time_scale: float):
+    """Holds, escalations and reminders at the fleet's own pace, so the demo shows them."""
+    scaled = {
+        "fleet_hold_s": max(60, round(settings.fleet_hold_s * time_scale)),
+        "alerts_escalate_after_s": max(60, round(settings.alerts_escalate_after_s * time_scale)),
+        "alerts_remind_every_s": max(120, round(settings.alerts_remind_every_s * time_scale)),
+    }
+    log.info("demo timing: %s", ", ".join(f"{k}={v}" for k, v in scaled.items()))
+    return settings.model_copy(update=scaled)
+
+
+def _regional_outage(fleet, settings, *, start_after_s: float) -> None:
+    """Cut one region's devices off at once (a provider's network outage), late in the demo.
+
+    The smallest region still big enough to count as an outage is chosen.
+    """
+    from dataclasses import replace
+
+    from devices.simulator.device import SimDevice
+    from devices.simulator.scenarios import make_fault
+
+    regions: dict[str, list[int]] = {}
+    for i, device in enumerate(fleet):
+        regions.setdefault(device.spec.owner.region, []).append(i)
+    big_enough = [
+        (len(members), region)
+        for region, members in regions.items()
+        if len(members) >= settings.fleet_min_devices
+        and len(members) * 100 >= settings.fleet_min_pct * len(fleet)
+    ]
+    if not big_enough:
+        log.warning("demo: no region is big enough for an outage; none staged")
+        return
+    _, region = min(big_enough)
+    for i in regions[region]:
+        fault = make_fault("power_loss", start_after_s=start_after_s)
+        fleet[i] = SimDevice(replace(fleet[i].spec, fault=fault), time_scale=fleet[i].time_scale)
+    log.info(
+        "demo: region %s (%d devices) loses its network %.0f device-seconds in",
+        region,
+        len(regions[region]),
+        start_after_s,
+    )
 
 
 def _scaled_deadlines(conn, rows: list[dict], time_scale: float) -> list[dict]:
@@ -102,7 +169,9 @@ def _show(conn, services, sim, inbox, stop, duration) -> None:
     def view():
         seen, offline, never_seen, registered = conn.execute(_FLEET).fetchone()
         open_incidents, resolved = conn.execute(_INCIDENTS).fetchone()
-        pending, queued = conn.execute(_OUTBOX).fetchone()
+        pending, held, queued = conn.execute(_OUTBOX).fetchone()
+        by_kind = ", ".join(f"{k} {n}" for k, n in conn.execute(_OPEN_BY_KIND)) or "-"
+        escalated = conn.execute(_ESCALATED).fetchone()[0]
         c, st = ingest.counters, sim.stats()
         table = Table(title="Fleetwatch demo (Ctrl-C to stop)", show_header=False)
         for name, value in [
@@ -115,8 +184,10 @@ def _show(conn, services, sim, inbox, stop, duration) -> None:
             ("rejected messages", c.rejected_total),
             ("duplicates skipped", c.duplicates),
             ("open incidents", open_incidents),
+            ("open incidents by kind", by_kind),
             ("resolved incidents", resolved),
-            ("notifications queued / pending", f"{queued} / {pending}"),
+            ("escalated to staff", escalated),
+            ("notifications queued / pending / held", f"{queued} / {pending} / {held}"),
             ("notifications received by customers", inbox.total),
             ("simulator", f"{st.connected} of {st.devices} connected, {st.heartbeats_sent} sent"),
         ]:

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     monitor_flap_count: int = 3
     monitor_flap_window_s: int = 3600
     monitor_stable_after_s: int = 3600
+    monitor_health_s: float = 10.0
+    monitor_health_batch_limit: int = 2000
+    monitor_health_min_interval_s: int = 60
     monitor_fanout_batch: int = 5000
     monitor_review_s: float = 5.0
 

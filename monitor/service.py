@@ -19,11 +19,16 @@ from monitor.correlation import GROUP_KINDS, FleetPolicy
 from monitor.escalation import CriticalReview, EscalationPolicy, review_critical
 from monitor.flapping import FlapPolicy
 from monitor.fleet import Reviewed, correlate, load_group_sizes, review_outages
+from monitor.health import HealthResult, evaluate_health
 from monitor.sight import close_blind_spot, open_blind_spot, read_sight
 from monitor.status import DeviceWatch, Transition, next_status
 from monitor.transitions import Applied, apply_transitions, resolve_stable
 
 log = logging.getLogger(__name__)
+
+# Health batches one run may take before it yields to the next run (a fleet catching up
+# after a restart is worked off over several runs, not in one long job).
+_HEALTH_BATCHES_PER_RUN = 20
 
 _COLUMNS = """device_id, status, status_changed_at, overdue_at, last_seen_at, last_received_at,
               connectivity, connectivity_at"""
@@ -199,6 +204,42 @@ class Monitor:
             review_outages(conn, now, self.fleet), review_critical(conn, now, self.escalation)
         )
 
+    def check_health(self, now: datetime | None = None) -> HealthResult:
+        """Evaluate the degraded-health rules of devices heard from since their last check.
+
+        Batch after batch while batches come back full, up to _HEALTH_BATCHES_PER_RUN.
+        """
+        conn = self._connection("health")
+        if now is None:
+            now = conn.execute("SELECT now()").fetchone()[0]
+        s = self.settings
+        total = HealthResult()
+        for _ in range(_HEALTH_BATCHES_PER_RUN):
+            result = evaluate_health(
+                conn,
+                now,
+                limit=s.monitor_health_batch_limit,
+                min_interval_s=s.monitor_health_min_interval_s,
+            )
+            total.add(result)
+            if result.due < s.monitor_health_batch_limit:
+                break
+        if total.due:
+            log.info(
+                "monitor health: %d devices evaluated, %d incidents opened, %d resolved, "
+                "%d degraded, %d back online, %d notifications queued, %d with invalid "
+                "rules in %.3f s",
+                total.due,
+                total.opened,
+                total.resolved,
+                total.degraded,
+                total.recovered,
+                total.notifications,
+                total.invalid,
+                total.seconds,
+            )
+        return total
+
     def _safe(self, job, name: str) -> None:
         try:
             job()
@@ -231,6 +272,7 @@ class Monitor:
             ("fan-out", self._fan_out_all, s.monitor_tick_s),
             ("review", self.review, s.monitor_review_s),
             ("sizes", self.refresh_group_sizes, s.fleet_sizes_refresh_s),
+            ("health", self.check_health, s.monitor_health_s),
         ):
             self._scheduler.add_job(
                 self._safe,

@@ -91,7 +91,7 @@ WITH stable AS (
     UPDATE incidents i SET status = 'resolved', resolved_at = %(now)s
     FROM device_state s
     WHERE i.scope = 'device' AND i.kind = 'unstable_connection' AND i.status <> 'resolved'
-      AND s.device_id = i.device_id AND s.status = 'online'
+      AND s.device_id = i.device_id AND s.status IN ('online', 'degraded')
       AND s.status_changed_at < %(stable_since)s
     RETURNING i.id
 )

@@ -1,0 +1,381 @@
+"""Degraded health: which devices are due, their rules and heartbeats, and the writes.
+
+The decisions are monitor/rules.py's (pure); this is the I/O around them:
+
+    device_state_health (partial index): devices heard from since their last evaluation
+      -> their rules (the device's override, else the model's), their open health
+         incidents, their recent heartbeats: three queries per batch
+      -> evaluate_rules per device (pure)
+      -> one transaction: incidents opened and resolved, their timelines, the status
+         flipped online <-> degraded, customer notices queued, the devices marked evaluated
+
+Safe with several monitors: an incident opens once (the unique open-incident index and
+ON CONFLICT DO NOTHING), resolves once (`WHERE status <> 'resolved'`), and the status
+flips once (`WHERE status = old`); only the monitor whose write lands logs and notifies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+
+import psycopg
+
+from alerts.context import device_context, duration_text
+from alerts.outbox import CustomerNotice, enqueue_customer_notices, load_recipients
+from alerts.templates import HEALTH_WHAT_TO_DO
+from monitor.rules import Rule, RuleError, Sample, Verdict, evaluate_rules, parse_rules_text
+
+log = logging.getLogger(__name__)
+
+# Exactly the predicate of the device_state_health index, oldest evaluation first.
+_DUE = """
+SELECT s.device_id, s.status, s.last_received_at, m.heartbeat_interval_s,
+       coalesce(d.health_rules, m.health_rules)::text, m.name, coalesce(d.name, d.id)
+FROM device_state s
+JOIN devices d ON d.id = s.device_id
+JOIN device_models m ON m.id = d.model_id
+WHERE s.status IN ('online', 'degraded') AND s.last_received_at > s.health_due_after
+ORDER BY s.health_due_after
+LIMIT %(limit)s
+"""
+
+# A health incident is one whose details name its rule; read on incidents_open_device_kind.
+_OPEN_HEALTH = """
+SELECT id, device_id, kind FROM incidents
+WHERE scope = 'device' AND device_id = ANY(%(ids)s) AND status <> 'resolved'
+  AND details ? 'health_rule'
+"""
+
+# What had been received by `now`, on the (device_id, ts, seq) index of each day.
+_HEARTBEATS = """
+SELECT device_id, ts, uptime_s, metrics FROM heartbeats
+WHERE device_id = ANY(%(ids)s) AND ts > %(since)s AND received_at <= %(now)s
+ORDER BY device_id, ts
+"""
+
+# A device deleted meanwhile gets no incident.
+_OPEN = """
+INSERT INTO incidents (scope, device_id, kind, severity, opened_at, summary, details)
+SELECT 'device', t.device_id, t.kind, t.severity, %(now)s, t.summary, t.details::jsonb
+FROM unnest(%(ids)s::text[], %(kinds)s::text[], %(severities)s::text[],
+            %(summaries)s::text[], %(details)s::text[])
+     AS t(device_id, kind, severity, summary, details)
+WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = t.device_id)
+ON CONFLICT DO NOTHING
+RETURNING id, device_id, kind, severity
+"""
+
+_RESOLVE = """
+UPDATE incidents SET status = 'resolved', resolved_at = %(now)s
+WHERE id = ANY(%(ids)s) AND status <> 'resolved'
+RETURNING id, device_id, kind
+"""
+
+# A problem over before its owner was told: the message still waiting is not sent.
+_CANCEL_UNSENT = """
+UPDATE notifications SET status = 'cancelled'
+WHERE incident_id = ANY(%(ids)s) AND status IN ('pending', 'held')
+"""
+
+_EVENTS = """
+INSERT INTO incident_events (incident_id, at, kind, detail)
+SELECT id, %(now)s, %(kind)s, detail::jsonb
+FROM unnest(%(ids)s::bigint[], %(details)s::text[]) AS t(id, detail)
+"""
+
+# After this transaction's own writes, and any other monitor's already committed.
+_STILL_DEGRADED = """
+SELECT DISTINCT device_id FROM incidents
+WHERE scope = 'device' AND device_id = ANY(%(ids)s) AND status <> 'resolved'
+  AND details ? 'health_rule'
+"""
+
+_FLIP = """
+UPDATE device_state s SET status = t.new, status_changed_at = %(now)s
+FROM unnest(%(ids)s::text[], %(old)s::text[], %(new)s::text[]) AS t(device_id, old, new)
+WHERE s.device_id = t.device_id AND s.status = t.old
+RETURNING s.device_id, t.old, t.new
+"""
+
+# Never backwards: a slower monitor does not make a device due again.
+_EVALUATED = """
+UPDATE device_state s
+SET health_due_after = greatest(s.health_due_after, t.seen + make_interval(secs => %(gap)s))
+FROM unnest(%(ids)s::text[], %(seen)s::timestamptz[]) AS t(device_id, seen)
+WHERE s.device_id = t.device_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DueDevice:
+    device_id: str
+    status: str
+    last_received_at: datetime
+    interval_s: int
+    # None: the list did not validate, so nothing is decided for this device.
+    rules: tuple[Rule, ...] | None
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    device_id: str
+    kind: str
+    verdict: Verdict
+    rule: Rule | None = None
+    incident_id: int | None = None
+
+
+@dataclass
+class HealthPlan:
+    """What one batch decided, before anything is written."""
+
+    now: datetime
+    due: list[DueDevice] = field(default_factory=list)
+    fire: list[Decision] = field(default_factory=list)
+    clear: list[Decision] = field(default_factory=list)
+    invalid: int = 0
+
+
+@dataclass
+class HealthResult:
+    due: int = 0
+    opened: int = 0
+    resolved: int = 0
+    degraded: int = 0
+    recovered: int = 0
+    notifications: int = 0
+    # Devices whose rule list did not validate (logged once per distinct list).
+    invalid: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: HealthResult) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def evaluate_health(
+    conn: psycopg.Connection, now: datetime, *, limit: int, min_interval_s: int = 0
+) -> HealthResult:
+    """Evaluate one batch of due devices at `now` and apply what their rules decide."""
+    started = time.perf_counter()
+    plan = plan_health(conn, now, limit=limit)
+    result = apply_health(conn, plan, min_interval_s=min_interval_s)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def plan_health(conn: psycopg.Connection, now: datetime, *, limit: int) -> HealthPlan:
+    """Read the due devices, their open health incidents and heartbeats; decide (no writes)."""
+    plan = HealthPlan(now)
+    for device_id, status, received, interval_s, rules_text, model, name in conn.execute(
+        _DUE, {"limit": limit}
+    ):
+        rules = _rules(rules_text, device_id)
+        plan.invalid += rules is None
+        label = f"{model} {name} ({device_id})"
+        plan.due.append(DueDevice(device_id, status, received, interval_s, rules, label))
+    if not plan.due:
+        return plan
+    ids = [d.device_id for d in plan.due]
+    open_incidents: dict[str, dict[str, int]] = {}
+    for incident_id, device_id, kind in conn.execute(_OPEN_HEALTH, {"ids": ids}):
+        open_incidents.setdefault(device_id, {})[kind] = incident_id
+    lookback = max((r.lookback_s(d.interval_s) for d in plan.due for r in d.rules or ()), default=0)
+    samples: dict[str, list[Sample]] = {}
+    if lookback:
+        since = now - timedelta(seconds=lookback)
+        for device_id, ts, uptime_s, metrics in conn.execute(
+            _HEARTBEATS, {"ids": ids, "since": since, "now": now}
+        ):
+            samples.setdefault(device_id, []).append(Sample(ts, uptime_s, metrics))
+    for device in plan.due:
+        if device.rules is None:
+            continue
+        opened = open_incidents.get(device.device_id, {})
+        verdicts = evaluate_rules(
+            device.rules,
+            samples.get(device.device_id, []),
+            open_kinds=set(opened),
+            now=now,
+            interval_s=device.interval_s,
+        )
+        by_name = {r.name: r for r in device.rules}
+        for kind, verdict in verdicts.items():
+            decision = Decision(
+                device.device_id, kind, verdict, by_name.get(kind), opened.get(kind)
+            )
+            if verdict.action == "fire":
+                plan.fire.append(decision)
+            elif verdict.action == "clear":
+                plan.clear.append(decision)
+    return plan
+
+
+def apply_health(
+    conn: psycopg.Connection, plan: HealthPlan, *, min_interval_s: int = 0
+) -> HealthResult:
+    """Write a plan in one transaction; log and count only what this monitor changed."""
+    result = HealthResult(due=len(plan.due), invalid=plan.invalid)
+    if not plan.due:
+        return result
+    now = plan.now
+    labels = {d.device_id: d.label for d in plan.due}
+    ids = sorted(labels)
+    with conn.transaction():
+        opened = _open(conn, plan, labels) if plan.fire else []
+        resolved = _resolve(conn, plan) if plan.clear else []
+        still = {r[0] for r in conn.execute(_STILL_DEGRADED, {"ids": ids})}
+        wanted = {
+            d.device_id: "degraded" if d.device_id in still else "online"
+            for d in plan.due
+            if (d.device_id in still) != (d.status == "degraded")
+        }
+        flipped = []
+        if wanted:
+            flip_ids = sorted(wanted)
+            flipped = conn.execute(
+                _FLIP,
+                {
+                    "now": now,
+                    "ids": flip_ids,
+                    "old": ["degraded" if wanted[i] == "online" else "online" for i in flip_ids],
+                    "new": [wanted[i] for i in flip_ids],
+                },
+            ).fetchall()
+        seen = {d.device_id: d.last_received_at for d in plan.due}
+        conn.execute(
+            _EVALUATED,
+            {"ids": ids, "seen": [seen[i] for i in ids], "gap": min_interval_s},
+        )
+        if opened:
+            result.notifications = _notify(conn, plan, opened)
+    result.opened, result.resolved = len(opened), len(resolved)
+    reasons = {(d.device_id, d.kind): d.verdict.reason for d in plan.fire + plan.clear}
+    for _, device_id, kind, _ in opened:
+        log.info("device %s: %s opened (%s)", device_id, kind, reasons[(device_id, kind)])
+    for _, device_id, kind in resolved:
+        log.info("device %s: %s resolved (%s)", device_id, kind, reasons[(device_id, kind)])
+    for device_id, old, new in flipped:
+        log.info("device %s: %s -> %s", device_id, old, new)
+        if new == "degraded":
+            result.degraded += 1
+        else:
+            result.recovered += 1
+    return result
+
+
+def _open(conn, plan: HealthPlan, labels: dict[str, str]) -> list[tuple]:
+    details = [_detail(d) for d in plan.fire]
+    opened = conn.execute(
+        _OPEN,
+        {
+            "now": plan.now,
+            "ids": [d.device_id for d in plan.fire],
+            "kinds": [d.kind for d in plan.fire],
+            "severities": [d.rule.severity for d in plan.fire],
+            "summaries": [f"{labels[d.device_id]}: {d.verdict.reason}" for d in plan.fire],
+            "details": [json.dumps(x) for x in details],
+        },
+    ).fetchall()
+    by_key = {(d.device_id, d.kind): detail for d, detail in zip(plan.fire, details, strict=True)}
+    _events(conn, plan.now, "opened", [(i, by_key[(dev, k)]) for i, dev, k, _ in opened])
+    return opened
+
+
+def _resolve(conn, plan: HealthPlan) -> list[tuple]:
+    by_id = {d.incident_id: d for d in plan.clear}
+    resolved = conn.execute(_RESOLVE, {"now": plan.now, "ids": list(by_id)}).fetchall()
+    if resolved:
+        conn.execute(_CANCEL_UNSENT, {"ids": [r[0] for r in resolved]})
+        _events(conn, plan.now, "resolved", [(r[0], _detail(by_id[r[0]])) for r in resolved])
+    return resolved
+
+
+def _detail(decision: Decision) -> dict:
+    verdict = decision.verdict
+    detail = {"reason": verdict.reason, "value": verdict.value, **verdict.facts}
+    if decision.rule is not None:
+        detail["health_rule"] = decision.rule.kind
+    return detail
+
+
+def _events(conn, now: datetime, kind: str, items: list[tuple[int, dict]]) -> None:
+    if items:
+        conn.execute(
+            _EVENTS,
+            {
+                "now": now,
+                "kind": kind,
+                "ids": [i for i, _ in items],
+                "details": [json.dumps(d) for _, d in items],
+            },
+        )
+
+
+def _notify(conn, plan: HealthPlan, opened: list[tuple]) -> int:
+    """Queue the owner's message for each incident this monitor opened."""
+    fired = {(d.device_id, d.kind): d for d in plan.fire}
+    recipients = load_recipients(conn, sorted({r[1] for r in opened}))
+    notices = []
+    for incident_id, device_id, kind, severity in opened:
+        device = recipients.devices.get(device_id)
+        if device is None:
+            continue
+        decision = fired[(device_id, kind)]
+        template = decision.rule.notice_template
+        context = device_context(device, since=plan.now)
+        context.update(message_fields(decision.rule, decision.verdict))
+        context["what_to_do"] = HEALTH_WHAT_TO_DO.get(template, context["what_to_do"])
+        notices.append(CustomerNotice(incident_id, device, template, severity, context))
+    return enqueue_customer_notices(conn, notices, recipients, plan.now)
+
+
+def message_fields(rule: Rule, verdict: Verdict) -> dict[str, str]:
+    """The template fields a verdict gives: numbers rounded, `*_s` spans as rough text."""
+    fields = {"reason": verdict.reason}
+    if verdict.value is not None:
+        fields["value"] = _number(verdict.value)
+    for name, fact in verdict.facts.items():
+        if isinstance(fact, str):
+            fields[name] = fact
+        elif name.endswith("_s"):
+            fields[name.removesuffix("_s")] = _about(fact)
+        else:
+            fields[name] = _number(fact)
+    window_s = getattr(rule, "window_s", None)
+    if window_s:
+        fields["window"] = duration_text(timedelta(seconds=window_s))
+    return fields
+
+
+def _number(value: float) -> str:
+    """12.0 -> '12', 52.46 -> '52.5', 0.041 -> '0.04'."""
+    if abs(value) >= 1 or value == 0:
+        return f"{round(value, 1):g}"
+    return f"{value:.1g}"
+
+
+def _about(seconds: float) -> str:
+    """A span rounded to what a person needs: '9 h', '1 d 3 h', '25 min'."""
+    step = 3600 if seconds >= 2 * 3600 else 60
+    return duration_text(timedelta(seconds=round(seconds / step) * step))
+
+
+# Invalid rule lists already logged: once per distinct list, not once per heartbeat.
+_LOGGED_INVALID: set[str] = set()
+
+
+def _rules(text: str, device_id: str) -> tuple[Rule, ...] | None:
+    """The parsed rule list, or None (logged once per distinct list) if it is invalid."""
+    try:
+        return parse_rules_text(text)
+    except RuleError as exc:
+        if text not in _LOGGED_INVALID:
+            _LOGGED_INVALID.add(text)
+            log.warning("device %s (and any sharing its rules): %s", device_id, exc)
+        return None
