@@ -41,14 +41,6 @@ class SmtpSink:
         """The Apprise URL of this sink (no TLS, no AUTH)."""
         return f"mailto://127.0.0.1:{self.port}?from=alerts@example.com&to={to}&mode=insecure"
 
-    def by_path(self) -> dict[str, list[tuple[str, str]]]:
-        """(title, message) of each post, per URL path ('/c1')."""
-        with self.lock:
-            paths: dict[str, list[tuple[str, str]]] = {}
-            for _, p in self.posts:
-                paths.setdefault(p["path"], []).append((p.get("title", ""), p.get("message", "")))
-            return paths
-
     def received(self) -> list[tuple[str, str]]:
         """(subject, body) of each message, in arrival order."""
         with self._lock:
