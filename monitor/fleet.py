@@ -40,15 +40,17 @@ WHERE s.status IN ('online', 'degraded', 'offline')
 GROUP BY 1, 2, 3
 """
 
-# Unresolved offline incidents opened within the window, counted per combination of the
-# group attributes: a few hundred rows at most, whatever the size of the outage.
+# Unresolved offline incidents opened within the window and not yet explained by an
+# outage, counted per combination of the group attributes: a few hundred rows at most,
+# whatever the size of the outage. (A region's outage must not also open a second one for
+# "all devices" that it alone pushed over the threshold.)
 _RECENT = """
 SELECT d.model_id, coalesce(s.firmware, d.firmware), d.region, count(*)
 FROM incidents i
 JOIN devices d ON d.id = i.device_id
 JOIN device_state s ON s.device_id = i.device_id
 WHERE i.scope = 'device' AND i.kind = 'offline' AND i.opened_at > %(since)s
-  AND i.status <> 'resolved'
+  AND i.status <> 'resolved' AND i.fleet_incident_id IS NULL
 GROUP BY 1, 2, 3
 """
 

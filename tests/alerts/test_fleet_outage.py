@@ -177,6 +177,19 @@ def test_outage_over_before_the_hold_releases_only_the_devices_still_down(
     assert sent["/north-owner-23"][0][0] == "Your camera North cam 23 went offline"
 
 
+def test_devices_of_a_known_outage_do_not_open_a_second_larger_one(conn, tick, region):
+    south = [f"south-{i:02d}" for i in range(30)]
+    make_overdue(conn, south, NOW + 60 * MIN)
+    make_overdue(conn, region[:25], NOW)
+    tick(NOW)
+    # Five more elsewhere: with the north's 25, 30 of all 60 devices are down, but the
+    # north's are explained by their own outage.
+    make_overdue(conn, south[:5], NOW + MIN)
+    tick(NOW + MIN)
+    fleet = conn.execute("SELECT group_key FROM incidents WHERE scope = 'fleet'").fetchall()
+    assert fleet == [("region:north",)]
+
+
 def test_a_few_devices_down_is_not_an_outage(conn, tick, region):
     make_overdue(conn, region[:5], NOW)
     tick(NOW)
