@@ -49,6 +49,39 @@ COPY notifications (incident_id, device_id, customer_id, channel_id, template, s
 """
 
 
+# Active silences and maintenance windows matching these devices: their alerts wait.
+_ANY_SILENCE = (
+    "SELECT EXISTS (SELECT 1 FROM silences WHERE ends_at > %(now)s AND starts_at <= %(now)s)"
+)
+_SILENCED = """
+SELECT d.id, max(s.ends_at), min(s.id)
+FROM devices d
+JOIN silences s
+  ON s.starts_at <= %(now)s AND s.ends_at > %(now)s
+ AND ((s.scope = 'device' AND s.target = d.id)
+   OR (s.scope = 'model' AND s.target = d.model_id)
+   OR (s.scope = 'label' AND s.target = ANY (d.labels)))
+WHERE d.id = ANY(%(ids)s)
+GROUP BY d.id
+"""
+
+_SILENCED_EVENT = """
+INSERT INTO incident_events (incident_id, at, kind, detail)
+SELECT DISTINCT ON (incident_id) incident_id, %(now)s, 'silenced', detail::jsonb
+FROM unnest(%(incidents)s::bigint[], %(details)s::text[]) AS t (incident_id, detail)
+"""
+
+
+def silenced_until(
+    conn: psycopg.Connection, device_ids: list[str], now: datetime
+) -> dict[str, tuple[datetime, int]]:
+    """For each silenced device: when its last matching silence ends, and one silence's id."""
+    if not device_ids or not conn.execute(_ANY_SILENCE, {"now": now}).fetchone()[0]:
+        return {}
+    rows = conn.execute(_SILENCED, {"now": now, "ids": device_ids})
+    return {device: (ends, silence) for device, ends, silence in rows}
+
+
 @dataclass(frozen=True, slots=True)
 class Recipients:
     """Devices with their owners' preferences and channels, loaded once per batch."""
@@ -75,8 +108,13 @@ def load_recipients(conn: psycopg.Connection, device_ids: list[str]) -> Recipien
 def enqueue_customer_notices(
     conn: psycopg.Connection, notices: list[CustomerNotice], recipients: Recipients, now: datetime
 ) -> int:
-    """Route each notice to its owner's channels and write the outbox rows; return how many."""
+    """Route each notice to its owner's channels and write the outbox rows; return how many.
+
+    A notice for a silenced device waits until its silence ends (noted on the timeline).
+    """
     rows = []
+    silenced = silenced_until(conn, sorted({n.device.device_id for n in notices}), now)
+    held_by_silence: list[tuple[int, str]] = []
     for notice in notices:
         customer = notice.device.customer_id
         if customer is None:
@@ -89,6 +127,14 @@ def enqueue_customer_notices(
             now=now,
         )
         context = json.dumps(notice.context)
+        silence = silenced.get(notice.device.device_id)
+        if silence and deliveries and notice.incident_id is not None:
+            held_by_silence.append(
+                (
+                    notice.incident_id,
+                    json.dumps({"until": silence[0].isoformat(), "silence_id": silence[1]}),
+                )
+            )
         rows += [
             (
                 notice.incident_id,
@@ -99,11 +145,20 @@ def enqueue_customer_notices(
                 notice.severity,
                 context,
                 now,
-                d.due_at,
+                max(d.due_at, silence[0]) if silence else d.due_at,
                 "held" if notice.held else "pending",
             )
             for d in deliveries
         ]
+    if held_by_silence:
+        conn.execute(
+            _SILENCED_EVENT,
+            {
+                "now": now,
+                "incidents": [i for i, _ in held_by_silence],
+                "details": [d for _, d in held_by_silence],
+            },
+        )
     if rows:
         with conn.cursor().copy(_COPY) as copy:
             for row in rows:

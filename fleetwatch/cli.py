@@ -22,6 +22,8 @@ devices_app = typer.Typer(help="The device registry.", no_args_is_help=True)
 app.add_typer(devices_app, name="devices")
 incidents_app = typer.Typer(help="Open incidents; acknowledge one.", no_args_is_help=True)
 app.add_typer(incidents_app, name="incidents")
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 log = logging.getLogger("fleetwatch")
 
@@ -98,18 +100,33 @@ def alerts() -> None:
 
 
 @app.command()
+def api() -> None:
+    """Run the HTTP API and dashboard (FLEETWATCH_API_HOST:FLEETWATCH_API_PORT)."""
+    from fleetwatch.webserver import serve_api
+
+    dsn = _database()
+    db.migrate(dsn)
+    settings = get_settings()
+    target, adjusted = embedded.mqtt_target(settings, start=False)
+    serve_api(adjusted, dsn, target, _stop_on_signals()).wait()
+
+
+@app.command()
 def serve() -> None:
-    """Run ingest, monitor and alerts in one process (small installs)."""
+    """Run ingest, monitor, alerts and the API in one process (small installs)."""
     from fleetwatch.services import Services
+    from fleetwatch.webserver import serve_api
 
     dsn = _database()
     db.migrate(dsn)
     target, settings = embedded.mqtt_target(get_settings(), start=True)
     stop = _stop_on_signals()
     services = Services(settings, dsn, target).start()
+    server = serve_api(settings, dsn, target, stop)
     try:
         stop.wait()
     finally:
+        server.wait()
         services.stop()
 
 
@@ -245,6 +262,61 @@ def incidents_ack(
             console.print(f"incident {incident_id} is not open (unknown, acknowledged or resolved)")
             raise typer.Exit(1)
     console.print(f"incident {incident_id} acknowledged by {by}")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="admin, staff, firmware or customer.")],
+    customer: Annotated[
+        str | None, typer.Option(help="The customer a customer key belongs to.")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Who or what holds the key.")] = None,
+) -> None:
+    """Make an API key and print it (only its hash is kept: it is shown this once)."""
+    from api.auth import create_key
+
+    dsn = _database()
+    db.migrate(dsn)
+    with db.connect(dsn, autocommit=True) as conn:
+        if (
+            customer
+            and not conn.execute("SELECT 1 FROM customers WHERE id = %s", (customer,)).fetchone()
+        ):
+            console.print(f"[red]no customer {customer!r}[/red]")
+            raise typer.Exit(1)
+        try:
+            key_id, key = create_key(conn, role, customer_id=customer, label=label)
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    console.print(f"key {key_id} ({role}) created; it is shown only now:")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The API keys: id, shown prefix, role, customer, label, revoked."""
+    with db.connect(_database()) as conn:
+        rows = conn.execute(
+            "SELECT id, prefix, role, coalesce(customer_id, ''), coalesce(label, ''), "
+            "revoked_at IS NOT NULL FROM api_keys ORDER BY id"
+        ).fetchall()
+    for key_id, prefix, role, customer, label, revoked in rows:
+        typer.echo(f"{key_id}\t{prefix}...\t{role}\t{customer}\t{label}" + ("\trevoked" * revoked))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke a key: refused from its next request on."""
+    from datetime import UTC, datetime
+
+    from api.auth import revoke_key
+
+    with db.connect(_database(), autocommit=True) as conn:
+        if not revoke_key(conn, key_id, datetime.now(UTC)):
+            console.print(f"[red]no live key {key_id}[/red]")
+            raise typer.Exit(1)
+    console.print(f"key {key_id} revoked")
 
 
 if __name__ == "__main__":

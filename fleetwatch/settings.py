@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     alerts_max_reminders: int = 3
     alerts_rate_limit_per_hour: int = 20
 
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_pool_size: int = 10
+    api_summary_refresh_s: float = 5.0
+
     @field_validator("topic_prefix")
     @classmethod
     def _plain_prefix(cls, value: str) -> str:

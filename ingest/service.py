@@ -281,7 +281,13 @@ class Ingest:
 
         def write(conn):
             written = self._write(conn, heartbeats, statuses, rejections)
-            record_progress(conn, self.settings.ingest_client_id, last_received)
+            record_progress(
+                conn,
+                self.settings.ingest_client_id,
+                last_received,
+                messages=len(batch),
+                result=written,
+            )
             return written
 
         result = self._with_db(write)

@@ -202,13 +202,35 @@ def _unknown(record: Heartbeat | StatusReport) -> Rejection:
 
 
 _PROGRESS = """
-INSERT INTO ingest_status (client_id, last_message_at, updated_at) VALUES (%s, %s, now())
+INSERT INTO ingest_status (client_id, last_message_at, updated_at, messages_total, stored_total,
+                           rejected_total)
+VALUES (%(client)s, %(at)s, now(), %(messages)s, %(stored)s, %(rejected)s)
 ON CONFLICT (client_id) DO UPDATE SET
     last_message_at = greatest(ingest_status.last_message_at, excluded.last_message_at),
-    updated_at = now()
+    updated_at = now(),
+    messages_total = ingest_status.messages_total + excluded.messages_total,
+    stored_total = ingest_status.stored_total + excluded.stored_total,
+    rejected_total = ingest_status.rejected_total + excluded.rejected_total
 """
 
 
-def record_progress(conn: psycopg.Connection, client_id: str, last_message_at: datetime) -> None:
-    """Note that this ingest received something at `last_message_at` (the blind-spot guard)."""
-    conn.execute(_PROGRESS, (client_id, last_message_at))
+def record_progress(
+    conn: psycopg.Connection,
+    client_id: str,
+    last_message_at: datetime,
+    *,
+    messages: int = 0,
+    result: WriteResult | None = None,
+) -> None:
+    """Note that this ingest received something at `last_message_at` (the blind-spot guard),
+    and add a batch to its running totals (/metrics)."""
+    conn.execute(
+        _PROGRESS,
+        {
+            "client": client_id,
+            "at": last_message_at,
+            "messages": messages,
+            "stored": result.stored if result else 0,
+            "rejected": sum(result.rejected.values()) if result else 0,
+        },
+    )

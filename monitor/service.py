@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 # after a restart is worked off over several runs, not in one long job).
 _HEALTH_BATCHES_PER_RUN = 20
 
+# The last run of each job and how long it took, for /metrics.
+_RUN = """
+INSERT INTO monitor_runs (job, last_run, duration_ms) VALUES (%s, %s, %s)
+ON CONFLICT (job) DO UPDATE SET last_run = excluded.last_run, duration_ms = excluded.duration_ms
+"""
+
 _COLUMNS = """device_id, status, status_changed_at, overdue_at, last_seen_at, last_received_at,
               connectivity, connectivity_at"""
 
@@ -137,8 +143,7 @@ class Monitor:
             if sight.blind_since is None:
                 open_blind_spot(conn, sight, now)
             result = TickResult(0, Applied(), time.perf_counter() - started, blind=True)
-            self.ticks += 1
-            self.last_tick = result
+            self._finish_tick(conn, now, result)
             return result
         if sight.blind_since is not None and close_blind_spot(conn, now, self.resume_grace):
             sight = replace(sight, blind_since=None, last_blind_end=now)
@@ -156,8 +161,7 @@ class Monitor:
         )
         resolve_stable(conn, now, self.flap)
         result = TickResult(len(transitions), applied, time.perf_counter() - started, held=held)
-        self.ticks += 1
-        self.last_tick = result
+        self._finish_tick(conn, now, result)
         if transitions:
             log.info(
                 "monitor tick: %d due, changed %s, %d incidents opened, %d resolved, "
@@ -171,6 +175,11 @@ class Monitor:
                 result.seconds,
             )
         return result
+
+    def _finish_tick(self, conn: psycopg.Connection, now: datetime, result: TickResult) -> None:
+        self.ticks += 1
+        self.last_tick = result
+        conn.execute(_RUN, ("tick", now, result.seconds * 1000))
 
     def _correlate(self, conn: psycopg.Connection, applied: Applied, now: datetime) -> None:
         if applied.offline:

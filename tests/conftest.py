@@ -35,6 +35,10 @@ DATA_TABLES = (
     "incidents",
     "notifications",
     "ingest_status",
+    "api_keys",
+    "silences",
+    "fleet_history",
+    "monitor_runs",
 )
 
 

@@ -1,0 +1,118 @@
+"""The FastAPI application: routes under /api/v1, operations at the root, the dashboard.
+
+Routes are plain functions (sync: FastAPI runs them in its thread pool) over a psycopg
+connection pool. Bad input is a 4xx with a message, never a 500: pydantic checks the
+shapes, and the handlers below turn what only the database can refuse into 4xx too.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from psycopg import errors
+from psycopg_pool import ConnectionPool
+
+from api import fleet, incidents, live, me, ops, registry
+from api.summary import SummarySnapshot
+from fleetwatch.settings import MqttTarget, Settings
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings,
+    dsn: str,
+    *,
+    mqtt_target: MqttTarget | None = None,
+    mqtt_protocol: str = "5",
+) -> FastAPI:
+    """The API for one database (and the broker /readyz checks, when given)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=settings.api_pool_size,
+            kwargs={"autocommit": True, "application_name": "fleetwatch-api"},
+            open=True,
+        )
+        app.state.pool = pool
+        app.state.summary = SummarySnapshot(pool, settings.api_summary_refresh_s).start()
+        app.state.metrics = ops.metrics_registry(pool, app.state.summary)
+        app.state.mqtt_target = mqtt_target
+        app.state.mqtt_protocol = mqtt_protocol
+        app.state.flavour = None
+        try:
+            yield
+        finally:
+            app.state.summary.stop()
+            pool.close()
+
+    app = FastAPI(
+        title="Fleetwatch",
+        version="1",
+        summary="Device-health monitoring and alerting: fleet status, incidents, registry.",
+        description=(
+            "Every route under /api/v1 needs an API key (`Authorization: Bearer fwk_...`, "
+            "made with `fleetwatch keys create --role ROLE`). A customer key sees only its "
+            "own customer's devices, incidents, notifications and channels."
+        ),
+        lifespan=lifespan,
+    )
+    for router in (fleet.router, incidents.router, registry.router, me.router, live.router):
+        app.include_router(router, prefix=PREFIX)
+    app.include_router(ops.router)
+    app.mount("/dashboard", StaticFiles(directory=STATIC, html=True), name="dashboard")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/")
+
+    _add_error_handlers(app)
+    return app
+
+
+# What only the database can refuse, as the 4xx it is (most specific first).
+_DATABASE_REFUSALS: tuple[tuple[type[Exception], int, str], ...] = (
+    (errors.ForeignKeyViolation, 422, "refers to something that does not exist"),
+    (errors.UniqueViolation, 409, "already exists"),
+    (errors.NotNullViolation, 422, "a required value is missing"),
+    (errors.CheckViolation, 422, "a value is out of range"),
+    (errors.IntegrityError, 409, "conflicts with what is stored"),
+    (psycopg.DataError, 400, "a value cannot be stored"),
+)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    for exc_type, status, message in _DATABASE_REFUSALS:
+
+        def handler(request: Request, exc: Exception, status=status, message=message):
+            # The constraint's name says which rule, without echoing stored values.
+            diag = getattr(exc, "diag", None)
+            constraint = getattr(diag, "constraint_name", None)
+            detail = message + (f" ({constraint})" if constraint else "")
+            log.info(
+                "api %s %s refused by the database: %s",
+                request.method,
+                request.url.path,
+                type(exc).__name__,
+            )
+            return JSONResponse({"detail": detail}, status_code=status)
+
+        app.add_exception_handler(exc_type, handler)
+
+    def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("api %s %s: database unavailable: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": "database unavailable, try again"}, status_code=503)
+
+    app.add_exception_handler(psycopg.OperationalError, unavailable)

@@ -1,0 +1,275 @@
+"""Incident routes: list, detail with timeline, acknowledge, resolve, comment; silences."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+import psycopg
+from fastapi import APIRouter, HTTPException, Path, Query
+
+from alerts.redact import redact_url
+from api.deps import CurrentKey, DbConn, StaffKey
+from api.fleet import INCIDENT_COLUMNS, decode_cursor, encode_cursor, incident_from_row
+from api.models import (
+    Comment,
+    IncidentDetail,
+    IncidentPage,
+    NotificationPublic,
+    Resolve,
+    SilenceCreate,
+    SilencePublic,
+    TimelineEvent,
+)
+from monitor.escalation import acknowledge
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["incidents"])
+
+IncidentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+_CUSTOMER_INCIDENTS = "i.device_id IN (SELECT id FROM devices WHERE customer_id = %(customer)s)"
+
+
+@router.get("/incidents", response_model=IncidentPage)
+def list_incidents(
+    key: CurrentKey,
+    conn: DbConn,
+    status: Literal["active", "open", "acknowledged", "resolved"] | None = None,
+    severity: Literal["info", "warning", "critical"] | None = None,
+    scope: Literal["device", "fleet", "system"] | None = None,
+    kind: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")] = None,
+    device_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> IncidentPage:
+    """Incidents newest first; `active` is open or acknowledged."""
+    where, params = ["true"], {"limit": limit + 1}
+    if status == "active":
+        where.append("i.status <> 'resolved'")
+    elif status:
+        where.append("i.status = %(status)s")
+        params["status"] = status
+    for name, value in (
+        ("severity", severity),
+        ("scope", scope),
+        ("kind", kind),
+        ("device_id", device_id),
+    ):
+        if value is not None:
+            where.append(f"i.{name} = %({name})s")
+            params[name] = value
+    if since is not None:
+        if since.tzinfo is None:
+            raise HTTPException(400, "since needs a UTC offset, e.g. 2026-12-01T00:00:00Z")
+        where.append("i.opened_at >= %(since)s")
+        params["since"] = since
+    if key.customer_scope:
+        where.append(_CUSTOMER_INCIDENTS)
+        params["customer"] = key.customer_scope
+    after = decode_cursor(cursor)
+    if after is not None:
+        if not after.isdigit() or int(after) > 2**63 - 1:
+            raise HTTPException(400, "invalid cursor: pass back the next_cursor of a page")
+        where.append("i.id < %(after)s")
+        params["after"] = int(after)
+    rows = conn.execute(
+        f"SELECT {INCIDENT_COLUMNS} FROM incidents i WHERE {' AND '.join(where)} "
+        "ORDER BY i.id DESC LIMIT %(limit)s",
+        params,
+    ).fetchall()
+    items = [incident_from_row(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    return IncidentPage(items=items, next_cursor=encode_cursor(str(items[-1].id)) if more else None)
+
+
+def _visible(conn: psycopg.Connection, incident_id: int, customer: str | None):
+    row = conn.execute(
+        f"SELECT {INCIDENT_COLUMNS}, i.details FROM incidents i WHERE i.id = %(id)s"
+        + (f" AND {_CUSTOMER_INCIDENTS}" if customer else ""),
+        {"id": incident_id, "customer": customer},
+    ).fetchone()
+    if row is None:
+        raise HTTPException(404, f"no incident {incident_id}")
+    return row
+
+
+_NOTIFICATIONS = """
+SELECT n.id, n.incident_id, n.device_id, coalesce(n.channel_id, n.staff_channel_id),
+       coalesce(c.apprise_url, s.apprise_url), n.template, n.severity, n.status, n.created_at,
+       n.due_at, n.sent_at, n.attempts, n.last_error
+FROM notifications n
+LEFT JOIN contact_channels c ON c.id = n.channel_id
+LEFT JOIN staff_channels s ON s.id = n.staff_channel_id
+WHERE {where}
+ORDER BY n.id DESC LIMIT %(limit)s
+"""
+
+
+def notifications(conn: psycopg.Connection, where: str, params: dict, limit: int = 200):
+    """Outbox rows, their channel shown redacted."""
+    rows = conn.execute(_NOTIFICATIONS.format(where=where), {**params, "limit": limit})
+    return [
+        NotificationPublic(
+            id=r[0],
+            incident_id=r[1],
+            device_id=r[2],
+            channel_id=r[3],
+            channel=redact_url(r[4]) if r[4] else None,
+            template=r[5],
+            severity=r[6],
+            status=r[7],
+            created_at=r[8],
+            due_at=r[9],
+            sent_at=r[10],
+            attempts=r[11],
+            # A recorded error was scrubbed of the URL's secrets when it was written.
+            last_error=r[12],
+        )
+        for r in rows
+    ]
+
+
+@router.get("/incidents/{incident_id}", response_model=IncidentDetail)
+def incident_detail(incident_id: IncidentId, key: CurrentKey, conn: DbConn) -> IncidentDetail:
+    """One incident with its timeline and the notifications it caused."""
+    row = _visible(conn, incident_id, key.customer_scope)
+    timeline = conn.execute(
+        "SELECT at, kind, detail FROM incident_events WHERE incident_id = %s ORDER BY at, id",
+        (incident_id,),
+    ).fetchall()
+    where = "n.incident_id = %(id)s"
+    if key.customer_scope:
+        where += " AND n.customer_id = %(customer)s"
+    sent = notifications(conn, where, {"id": incident_id, "customer": key.customer_scope})
+    return IncidentDetail(
+        **incident_from_row(row[:-1]).model_dump(),
+        details=row[-1],
+        timeline=[TimelineEvent(at=a, kind=k, detail=d) for a, k, d in timeline],
+        notifications=sent,
+    )
+
+
+@router.post("/incidents/{incident_id}/ack", response_model=IncidentDetail)
+def ack_incident(incident_id: IncidentId, key: StaffKey, conn: DbConn) -> IncidentDetail:
+    """Someone is on it: it is not escalated any further."""
+    _visible(conn, incident_id, None)
+    if not acknowledge(conn, incident_id, key.name, datetime.now(UTC)):
+        raise HTTPException(409, f"incident {incident_id} is not open (acknowledged or resolved)")
+    return incident_detail(incident_id, key, conn)
+
+
+@router.post("/incidents/{incident_id}/resolve", response_model=IncidentDetail)
+def resolve_incident(
+    incident_id: IncidentId, body: Resolve, key: StaffKey, conn: DbConn
+) -> IncidentDetail:
+    """Close an incident by hand (the timeline says who and why)."""
+    _visible(conn, incident_id, None)
+    now = datetime.now(UTC)
+    with conn.transaction():
+        done = conn.execute(
+            "UPDATE incidents SET status = 'resolved', resolved_at = %s "
+            "WHERE id = %s AND status <> 'resolved'",
+            (now, incident_id),
+        ).rowcount
+        if not done:
+            raise HTTPException(409, f"incident {incident_id} is already resolved")
+        detail = {"by": key.name, "manual": True, **({"note": body.note} if body.note else {})}
+        conn.execute(
+            "INSERT INTO incident_events (incident_id, at, kind, detail) VALUES (%s, %s, %s, %s)",
+            (incident_id, now, "resolved", json.dumps(detail)),
+        )
+    log.info("incident %d resolved by %s", incident_id, key.name)
+    return incident_detail(incident_id, key, conn)
+
+
+@router.post("/incidents/{incident_id}/comments", response_model=IncidentDetail, status_code=201)
+def comment_incident(
+    incident_id: IncidentId, body: Comment, key: StaffKey, conn: DbConn
+) -> IncidentDetail:
+    """Add a note to the incident's timeline."""
+    _visible(conn, incident_id, None)
+    conn.execute(
+        "INSERT INTO incident_events (incident_id, at, kind, detail) VALUES (%s, now(), %s, %s)",
+        (incident_id, "comment", json.dumps({"by": key.name, "text": body.text})),
+    )
+    return incident_detail(incident_id, key, conn)
+
+
+# -- silences and maintenance windows -----------------------------------------------------
+
+_SILENCE_COLUMNS = "id, scope, target, starts_at, ends_at, reason, maintenance, created_by"
+_SILENCE_FIELDS = tuple(SilencePublic.model_fields)
+_TARGETS = {
+    "device": "SELECT 1 FROM devices WHERE id = %s",
+    "model": "SELECT 1 FROM device_models WHERE id = %s",
+}
+
+
+@router.get("/silences", response_model=list[SilencePublic], tags=["silences"])
+def list_silences(key: StaffKey, conn: DbConn, include_ended: bool = False) -> list[SilencePublic]:
+    """Silences and maintenance windows, current and upcoming (and ended if asked)."""
+    rows = conn.execute(
+        f"SELECT {_SILENCE_COLUMNS} FROM silences "
+        + ("" if include_ended else "WHERE ends_at > now() ")
+        + "ORDER BY starts_at DESC LIMIT 500"
+    ).fetchall()
+    return [SilencePublic(**dict(zip(_SILENCE_FIELDS, r, strict=True))) for r in rows]
+
+
+@router.post("/silences", response_model=SilencePublic, status_code=201, tags=["silences"])
+def create_silence(body: SilenceCreate, key: StaffKey, conn: DbConn) -> SilencePublic:
+    """Hold the customer alerts of a device, a model or a label until the silence ends."""
+    check = _TARGETS.get(body.scope)
+    if check and conn.execute(check, (body.target,)).fetchone() is None:
+        raise HTTPException(422, f"no {body.scope} {body.target!r}")
+    starts = body.starts_at or datetime.now(UTC)
+    try:
+        ends = body.ends_at or starts + timedelta(seconds=body.duration_s or 0)
+    except OverflowError:
+        raise HTTPException(422, "the silence ends too far in the future") from None
+    if ends <= starts:
+        raise HTTPException(422, "a silence must end after it starts")
+    if ends - starts > timedelta(days=90):
+        raise HTTPException(422, "a silence lasts at most 90 days")
+    if ends <= datetime.now(UTC):
+        raise HTTPException(422, "that silence would already be over")
+    row = conn.execute(
+        "INSERT INTO silences (scope, target, starts_at, ends_at, reason, maintenance, created_by) "
+        f"VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_SILENCE_COLUMNS}",
+        (body.scope, body.target, starts, ends, body.reason, body.maintenance, key.name),
+    ).fetchone()
+    log.info("silence %d on %s %s until %s by %s", row[0], body.scope, body.target, ends, key.name)
+    return SilencePublic(**dict(zip(_SILENCE_FIELDS, row, strict=True)))
+
+
+@router.delete("/silences/{silence_id}", response_model=SilencePublic, tags=["silences"])
+def end_silence(
+    silence_id: Annotated[int, Path(ge=1, le=2**63 - 1)], key: StaffKey, conn: DbConn
+) -> SilencePublic:
+    """End a silence now: the alerts it was holding go out at once."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT ends_at FROM silences WHERE id = %s AND ends_at > now() FOR UPDATE",
+            (silence_id,),
+        ).fetchone()
+        if row is None:
+            raise HTTPException(404, f"no current silence {silence_id}")
+        ended = conn.execute(
+            "UPDATE silences SET ends_at = greatest(starts_at + interval '1 microsecond', now()) "
+            f"WHERE id = %s RETURNING {_SILENCE_COLUMNS}",
+            (silence_id,),
+        ).fetchone()
+        # Held notices wait exactly until the silence's end (alerts/outbox.py).
+        conn.execute(
+            "UPDATE notifications n SET due_at = now() "
+            "WHERE n.status = 'pending' AND n.due_at = %(old_end)s AND n.device_id IN ("
+            "  SELECT d.id FROM devices d WHERE (%(scope)s = 'device' AND d.id = %(target)s)"
+            "  OR (%(scope)s = 'model' AND d.model_id = %(target)s)"
+            "  OR (%(scope)s = 'label' AND %(target)s = ANY (d.labels)))",
+            {"old_end": row[0], "scope": ended[1], "target": ended[2]},
+        )
+    log.info("silence %d ended by %s", silence_id, key.name)
+    return SilencePublic(**dict(zip(_SILENCE_FIELDS, ended, strict=True)))

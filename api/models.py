@@ -1,0 +1,335 @@
+"""Input and output shapes of the API: inputs refuse unknown fields and bad values (422)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from devices.registry import DEVICE_ID_PATTERN
+
+Severity = Literal["info", "warning", "critical"]
+ChannelKind = Literal["email", "sms", "push", "webhook"]
+# Free text stored in PostgreSQL: no NUL characters, which text columns cannot hold.
+_NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(min_length=1, max_length=500, pattern=_NO_NUL)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=_NO_NUL)]
+Ident = Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]
+CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
+
+
+def _known_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r}") from None
+    return value
+
+
+Timezone = Annotated[
+    str, Field(max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$"), AfterValidator(_known_timezone)
+]
+AppriseUrl = Annotated[
+    str, Field(min_length=4, max_length=2000, pattern=r"^[a-z0-9+]+://[^\x00]+$")
+]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# -- fleet --------------------------------------------------------------------------------
+
+
+class DevicePublic(BaseModel):
+    id: str
+    name: str | None
+    model_id: str
+    kind: str
+    device_type: str
+    serial: str | None
+    vin: str | None
+    firmware: str | None
+    customer_id: str | None
+    region: str | None
+    labels: list[str]
+    timezone: str
+    status: str
+    status_changed_at: datetime | None
+    last_seen_at: datetime | None
+    last_metrics: dict[str, float] | None
+    retired_at: datetime | None = None
+
+
+class DevicePage(BaseModel):
+    items: list[DevicePublic]
+    # Pass as `cursor` for the next page; null on the last page.
+    next_cursor: str | None
+
+
+class ConnectivityEvent(BaseModel):
+    received_at: datetime
+    status: str
+    retained: bool
+
+
+class IncidentPublic(BaseModel):
+    id: int
+    scope: str
+    device_id: str | None
+    kind: str
+    severity: str
+    status: str
+    opened_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    summary: str
+    group_key: str | None
+
+
+class SilencePublic(BaseModel):
+    id: int
+    scope: str
+    target: str
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    maintenance: bool
+    created_by: str
+
+
+class DeviceDetail(DevicePublic):
+    model_name: str
+    heartbeat_interval_s: int
+    last_seq: int | None
+    last_uptime_s: int | None
+    overdue_at: datetime | None
+    connectivity: str | None
+    clock_skewed_at: datetime | None
+    open_incidents: list[IncidentPublic]
+    connectivity_events: list[ConnectivityEvent]
+    silences: list[SilencePublic]
+
+
+class History(BaseModel):
+    device_id: str
+    resolution: Literal["raw", "5m", "1h", "1d"]
+    start: datetime = Field(serialization_alias="from")
+    end: datetime = Field(serialization_alias="to")
+    points: list[dict[str, Any]]
+
+
+class FleetSummary(BaseModel):
+    as_of: datetime
+    total: int
+    by_status: dict[str, int]
+    by_model: dict[str, dict[str, int]]
+    by_firmware: dict[str, dict[str, int]]
+    by_kind: dict[str, dict[str, int]]
+    by_region: dict[str, dict[str, int]]
+    open_incidents: dict[str, int]
+
+
+class OnlineShare(BaseModel):
+    at: datetime
+    total: int
+    online: int
+    share: float
+
+
+# -- incidents ----------------------------------------------------------------------------
+
+
+class TimelineEvent(BaseModel):
+    at: datetime
+    kind: str
+    detail: dict[str, Any]
+
+
+class NotificationPublic(BaseModel):
+    id: int
+    incident_id: int | None
+    device_id: str | None
+    channel_id: int | None
+    channel: str | None
+    template: str
+    severity: str
+    status: str
+    created_at: datetime
+    due_at: datetime
+    sent_at: datetime | None
+    attempts: int
+    last_error: str | None
+
+
+class IncidentDetail(IncidentPublic):
+    details: dict[str, Any]
+    timeline: list[TimelineEvent]
+    notifications: list[NotificationPublic]
+
+
+class IncidentPage(BaseModel):
+    items: list[IncidentPublic]
+    next_cursor: str | None
+
+
+class Comment(Input):
+    text: Text
+
+
+class Resolve(Input):
+    note: Text | None = None
+
+
+class SilenceCreate(Input):
+    scope: Literal["device", "model", "label"]
+    target: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    # Instead of ends_at: how long from starts_at (at most 90 days).
+    duration_s: Annotated[int, Field(gt=0, le=90 * 86400)] | None = None
+    reason: Text
+    maintenance: bool = False
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SilenceCreate:
+        if (self.ends_at is None) == (self.duration_s is None):
+            raise ValueError("give exactly one of ends_at and duration_s")
+        for value in (self.starts_at, self.ends_at):
+            if value is not None and value.tzinfo is None:
+                raise ValueError("times need a UTC offset, e.g. 2026-12-01T02:00:00Z")
+        return self
+
+
+# -- registry -----------------------------------------------------------------------------
+
+
+class DeviceUpdate(Input):
+    name: Name | None = None
+    firmware: Annotated[str, Field(max_length=64, pattern=_NO_NUL)] | None = None
+    customer_id: CustomerId | None = None
+    timezone: Timezone | None = None
+    region: Annotated[str, Field(max_length=64, pattern=_NO_NUL)] | None = None
+    labels: list[Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]] | None = (
+        Field(default=None, max_length=32)
+    )
+    offline_after_s: Annotated[int, Field(gt=0, le=365 * 86400)] | None = None
+
+
+class ModelPublic(BaseModel):
+    id: str
+    name: str
+    device_type: str
+    kind: str
+    heartbeat_interval_s: int
+    allowed_misses: int
+    grace_s: int
+    critical: bool
+    thresholds: dict[str, Any]
+    health_rules: list[dict[str, Any]]
+
+
+class ModelCreate(Input):
+    id: Ident
+    name: Name
+    device_type: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
+    kind: Literal["home", "vehicle"]
+    heartbeat_interval_s: Annotated[int, Field(gt=0, le=86400)]
+    allowed_misses: Annotated[int, Field(ge=1, le=100)] = 3
+    grace_s: Annotated[int, Field(ge=0, le=86400)] = 60
+    critical: bool = False
+    health_rules: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+
+
+class ModelUpdate(Input):
+    name: Name | None = None
+    heartbeat_interval_s: Annotated[int, Field(gt=0, le=86400)] | None = None
+    allowed_misses: Annotated[int, Field(ge=1, le=100)] | None = None
+    grace_s: Annotated[int, Field(ge=0, le=86400)] | None = None
+    critical: bool | None = None
+    health_rules: list[dict[str, Any]] | None = Field(default=None, max_length=50)
+
+
+class CustomerPublic(BaseModel):
+    id: str
+    name: str
+    timezone: str
+    quiet_hours_start: time | None
+    quiet_hours_end: time | None
+    max_messages_per_hour: int | None
+
+
+class CustomerCreate(Input):
+    id: CustomerId
+    name: Name
+    timezone: Timezone = "UTC"
+    quiet_hours_start: time | None = None
+    quiet_hours_end: time | None = None
+    max_messages_per_hour: Annotated[int, Field(gt=0, le=10_000)] | None = None
+
+
+class Preferences(Input):
+    """What a customer may change of their own record."""
+
+    name: Name | None = None
+    timezone: Timezone | None = None
+    quiet_hours_start: time | None = None
+    quiet_hours_end: time | None = None
+    max_messages_per_hour: Annotated[int, Field(gt=0, le=10_000)] | None = None
+
+
+class ChannelPublic(BaseModel):
+    id: int
+    customer_id: str | None
+    kind: str
+    # Credentials and tokens replaced by ***: a channel's URL is never shown whole.
+    url: str
+    label: str | None
+    min_severity: str
+    enabled: bool
+
+
+class ChannelCreate(Input):
+    kind: ChannelKind
+    url: AppriseUrl
+    label: Name | None = None
+    min_severity: Severity = "info"
+    enabled: bool = True
+
+
+class ChannelUpdate(Input):
+    url: AppriseUrl | None = None
+    label: Name | None = None
+    min_severity: Severity | None = None
+    enabled: bool | None = None
+
+
+class TestResult(BaseModel):
+    ok: bool
+    duration_ms: int
+    error: str | None
+
+
+class KeyCreate(Input):
+    role: Literal["admin", "staff", "firmware", "customer"]
+    customer_id: CustomerId | None = None
+    label: Name | None = None
+
+
+class KeyPublic(BaseModel):
+    id: int
+    prefix: str
+    role: str
+    customer_id: str | None
+    label: str | None
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyPublic):
+    # Shown once: only its hash is kept.
+    key: str
