@@ -53,6 +53,8 @@ class DeviceRow(BaseModel):
     @classmethod
     def _known_timezone(cls, value):
         value = value or "UTC"
+        if not isinstance(value, str):
+            raise ValueError("timezone must be a name such as Europe/Paris")
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):

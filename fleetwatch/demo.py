@@ -14,6 +14,7 @@ from fleetwatch import db, embedded
 from fleetwatch.inbox import Inbox
 from fleetwatch.services import Services
 from fleetwatch.settings import get_settings
+from fleetwatch.webserver import serve_api
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,10 @@ def run_demo(
     log.info("registered %d simulated devices; notifications go to the demo inbox", report.imported)
 
     services = Services(settings, dsn, target).start()
+    api_stop = threading.Event()
+    server = serve_api(settings, dsn, target, api_stop)
+    dashboard = f"{server.url}/dashboard/#key={_demo_key(dsn)}"
+    log.info("dashboard: %s", dashboard)
     sim = Simulator(
         target,
         prefix=settings.topic_prefix,
@@ -92,11 +97,24 @@ def run_demo(
     sim.start()
     try:
         with db.connect(dsn, autocommit=True) as conn:
-            _show(conn, services, sim, inbox, stop, duration)
+            _show(conn, services, sim, inbox, stop, duration, dashboard)
     finally:
         sim.stop()
+        api_stop.set()
+        server.wait()
         services.stop()
         inbox.stop()
+
+
+def _demo_key(dsn: str) -> str:
+    """A fresh staff key for the demo's dashboard (earlier demo keys are revoked)."""
+    from api.auth import create_key
+
+    with db.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE api_keys SET revoked_at = now() WHERE label = 'demo' AND revoked_at IS NULL"
+        )
+        return create_key(conn, "staff", label="demo")[1]
 
 
 def _demo_timing(settings, time_scale: float):
@@ -160,7 +178,7 @@ def _scaled_deadlines(conn, rows: list[dict], time_scale: float) -> list[dict]:
     return rows
 
 
-def _show(conn, services, sim, inbox, stop, duration) -> None:
+def _show(conn, services, sim, inbox, stop, duration, dashboard: str) -> None:
     ingest = services.ingest
     console = Console()
     started = time.monotonic()
@@ -175,6 +193,7 @@ def _show(conn, services, sim, inbox, stop, duration) -> None:
         c, st = ingest.counters, sim.stats()
         table = Table(title="Fleetwatch demo (Ctrl-C to stop)", show_header=False)
         for name, value in [
+            ("dashboard", dashboard),
             ("devices registered", registered),
             ("devices seen", seen),
             ("devices offline", offline),

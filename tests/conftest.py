@@ -14,8 +14,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import conninfo
+from psycopg.types.json import Jsonb
+from sinks import HttpSink, SmtpSink
 from support import forget_session, free_port, mqtt_client
 
+from alerts.dispatcher import Dispatcher
 from fleetwatch import db
 from fleetwatch.embedded import EmbeddedBroker, start_embedded_postgres
 from fleetwatch.settings import MqttTarget, Settings
@@ -63,12 +66,32 @@ def dsn(database_server) -> str:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def default_models(dsn) -> list[tuple]:
+    """The device models as migrated, so each test starts with exactly these."""
+    with psycopg.connect(dsn) as connection:
+        return connection.execute("SELECT * FROM device_models ORDER BY id").fetchall()
+
+
 @pytest.fixture
-def conn(dsn):
-    """An autocommit connection to an emptied database."""
+def conn(dsn, default_models):
+    """An autocommit connection to an emptied database with the default models."""
     with psycopg.connect(dsn, autocommit=True) as connection:
         connection.execute(f"TRUNCATE {', '.join(DATA_TABLES)} CASCADE")
+        restore_models(connection, default_models)
         yield connection
+
+
+def restore_models(connection: psycopg.Connection, models: list[tuple]) -> None:
+    """Put device_models back to `models` (tests may add or change models through the API)."""
+    current = connection.execute("SELECT * FROM device_models ORDER BY id").fetchall()
+    if current == models:
+        return
+    with connection.transaction():
+        connection.execute("TRUNCATE device_models CASCADE")
+        with connection.cursor().copy("COPY device_models FROM STDIN") as copy:
+            for row in models:
+                copy.write_row([Jsonb(v) if isinstance(v, dict | list) else v for v in row])
 
 
 @pytest.fixture(scope="session")
@@ -166,3 +189,34 @@ def tick(make_settings, dsn):
             monitor.stop()
 
     return run
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server (aiosmtpd) keeping what it receives."""
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def http_sink():
+    """A local HTTP endpoint for Apprise json:// URLs."""
+    sink = HttpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def make_dispatcher(make_settings, dsn):
+    """Alert dispatchers (not started: tests call run_once with a `now`), closed afterwards."""
+    made = []
+
+    def build(**overrides) -> Dispatcher:
+        dispatcher = Dispatcher(make_settings(**overrides), dsn)
+        made.append(dispatcher)
+        return dispatcher
+
+    yield build
+    for dispatcher in made:
+        dispatcher.close()

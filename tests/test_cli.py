@@ -56,9 +56,11 @@ def test_unreadable_file_is_a_clear_error(dsn, tmp_path):
 
 def test_demo_on_a_fresh_machine_uses_embedded_services(tmp_path):
     """No URLs configured: embedded PostgreSQL and broker, a simulated fleet, heartbeats in."""
+    api_port = free_port()
     env = user_env(
         FLEETWATCH_DATA_DIR=str(tmp_path / "data"),
         FLEETWATCH_EMBEDDED_MQTT_PORT=str(free_port()),
+        FLEETWATCH_API_PORT=str(api_port),
     )
     result = run(
         "demo",
@@ -85,6 +87,8 @@ def test_demo_on_a_fresh_machine_uses_embedded_services(tmp_path):
     assert int(lines["heartbeats stored"]) > 60
     assert lines["rejected messages"] == "0"
     assert Path(tmp_path / "data" / "pg").is_dir()
+    # It opens with the dashboard's address, carrying a working key.
+    assert f"dashboard: http://127.0.0.1:{api_port}/dashboard/#key=fwk_" in result.stderr
 
 
 def test_incidents_list_and_ack(conn, dsn, tick):
@@ -108,3 +112,23 @@ def test_incidents_list_and_ack(conn, dsn, tick):
     assert conn.execute("SELECT acknowledged_by FROM incidents").fetchone()[0] == "maria"
     again = run("incidents", "ack", str(incident_id), "--by", "maria", env=env)
     assert again.returncode == 1 and "is not open" in again.stderr
+
+
+def test_keys_create_list_and_revoke(conn, dsn):
+    from datetime import UTC, datetime
+
+    from api.auth import find_key
+
+    env = user_env(FLEETWATCH_DATABASE_URL=dsn)
+    made = run("keys", "create", "--role", "staff", "--label", "night shift", env=env)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    found = find_key(conn, key, datetime.now(UTC))
+    assert found is not None and found.role == "staff"
+    listed = run("keys", "list", env=env)
+    assert f"{found.id}\t{key[:10]}...\tstaff\t\tnight shift" in listed.stdout
+    assert key not in listed.stdout
+    assert run("keys", "revoke", str(found.id), env=env).returncode == 0
+    assert find_key(conn, key, datetime.now(UTC)) is None
+    refused = run("keys", "create", "--role", "customer", "--customer", "ghost", env=env)
+    assert refused.returncode == 1 and "no customer" in refused.stderr
