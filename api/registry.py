@@ -332,6 +332,38 @@ def test_channel(channel_id: RowId, key: StaffKey, conn: DbConn) -> TestResult:
     return test_channel_url(channel_row(conn, channel_id, None)[3])
 
 
+# -- staff channels: fleet and system incidents, escalations ------------------------------
+
+
+@router.get("/staff-channels", response_model=list[ChannelPublic], tags=["staff channels"])
+def list_staff_channels(key: StaffKey, conn: DbConn) -> list[ChannelPublic]:
+    rows = conn.execute(
+        "SELECT id, NULL, 'staff', apprise_url, label, min_severity, enabled "
+        "FROM staff_channels ORDER BY id"
+    ).fetchall()
+    return [channel_from_row(r) for r in rows]
+
+
+@router.post(
+    "/staff-channels", response_model=ChannelPublic, status_code=201, tags=["staff channels"]
+)
+def add_staff_channel(body: ChannelCreate, key: AdminKey, conn: DbConn) -> ChannelPublic:
+    """Where staff hear of fleet outages, blind spots and escalations (`kind` is ignored)."""
+    row = conn.execute(
+        "INSERT INTO staff_channels (apprise_url, label, min_severity, enabled) "
+        "VALUES (%s, %s, %s, %s) "
+        "RETURNING id, NULL, 'staff', apprise_url, label, min_severity, enabled",
+        (body.url, body.label, body.min_severity, body.enabled),
+    ).fetchone()
+    return channel_from_row(row)
+
+
+@router.delete("/staff-channels/{channel_id}", status_code=204, tags=["staff channels"])
+def delete_staff_channel(channel_id: RowId, key: AdminKey, conn: DbConn) -> None:
+    if not conn.execute("DELETE FROM staff_channels WHERE id = %s", (channel_id,)).rowcount:
+        raise HTTPException(404, f"no staff channel {channel_id}")
+
+
 # -- API keys -----------------------------------------------------------------------------
 
 _KEY_COLUMNS = "id, prefix, role, customer_id, label, created_at, last_used_at, revoked_at"

@@ -158,3 +158,31 @@ def test_keys_made_listed_and_revoked_through_the_api(api, keys, conn):
     assert api.get("/api/v1/models", headers=auth(secret)).status_code == 401
     refused = api.post("/api/v1/keys", json={"role": "customer"}, headers=admin)
     assert refused.status_code == 422 and "customer" in refused.text
+
+
+def test_staff_channels_for_fleet_incidents(api, keys):
+    admin = auth(keys.admin)
+    made = api.post(
+        "/api/v1/staff-channels",
+        json={
+            "kind": "webhook",
+            "url": "json://127.0.0.1:9/staff-secret",
+            "min_severity": "critical",
+        },
+        headers=admin,
+    )
+    assert made.status_code == 201 and "staff-secret" not in made.text
+    listed = api.get("/api/v1/staff-channels", headers=auth(keys.staff)).json()
+    assert [(c["id"], c["min_severity"]) for c in listed] == [(made.json()["id"], "critical")]
+    assert (
+        api.post(
+            "/api/v1/staff-channels",
+            json={"kind": "webhook", "url": "json://x/y"},
+            headers=auth(keys.staff),
+        ).status_code
+        == 403
+    )
+    assert (
+        api.delete(f"/api/v1/staff-channels/{made.json()['id']}", headers=admin).status_code == 204
+    )
+    assert api.get("/api/v1/staff-channels", headers=admin).json() == []

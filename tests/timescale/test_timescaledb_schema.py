@@ -280,3 +280,35 @@ def test_policy_jobs_compress_drop_and_refresh_when_run(timescale_dsn):
     assert cold_compressed is True
     assert seqs == [(1,), (2,)]
     assert recent_summaries == [(1,)]
+
+
+# -- the API's history reads ----------------------------------------------------------------
+
+
+def test_api_history_from_the_continuous_aggregate_equals_the_raw_reading(timescale_dsn):
+    """Hourly points re-bucketed from heartbeats_5m weigh each 5-minute average by its count."""
+    from api.history import read_history
+
+    start = TODAY - timedelta(days=1) + timedelta(hours=6)
+    with pglite_connection(timescale_dsn) as conn:
+        for i in range(130):  # two hours and ten minutes, a heartbeat a minute, uneven buckets
+            insert_heartbeat(
+                conn,
+                "api-1",
+                start + timedelta(minutes=i, seconds=i % 7),
+                i,
+                battery_pct=100.0 - i / 2,
+                temp_c=20.0 + i % 5,
+            )
+        conn.execute("CALL refresh_continuous_aggregate('heartbeats_5m', NULL, NULL)")
+        window = (start, start + timedelta(hours=3))
+        from_aggregate = read_history(conn, "api-1", *window, "1h", db_flavour="timescaledb")
+        from_raw = read_history(conn, "api-1", *window, "1h", db_flavour="postgres")
+        five = read_history(conn, "api-1", *window, "5m", db_flavour="timescaledb")
+    assert [p["heartbeats"] for p in from_aggregate] == [60, 60, 10]
+    assert len(from_aggregate) == len(from_raw)
+    for agg, raw in zip(from_aggregate, from_raw, strict=True):
+        assert agg["t"] == raw["t"] and agg["heartbeats"] == raw["heartbeats"]
+        for field in ("avg_battery_pct", "min_battery_pct", "avg_temp_c", "max_temp_c"):
+            assert agg[field] == pytest.approx(raw[field]), field
+    assert sum(p["heartbeats"] for p in five) == 130 and len(five) == 26
