@@ -83,7 +83,8 @@ async def events(
         after, sent, idle = start, 0, 0.0
         if after < 0:
             after = (await anyio.to_thread.run_sync(_fetch, pool, -1, customer))[0][0]
-        yield ": connected\n\n"
+        # The starting position as an id, so a client cut off before any event resumes here.
+        yield f"id: {after}\n: connected\n\n"
         while not await request.is_disconnected():
             rows = await anyio.to_thread.run_sync(_fetch, pool, after, customer)
             for row in rows:

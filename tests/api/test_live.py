@@ -59,6 +59,12 @@ def test_staff_stream_carries_every_event_in_order(api, keys, events):
     assert messages[0][1]["incident"]["summary"] == "a-1 went offline"
 
 
+def test_the_stream_opens_with_its_position_so_a_client_can_resume_from_it(api, keys, events):
+    with api.stream("GET", "/api/v1/events?since=1", headers=auth(keys.staff)) as response:
+        first = next(response.iter_lines())
+    assert first == "id: 1"
+
+
 def test_a_resumed_stream_starts_after_the_last_event_seen(api, keys, events):
     messages = read_stream(api, keys.staff, "limit=1", {"Last-Event-ID": str(events[1])})
     assert [m[0] for m in messages] == [events[2]]

@@ -1,0 +1,283 @@
+"""The staff dashboard in a real browser: Debian's Chromium driven by Playwright, against the
+real app served by uvicorn on the test database.
+
+    test ──SQL──► test database ◄── app (uvicorn thread) ◄──HTTP/SSE── Chromium ◄── Playwright
+
+Skipped, saying why, where /usr/bin/chromium is missing or will not start.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from psycopg.types.json import Jsonb
+from support import free_port, make_device, wait_until
+
+from api.app import create_app
+from devices.registry import import_devices
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STATUSES = ("provisioned", "never_seen", "online", "degraded", "offline", "retired")
+# Typed by a customer: must be shown as text, never become markup.
+HOSTILE_NAME = "Hallway <b>thermostat</b> & <script>alert(1)</script>"
+# id: (model, status, how long ago last seen)
+FLEET = {
+    "therm-1": ("thermostat-v2", "online", timedelta(minutes=1)),
+    "therm-2": ("thermostat-v2", "online", timedelta(minutes=1)),
+    "cam-1": ("camera-v1", "offline", timedelta(hours=3)),
+    "cam-2": ("camera-v1", "degraded", timedelta(minutes=2)),
+    "panel-1": ("alarm-panel-v3", "provisioned", None),
+    "car-1": ("car-telematics-v1", "never_seen", None),
+}
+TIMEOUT_MS = 10_000
+
+if not CHROMIUM.exists():
+    pytest.skip(f"needs Debian's Chromium at {CHROMIUM}", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
+expect = sync_api.expect
+
+pytestmark = pytest.mark.chromium
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        playwright = sync_api.sync_playwright().start()
+    except Exception as exc:
+        pytest.skip(f"playwright does not start: {exc}")
+    try:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+    except Exception as exc:
+        playwright.stop()
+        pytest.skip(f"playwright cannot launch {CHROMIUM}: {exc}")
+    yield chromium
+    chromium.close()
+    playwright.stop()
+
+
+def add_heartbeats(conn, device_id: str, times: list[datetime], metrics) -> None:
+    """Heartbeats as the ingest stores them; `metrics(i)` gives the i-th one's metrics."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO heartbeats (device_id, ts, seq, received_at, fw, uptime_s, metrics) "
+            "VALUES (%s, %s, %s, %s, '2.1.0', %s, %s)",
+            [(device_id, t, i + 1, t, 60 * i, Jsonb(metrics(i))) for i, t in enumerate(times)],
+        )
+
+
+@pytest.fixture
+def fleet(conn):
+    """Six devices in five statuses, heartbeats for two of them, one open incident."""
+    now = datetime.now(UTC)
+    for device_id, (model, _, _) in FLEET.items():
+        name = HOSTILE_NAME if device_id == "therm-1" else f"Device {device_id}"
+        make_device(conn, device_id, model_id=model, name=name, region="eu-west")
+    for device_id, (_, status, ago) in FLEET.items():
+        conn.execute(
+            "UPDATE device_state SET status = %s, status_changed_at = %s, last_seen_at = %s "
+            "WHERE device_id = %s",
+            (status, now - timedelta(hours=4), now - ago if ago else None, device_id),
+        )
+    conn.execute(
+        "SELECT fleetwatch_ensure_heartbeat_partitions(%s, %s)",
+        (now.date() - timedelta(days=1), now.date() + timedelta(days=1)),
+    )
+    # therm-1: every minute for two hours (24 or 25 five-minute buckets); no RSSI reported.
+    minutes = [now - timedelta(minutes=m) for m in range(120, 0, -1)]
+    add_heartbeats(conn, "therm-1", minutes, lambda i: {"battery_pct": 90 - i / 10, "temp_c": 21})
+    # therm-2: three heartbeats a minute apart, too few buckets: charted raw.
+    recent = [now - timedelta(minutes=m, seconds=30) for m in (3, 2, 1)]
+    add_heartbeats(
+        conn, "therm-2", recent, lambda i: {"battery_pct": 50 + i, "temp_c": 20, "rssi_dbm": -60}
+    )
+    conn.execute(
+        "INSERT INTO incidents (scope, device_id, kind, severity, opened_at, summary) "
+        "VALUES ('device', 'cam-1', 'offline', 'warning', %s, 'Camera cam-1 is offline')",
+        (now - timedelta(hours=3),),
+    )
+    return FLEET
+
+
+@pytest.fixture
+def site(fleet, make_settings, dsn):
+    """The real app on a free port, in a background thread; its base URL."""
+    app = create_app(make_settings(api_summary_refresh_s=0.5), dsn)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=free_port(),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="dashboard-api", daemon=True)
+    thread.start()
+    wait_until(lambda: server.started or not thread.is_alive(), timeout=15)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{config.port}"
+    server.should_exit = True
+    thread.join(15)
+
+
+@pytest.fixture
+def page(browser, site):
+    """A page in a fresh browser context (its own localStorage); fails on any script error."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    script_errors: list[str] = []
+    tab.on("pageerror", lambda error: script_errors.append(str(error)))
+    yield tab
+    context.close()
+    assert not script_errors, script_errors
+
+
+def open_dashboard(page, site: str, key: str) -> None:
+    page.goto(f"{site}/#key={key}")
+    expect(page.locator("#app")).to_be_visible()
+
+
+def chart_points(page, series: str) -> int:
+    """How many points the chart of `series` draws (its path: M or L, then x,y)."""
+    path = page.locator(f'svg.chart[data-series="{series}"] path')
+    expect(path).to_have_count(1)
+    return len(re.findall(r"[ML]-?[\d.]+,-?[\d.]+", path.get_attribute("d")))
+
+
+def get(site: str, path: str, key: str):
+    response = httpx.get(f"{site}/api/v1{path}", headers={"Authorization": f"Bearer {key}"})
+    response.raise_for_status()
+    return response.json()
+
+
+def test_fleet_counts_equal_the_summary_api(page, site, keys):
+    open_dashboard(page, site, keys.staff)
+
+    summary = get(site, "/fleet/summary", keys.staff)
+    assert summary["total"] == len(FLEET)
+    expect(page.locator("[data-count=total]")).to_have_text(str(summary["total"]))
+    for status in STATUSES:
+        expected = str(summary["by_status"].get(status, 0))
+        expect(page.locator(f'[data-status="{status}"]')).to_have_text(expected)
+    expect(page.locator('[data-severity="warning"]')).to_have_text("1")
+    expect(page.locator("#by-model tbody tr")).to_have_count(len(summary["by_model"]))
+    expect(page.locator("#online-chart path, #online-chart circle").first).to_be_attached()
+    # The key left the address bar (and history) for localStorage.
+    assert page.url.endswith("/dashboard/")
+    assert page.evaluate("localStorage.getItem('fleetwatch.apiKey')") == keys.staff
+
+
+def test_device_list_filters_by_status_and_pages_on(page, site, keys, conn):
+    extra = [
+        {"id": f"bulk-{n:03}", "model_id": "camera-v1", "customer_id": "c2"} for n in range(50)
+    ]
+    assert import_devices(conn, extra).ok
+    open_dashboard(page, site, keys.staff)
+    rows = page.locator("#devices tbody tr[data-device-id]")
+
+    def ids() -> list[str]:
+        return rows.evaluate_all("rows => rows.map(r => r.dataset.deviceId)")
+
+    expect(rows).to_have_count(50)
+    first = ids()
+    page.click("#next-page")
+    expect(rows).to_have_count(len(FLEET) + len(extra) - 50)
+    assert sorted(first + ids()) == sorted({d["id"] for d in extra} | set(FLEET))
+    page.click("#first-page")
+    expect(rows).to_have_count(50)
+
+    page.select_option("#status-filter", "online")
+    expect(rows).to_have_count(2)
+    assert sorted(ids()) == ["therm-1", "therm-2"]
+    page.fill("#search", "therm-2")
+    expect(rows).to_have_count(1)
+    rows.first.click()
+    expect(page.locator("#device-name")).to_have_text("Device therm-2")
+    assert page.url.endswith("#device=therm-2")
+
+
+def test_device_page_shows_its_name_and_history_charts(page, site, keys):
+    open_dashboard(page, site, keys.staff)
+    page.goto("about:blank")
+    page.goto(f"{site}/dashboard/#device=therm-1")  # a fresh load: the key from localStorage
+
+    expect(page.locator("#device-name")).to_have_text(HOSTILE_NAME)
+    expect(page.locator("#device-body b, #device-body script")).to_have_count(0)
+    expect(page.locator("#device-body dl")).to_contain_text("Thermostat v2 (thermostat-v2)")
+    history = get(site, "/devices/therm-1/history?resolution=5m", keys.staff)
+    assert len(history["points"]) >= 24
+    for series in ("heartbeats", "battery_pct", "temp_c"):
+        assert chart_points(page, series) == len(history["points"]), series
+    expect(page.locator('svg.chart[data-series="rssi_dbm"]')).to_have_text("no data")
+
+    # Few buckets: the metrics are charted from the raw heartbeats.
+    page.goto(f"{site}/dashboard/#device=therm-2")
+    expect(page.locator("#device-name")).to_have_text("Device therm-2")
+    assert chart_points(page, "rssi_dbm") == 3
+
+
+def test_live_incident_appears_and_counts_update_without_reload(page, site, keys, conn):
+    open_dashboard(page, site, keys.staff)
+    expect(page.locator("#live-status")).to_have_text("live")
+    expect(page.locator('[data-severity="warning"]')).to_have_text("1")
+    expect(page.locator('[data-status="offline"]')).to_have_text("1")
+    page.evaluate("window.notReloaded = true")
+
+    # What the monitor does when therm-2 goes silent.
+    conn.execute(
+        "UPDATE device_state SET status = 'offline', status_changed_at = now() "
+        "WHERE device_id = 'therm-2'"
+    )
+    incident_id = conn.execute(
+        "INSERT INTO incidents (scope, device_id, kind, severity, opened_at, summary) "
+        "VALUES ('device', 'therm-2', 'offline', 'warning', now(), 'Thermostat went offline') "
+        "RETURNING id"
+    ).fetchone()[0]
+    conn.execute(
+        "INSERT INTO incident_events (incident_id, at, kind) VALUES (%s, now(), 'opened')",
+        (incident_id,),
+    )
+
+    events = page.locator("#live-events li")
+    expect(events).to_have_count(1)
+    expect(events.first).to_contain_text("opened offline")
+    expect(events.first).to_contain_text("therm-2")
+    expect(page.locator('[data-severity="warning"]')).to_have_text("2")
+    expect(page.locator('[data-status="offline"]')).to_have_text("2")
+    expect(page.locator(f'#incidents tr[data-incident-id="{incident_id}"]')).to_have_count(1)
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_missing_or_wrong_key_asks_for_one(page, site, keys):
+    page.goto(f"{site}/dashboard/")
+    expect(page.locator("#key-form")).to_be_visible()
+    expect(page.locator("#key-error")).to_be_hidden()
+
+    page.goto(f"{site}/dashboard/#key=fwk_not-a-real-key")
+    expect(page.locator("#key-error")).to_contain_text("refused")
+    expect(page.locator("#key-form")).to_be_visible()
+    expect(page.locator("#app")).to_be_hidden()
+    assert page.evaluate("localStorage.getItem('fleetwatch.apiKey')") is None
+
+    page.fill("#key-input", keys.staff)
+    page.click("#key-form button[type=submit]")
+    expect(page.locator("[data-count=total]")).to_have_text(str(len(FLEET)))
+    expect(page.locator("#key-form")).to_be_hidden()
