@@ -7,7 +7,7 @@ sent later by a dispatcher, so a state change and the messages it causes commit 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import psycopg
@@ -27,6 +27,11 @@ class CustomerNotice:
     context: dict
     # Kept back by a fleet incident until it resolves or customers are told of it.
     held: bool = False
+    # A campaign's notice (recall, update) rather than an incident's.
+    campaign_id: int | None = None
+    # Only this channel, whatever its minimum severity (a recall goes to one channel at a
+    # time, the next one when it is not acknowledged).
+    only_channel: int | None = None
 
 
 _DEVICES = """
@@ -40,12 +45,12 @@ WHERE d.id = ANY(%b)
 
 _CHANNELS = """
 SELECT id, customer_id, kind, min_severity, enabled FROM contact_channels
-WHERE customer_id = ANY(%b) AND enabled
+WHERE customer_id = ANY(%b) AND enabled ORDER BY id
 """
 
 _COPY = """
 COPY notifications (incident_id, device_id, customer_id, channel_id, template, severity,
-                    context, created_at, due_at, status) FROM STDIN
+                    context, created_at, due_at, status, campaign_id) FROM STDIN
 """
 
 
@@ -119,11 +124,16 @@ def enqueue_customer_notices(
         customer = notice.device.customer_id
         if customer is None:
             continue
+        channels = recipients.channels.get(customer, [])
+        if notice.only_channel is not None:
+            channels = [
+                replace(c, min_severity="info") for c in channels if c.id == notice.only_channel
+            ]
         deliveries = route(
             severity=notice.severity,
             critical_device=notice.device.critical,
             prefs=recipients.prefs[customer],
-            channels=recipients.channels.get(customer, []),
+            channels=channels,
             now=now,
         )
         context = json.dumps(notice.context)
@@ -147,6 +157,7 @@ def enqueue_customer_notices(
                 now,
                 max(d.due_at, silence[0]) if silence else d.due_at,
                 "held" if notice.held else "pending",
+                notice.campaign_id,
             )
             for d in deliveries
         ]

@@ -214,15 +214,102 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="not acknowledged after {waited}: {summary}",
     ),
+    # -- campaigns: update and recall notices to owners, and the firmware team's -----------
+    "ota_scheduled": Template(
+        title="A software update for your {device_kind} {device_name}",
+        body=(
+            "Hello {customer_name},\n\n"
+            "We will update your {device_kind} {device_name} ({model_name}, {identity}) to "
+            "firmware {target_version} {when_text}. It restarts once during the update and "
+            "is back within a few minutes.\n\n"
+            "What to do: nothing; keep it powered and connected."
+        ),
+        digest_line="{device_name} ({model_name}, {identity}): update to {target_version} "
+        "{when_text}",
+    ),
+    "ota_succeeded": Template(
+        title="Your {device_kind} {device_name} is up to date",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) now runs firmware "
+            "{target_version}, since {since_local}.\n\n"
+            "Nothing more to do."
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) updated to {target_version}",
+    ),
+    "ota_failed": Template(
+        title="The update of your {device_kind} {device_name} did not work",
+        body=(
+            "Hello {customer_name},\n\n"
+            "We could not update your {device_kind} {device_name} ({model_name}, {identity}) "
+            "to firmware {target_version}: {failure_text}.\n\n"
+            "What to do: {next_steps}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}): update failed, {failure_text}",
+    ),
+    "recall_notice": Template(
+        title="Safety recall: your {device_kind} {device_name}",
+        body=(
+            "Hello {customer_name},\n\n"
+            "{campaign_name} concerns your {device_kind} {device_name} ({model_name}, "
+            "{identity}).\n\n"
+            "{safety_text}\n\n"
+            "What to do: {instructions}\n\n"
+            "Please confirm that you have read this notice: {ack_url}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}): {campaign_name}, confirm at "
+        "{ack_url}",
+    ),
+    "recall_repeat": Template(
+        title="Reminder, safety recall: your {device_kind} {device_name}",
+        body=(
+            "Hello {customer_name},\n\n"
+            "We wrote to you on {notified_local} about {campaign_name}, which concerns your "
+            "{device_kind} {device_name} ({model_name}, {identity}), and have not heard "
+            "back.\n\n"
+            "{safety_text}\n\n"
+            "What to do: {instructions}\n\n"
+            "Please confirm that you have read this notice: {ack_url}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}): {campaign_name}, not yet "
+        "confirmed: {ack_url}",
+    ),
+    "campaign_halted": Template(
+        title="Campaign halted: {campaign_name}",
+        body=(
+            "Campaign {campaign_id} ({campaign_name}, firmware {target_version}) halted itself "
+            "in wave {wave}: {reason}.\n\n"
+            "So far {succeeded} devices updated and {failed} failed "
+            "({failures}). No more commands go out until someone decides.\n\n"
+            "Resume with: fleetwatch campaigns resume {campaign_id}\n"
+            "Or cancel with: fleetwatch campaigns cancel {campaign_id}"
+        ),
+        digest_line="campaign {campaign_id} halted: {reason}",
+    ),
+    "campaign_completed": Template(
+        title="Campaign completed: {campaign_name}",
+        body=(
+            "Campaign {campaign_id} ({campaign_name}) completed all {waves} waves: "
+            "{succeeded} devices updated, {failed} failed, {skipped} skipped (offline "
+            "throughout)."
+        ),
+        digest_line="campaign {campaign_id} completed",
+    ),
 }
 
 DIGEST_TITLES = {
     "device_offline": "{count} of your devices are offline",
     "device_back_online": "{count} of your devices are back online",
     "device_offline_known_outage": "We know about an outage affecting {count} of your devices",
+    "ota_scheduled": "Software updates for {count} of your devices",
+    "ota_succeeded": "{count} of your devices are up to date",
+    "recall_notice": "Safety recall: {count} of your devices",
+    "recall_repeat": "Reminder, safety recall: {count} of your devices",
 }
 # Messages that ask nothing of the customer.
-NOTHING_TO_DO = frozenset({"device_back_online", "device_offline_known_outage"})
+NOTHING_TO_DO = frozenset(
+    {"device_back_online", "device_offline_known_outage", "ota_scheduled", "ota_succeeded"}
+)
 DIGEST_TITLE_MIXED = "{count} of your devices changed status"
 
 

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from api import fleet, incidents, live, me, ops, registry
+from api import campaigns, fleet, incidents, live, me, ops, registry
 from api.summary import SummarySnapshot
 from fleetwatch.settings import MqttTarget, Settings
 
@@ -69,8 +69,16 @@ def create_app(
         ),
         lifespan=lifespan,
     )
-    for router in (fleet.router, incidents.router, registry.router, me.router, live.router):
+    for router in (
+        fleet.router,
+        incidents.router,
+        registry.router,
+        me.router,
+        live.router,
+        campaigns.router,
+    ):
         app.include_router(router, prefix=PREFIX)
+    app.include_router(campaigns.links)
     app.include_router(ops.router)
     app.mount("/dashboard", StaticFiles(directory=STATIC, html=True), name="dashboard")
 

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     alerts_max_reminders: int = 3
     alerts_rate_limit_per_hour: int = 20
 
+    campaigns_tick_s: float = 2.0
+    # Where customers' links (a recall's acknowledgement) point: the API as they reach it.
+    public_url: str = "http://127.0.0.1:8080"
+
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_pool_size: int = 10

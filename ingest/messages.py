@@ -1,6 +1,6 @@
 """Parse MQTT messages into small frozen records right at the edge; pure and fast.
 
-Every message becomes exactly one of `Heartbeat`, `StatusReport` or `Rejection`:
+Every message becomes exactly one of `Heartbeat`, `StatusReport`, `OtaReport` or `Rejection`:
 nothing raises, so one bad message can never take its batch or the ingest down.
 """
 
@@ -63,6 +63,26 @@ class StatusReport:
 
 
 @dataclass(frozen=True, slots=True)
+class OtaReport:
+    """A device's report on an update it was commanded (campaigns/steps.py reads them)."""
+
+    device_id: str
+    command_id: str
+    campaign_id: int | None
+    state: str
+    progress: int | None
+    reason: str | None
+    received_at: datetime
+    topic: str = field(default="", repr=False, compare=False)
+    payload: bytes = field(default=b"", repr=False, compare=False)
+
+
+OTA_STATES = frozenset({"accepted", "downloading", "installing", "rebooting", "failed"})
+COMMAND_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_REASON_LEN = 200
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     topic: str
     device_id: str | None
@@ -80,7 +100,7 @@ def parse_message(
     received_at: datetime,
     retained: bool = False,
     limits: Limits = Limits(),
-) -> Heartbeat | StatusReport | Rejection:
+) -> Heartbeat | StatusReport | OtaReport | Rejection:
     """Turn one MQTT message into a record; anything unacceptable becomes a Rejection."""
 
     def reject(reason: str, detail: str, device_id: str | None = None) -> Rejection:
@@ -101,7 +121,38 @@ def parse_message(
         if status not in ("online", "offline"):
             return reject("bad_status", "status must be 'online' or 'offline'", device_id)
         return StatusReport(device_id, status, received_at, retained, topic, payload)
+    if kind == "ota":
+        return _parse_ota(topic, device_id, payload, received_at, reject)
     return reject("unknown_kind", f"no handler for topic kind {kind!r}", device_id)
+
+
+def _parse_ota(topic, device_id, payload, received_at, reject):
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return reject("not_json", str(exc)[:200], device_id)
+    if not isinstance(body, dict):
+        return reject("bad_type", "an ota report must be a JSON object", device_id)
+    command_id = body.get("command_id")
+    if not isinstance(command_id, str) or not COMMAND_ID_RE.fullmatch(command_id):
+        return reject("bad_command_id", "command_id must name the command answered", device_id)
+    state = body.get("state")
+    if state not in OTA_STATES:
+        return reject("bad_ota_state", f"state must be one of {sorted(OTA_STATES)}", device_id)
+    campaign = body.get("campaign")
+    if campaign is not None and (not _is_int(campaign) or not 0 < campaign < MAX_COUNTER):
+        return reject("bad_campaign", "campaign must be a positive integer", device_id)
+    progress = body.get("progress")
+    if progress is not None and (not _is_int(progress) or not 0 <= progress <= 100):
+        return reject("bad_progress", "progress must be an integer from 0 to 100", device_id)
+    reason = body.get("reason")
+    if reason is not None and (
+        not isinstance(reason, str) or len(reason) > MAX_REASON_LEN or "\x00" in reason
+    ):
+        return reject("bad_reason", f"reason must be text of up to {MAX_REASON_LEN}", device_id)
+    return OtaReport(
+        device_id, command_id, campaign, state, progress, reason, received_at, topic, payload
+    )
 
 
 def _parse_heartbeat(topic, device_id, payload, received_at, limits, reject):

@@ -25,7 +25,14 @@ import tenacity
 from fleetwatch import db
 from fleetwatch.mqtt import connect_client, make_client
 from fleetwatch.settings import MqttTarget, Settings
-from ingest.messages import Heartbeat, Limits, Rejection, StatusReport, parse_message
+from ingest.messages import (
+    Heartbeat,
+    Limits,
+    OtaReport,
+    Rejection,
+    StatusReport,
+    parse_message,
+)
 from ingest.writer import WriteResult, record_progress, write_batch
 
 log = logging.getLogger(__name__)
@@ -70,8 +77,8 @@ class IngestCounters:
 
 
 def heartbeat_topics(prefix: str, shared_group: str) -> list[str]:
-    """The subscriptions: heartbeats and status, shared across ingest processes when grouped."""
-    topics = [f"{prefix}/+/heartbeat", f"{prefix}/+/status"]
+    """The subscriptions: heartbeats, status and update reports, shared when grouped."""
+    topics = [f"{prefix}/+/heartbeat", f"{prefix}/+/status", f"{prefix}/+/ota"]
     if shared_group:
         topics = [f"$share/{shared_group}/{t}" for t in topics]
     return topics
@@ -109,7 +116,7 @@ class Ingest:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         # Each entry: (connection generation, message id to ack or 0, parsed record).
-        self._buffer: list[tuple[int, int, Heartbeat | StatusReport | Rejection]] = []
+        self._buffer: list[tuple[int, int, Heartbeat | StatusReport | OtaReport | Rejection]] = []
         self._generation = 0
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -272,7 +279,7 @@ class Ingest:
         for _, _, record in batch:
             if isinstance(record, Heartbeat):
                 heartbeats.append(record)
-            elif isinstance(record, StatusReport):
+            elif isinstance(record, StatusReport | OtaReport):
                 statuses.append(record)
             else:
                 rejections.append(record)
@@ -320,7 +327,7 @@ class Ingest:
         for record in [*heartbeats, *statuses, *rejections]:
             args = (
                 [record] if isinstance(record, Heartbeat) else [],
-                [record] if isinstance(record, StatusReport) else [],
+                [record] if isinstance(record, StatusReport | OtaReport) else [],
                 [record] if isinstance(record, Rejection) else [],
             )
             try:

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import psycopg
 
-from ingest.messages import Heartbeat, Rejection, StatusReport
+from ingest.messages import Heartbeat, OtaReport, Rejection, StatusReport
 
 # The staging table has exactly the columns of heartbeats, whichever flavour made them.
 _CREATE_STAGE = """
@@ -97,24 +97,37 @@ ON CONFLICT (device_id) DO UPDATE
 """
 
 
+_COPY_OTA = """
+COPY ota_reports (received_at, device_id, command_id, campaign_id, state, progress, reason)
+FROM STDIN
+"""
+
+
 @dataclass
 class WriteResult:
     stored: int = 0
     duplicates: int = 0
     statuses: int = 0
+    ota_reports: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
 
 
 def write_batch(
     conn: psycopg.Connection,
     heartbeats: list[Heartbeat],
-    statuses: list[StatusReport],
+    statuses: list[StatusReport | OtaReport],
     rejections: list[Rejection],
 ) -> WriteResult:
-    """Store a batch in one transaction and return what happened to it."""
+    """Store a batch in one transaction and return what happened to it.
+
+    `statuses` carries the devices' birth and will messages and their update reports.
+    """
     result = WriteResult()
     rejections = list(rejections)
+    ota = [r for r in statuses if isinstance(r, OtaReport)]
+    statuses = [r for r in statuses if not isinstance(r, OtaReport)]
     ids = {h.device_id for h in heartbeats} | {s.device_id for s in statuses}
+    ids |= {r.device_id for r in ota}
     with conn.transaction():
         known: set[str] = set()
         if ids:
@@ -161,6 +174,24 @@ def write_batch(
             result.duplicates += len(good) - result.stored
             conn.execute(_UPSERT_STATE)
 
+        good_ota = [r for r in ota if r.device_id in known]
+        rejections += [_unknown(r) for r in ota if r.device_id not in known]
+        if good_ota:
+            with conn.cursor().copy(_COPY_OTA) as copy:
+                for r in good_ota:
+                    copy.write_row(
+                        (
+                            r.received_at,
+                            r.device_id,
+                            r.command_id,
+                            r.campaign_id,
+                            r.state,
+                            r.progress,
+                            r.reason,
+                        )
+                    )
+            result.ota_reports = len(good_ota)
+
         for st in sorted(good_statuses, key=lambda s: s.received_at):
             conn.execute(
                 _INSERT_STATUS,
@@ -190,7 +221,7 @@ def write_batch(
     return result
 
 
-def _unknown(record: Heartbeat | StatusReport) -> Rejection:
+def _unknown(record: Heartbeat | StatusReport | OtaReport) -> Rejection:
     return Rejection(
         topic=record.topic,
         device_id=record.device_id,

@@ -42,6 +42,8 @@ DATA_TABLES = (
     "silences",
     "fleet_history",
     "monitor_runs",
+    "campaigns",
+    "ota_reports",
 )
 
 

@@ -105,3 +105,8 @@ def make_overdue(conn: psycopg.Connection, device_ids: list[str], now, seconds: 
         "overdue_at = %(t)s WHERE device_id = ANY(%(ids)s)",
         {"t": now - timedelta(seconds=seconds), "ids": device_ids},
     )
+
+
+def auth(key: str) -> dict[str, str]:
+    """The header carrying an API key."""
+    return {"Authorization": f"Bearer {key}"}

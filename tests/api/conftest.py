@@ -33,7 +33,3 @@ def keys(conn):
             return create_key(conn, "customer", customer_id=customer_id)[1]
 
     return Keys()
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}

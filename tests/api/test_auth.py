@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conftest import auth
-from support import add_channel, make_device
+from support import add_channel, auth, make_device
 
 from api.auth import create_key, find_key, hash_key, revoke_key
 

@@ -6,8 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import auth
-from support import make_device
+from support import auth, make_device
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 

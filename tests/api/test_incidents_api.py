@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import auth
-from support import add_channel, count, make_device, make_overdue
+from support import add_channel, auth, count, make_device, make_overdue
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import auth
-from support import make_device
+from support import auth, make_device
 
 
 @pytest.fixture

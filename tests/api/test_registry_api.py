@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import auth
-from support import count, make_device
+from support import auth, count, make_device
 
 
 def test_create_update_and_retire_a_device(api, keys, conn):

@@ -1,0 +1,9 @@
+"""Recall notices and over-the-air update campaigns, rolled out in waves that stop themselves.
+
+targeting.py   which devices a campaign is for (pure)
+waves.py       who is in which wave, maintenance windows, when the next wave opens (pure)
+steps.py       one device's update: its next step, timeouts, retries, success (pure)
+gates.py       the health gate comparing updated devices with the rest (pure)
+store.py       creating campaigns and reading their progress (SQL)
+runner.py      the periodic job (APScheduler) that moves every campaign on, and its MQTT
+"""

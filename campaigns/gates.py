@@ -1,0 +1,56 @@
+"""The health gate: do updated devices fare worse than the rest of the campaign's devices?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from campaigns.policy import Policy
+
+
+@dataclass(frozen=True)
+class Health:
+    """A group of devices and how many of them are in trouble."""
+
+    devices: int = 0
+    failed: int = 0
+    offline: int = 0
+    # With a degraded-health incident opened since the campaign started.
+    degraded: int = 0
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    halt: bool
+    reason: str | None = None
+
+
+def _pct(part: int, whole: int) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+def evaluate_gate(updated: Health, rest: Health, policy: Policy) -> GateVerdict:
+    """Halt when the updated devices cross a threshold with at least `min_devices` of them.
+
+    Failures are judged on their own; offline and degraded shares against the rest's, so a
+    bad night for the whole fleet does not halt a campaign that is not to blame.
+    """
+    if _pct(updated.failed, updated.devices) > policy.max_failure_pct and (
+        updated.failed >= policy.min_devices
+    ):
+        return GateVerdict(
+            True,
+            f"{updated.failed} of {updated.devices} updated devices failed "
+            f"({_pct(updated.failed, updated.devices):.0f} %, limit {policy.max_failure_pct:g} %)",
+        )
+    for name, bad, rest_bad, limit in (
+        ("offline", updated.offline, rest.offline, policy.max_offline_pct),
+        ("degraded", updated.degraded, rest.degraded, policy.max_degraded_pct),
+    ):
+        share, baseline = _pct(bad, updated.devices), _pct(rest_bad, rest.devices)
+        if bad >= policy.min_devices and share - baseline > limit:
+            return GateVerdict(
+                True,
+                f"{bad} of {updated.devices} updated devices {name} ({share:.0f} %) against "
+                f"{baseline:.0f} % of the others (limit {limit:g} points)",
+            )
+    return GateVerdict(False)

@@ -1,0 +1,678 @@
+"""The campaign runner: a periodic job (APScheduler) that moves every campaign on.
+
+Each tick, under an advisory lock so that one runner works at a time however many run:
+  1. applies the devices' update reports (ota_reports) to their progress;
+  2. checks devices in flight: back on the new firmware, timed out, never back;
+  3. judges the health gate, and halts a campaign that crosses it;
+  4. starts campaigns, opens the next wave after its soak, completes them;
+  5. sends commands to pending devices of opened waves inside their maintenance window,
+     and recall notices (repeated on the owner's next channel when not acknowledged).
+A command is recorded as sent, and committed, before it is published: a runner killed in
+between never sends it twice; that attempt times out and the next one has its own id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from alerts.context import device_context, local_time
+from alerts.outbox import (
+    CustomerNotice,
+    enqueue_customer_notices,
+    enqueue_staff_notice,
+    load_recipients,
+)
+from campaigns.gates import Health, evaluate_gate
+from campaigns.policy import Policy
+from campaigns.steps import IN_FLIGHT, Decision, Observed, Progress, apply_report, check
+from campaigns.store import campaign_progress, record_event
+from campaigns.waves import CampaignView, WaveCounts, in_window, next_move
+from fleetwatch import db
+from fleetwatch.mqtt import connect_client, make_client
+from fleetwatch.settings import MqttTarget, Settings
+
+log = logging.getLogger(__name__)
+
+_LOCK = 0x63616D70  # "camp"
+SEND_BATCH = 2000
+FAILURE_TEXT = {
+    "never_came_back": "it restarted to install the update and has not come back since",
+    "rolled_back": "it restarted on its previous firmware",
+    "download_failed": "it could not download the update",
+    "checksum_mismatch": "the downloaded update was damaged",
+    "install_failed": "the installation failed",
+    "low_battery": "its battery was too low to update safely",
+    "busy": "it was busy",
+}
+NEXT_STEPS = {
+    "never_came_back": "unplug it for ten seconds and plug it back in. If it does not come "
+    "back, contact support: we will replace it free of charge.",
+}
+DEFAULT_NEXT_STEPS = "nothing for now: it keeps working on its current firmware, and we will "
+"try again later or contact you."
+_FINAL = ("succeeded", "failed", "skipped", "cancelled", "notified", "acknowledged")
+_HEALTH_KINDS_EXCLUDED = ("offline", "never_seen", "unstable_connection")
+
+
+@dataclass
+class Campaign:
+    id: int
+    name: str
+    kind: str
+    status: str
+    target_version: str | None
+    artifact_url: str | None
+    artifact_sha256: str | None
+    waves: list[float]
+    soak_s: int
+    window_start: object
+    window_end: object
+    starts_at: datetime
+    current_wave: int
+    wave_opened_at: datetime | None
+    policy: Policy
+    safe_to_use: bool | None
+    instructions: str | None
+
+
+_CAMPAIGN_COLUMNS = """
+SELECT id, name, kind, status, target_version, artifact_url, artifact_sha256, waves, soak_s,
+       window_start, window_end, starts_at, current_wave, wave_opened_at, policy, safe_to_use,
+       instructions
+FROM campaigns
+"""
+_CAMPAIGNS = (
+    _CAMPAIGN_COLUMNS
+    + """
+WHERE status IN ('scheduled', 'running', 'paused', 'halted') ORDER BY id
+"""
+)
+_CAMPAIGN = _CAMPAIGN_COLUMNS + "WHERE id = %s"
+
+
+@dataclass
+class TickReport:
+    reports: int = 0
+    commands: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    notices: int = 0
+    moves: list[tuple[int, str]] = field(default_factory=list)
+    skipped: bool = False
+
+
+class CampaignRunner:
+    """Moves campaigns on every FLEETWATCH_CAMPAIGNS_TICK_S; publishes commands over MQTT."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        dsn: str,
+        target: MqttTarget | None,
+        *,
+        publish=None,
+    ) -> None:
+        self.settings = settings
+        self.dsn = dsn
+        self._prefix = settings.topic_prefix
+        self._conn: psycopg.Connection | None = None
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._client = None
+        self._publish = publish
+        if publish is None and target is not None:
+            self._client = make_client(
+                target,
+                f"fleetwatch-campaigns-{uuid.uuid4().hex[:8]}",
+                protocol=settings.mqtt_protocol,
+            )
+            connect_client(self._client, target, asynchronous=True)
+            self._client.loop_start()
+            self._publish = self._publish_mqtt
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> CampaignRunner:
+        self._scheduler.add_job(
+            self._safe_tick,
+            "interval",
+            seconds=self.settings.campaigns_tick_s,
+            id="campaigns",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(UTC),
+        )
+        self._scheduler.start()
+        return self
+
+    def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=True)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        if self._conn is not None:
+            self._conn.close()
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()
+
+    def _safe_tick(self) -> None:
+        try:
+            self.tick()
+        except psycopg.OperationalError as exc:
+            log.warning("campaigns: database unreachable: %s", exc)
+            self._conn = None
+        except Exception:
+            log.exception("campaigns: tick failed")
+            self._conn = None
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.dsn, autocommit=True)
+        return self._conn
+
+    # -- the tick ----------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """One pass over every active campaign at `now` (default: the database's clock)."""
+        conn = self._connection()
+        report = TickReport()
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK,)).fetchone()[0]:
+            report.skipped = True  # another runner is at work
+            return report
+        try:
+            if now is None:
+                now = conn.execute("SELECT now()").fetchone()[0]
+            report.reports = self._apply_reports(conn, now, report)
+            for row in conn.execute(_CAMPAIGNS).fetchall():
+                campaign = _campaign(row)
+                self._advance(conn, campaign, now, report)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+        if report.commands or report.moves or report.succeeded or report.failed:
+            log.info(
+                "campaigns tick: %d reports, %d commands, %d succeeded, %d failed, "
+                "%d notices, moves %s",
+                report.reports,
+                report.commands,
+                report.succeeded,
+                report.failed,
+                report.notices,
+                report.moves,
+            )
+        return report
+
+    def _advance(self, conn, campaign: Campaign, now: datetime, report: TickReport) -> None:
+        if campaign.kind == "ota_update" and campaign.status != "scheduled":
+            self._check_in_flight(conn, campaign, now, report)
+        if campaign.status == "running" and campaign.kind == "ota_update":
+            verdict = evaluate_gate(*_health(conn, campaign), campaign.policy)
+            if verdict.halt:
+                self._halt(conn, campaign, verdict.reason, now)
+                report.moves.append((campaign.id, "halt"))
+                return
+        move = next_move(_view(campaign), _counts(conn, campaign), now)
+        if (
+            move == "complete"
+            and campaign.kind == "recall_notice"
+            and _awaiting_ack(conn, campaign)
+        ):
+            move = None  # a recall is done when every owner has acknowledged it
+        if move == "start":
+            self._open_wave(conn, campaign, 1, now, report, started=True)
+        elif move == "open_next":
+            self._open_wave(conn, campaign, campaign.current_wave + 1, now, report)
+        elif move == "complete":
+            self._complete(conn, campaign, now)
+        if move:
+            report.moves.append((campaign.id, move))
+        if campaign.status == "running":
+            if campaign.kind == "ota_update":
+                report.commands += self._send_commands(conn, campaign, now)
+            else:
+                report.notices += self._send_recalls(conn, campaign, now)
+
+    # -- reports and devices in flight -------------------------------------------------------
+
+    def _apply_reports(self, conn, now: datetime, report: TickReport) -> int:
+        with conn.transaction():
+            rows = conn.execute(
+                "SELECT r.id, r.state, r.reason, cd.campaign_id, cd.device_id, cd.state, "
+                "cd.state_at, cd.attempt, cd.sent_at "
+                "FROM ota_reports r "
+                "LEFT JOIN campaign_devices cd ON cd.command_id = r.command_id "
+                "WHERE r.applied_at IS NULL ORDER BY r.id LIMIT 5000 FOR UPDATE OF r SKIP LOCKED"
+            ).fetchall()
+            campaigns: dict[int, Campaign] = {}
+            for row in rows:
+                state, reason, campaign_id, device = row[1], row[2], row[3], row[4]
+                if campaign_id is None:
+                    continue  # a report on a command we do not know, or no longer track
+                if campaign_id not in campaigns:
+                    campaigns[campaign_id] = _campaign(
+                        conn.execute(_CAMPAIGN, (campaign_id,)).fetchone()
+                    )
+                campaign = campaigns[campaign_id]
+                decision = apply_report(Progress(*row[5:9]), state, reason, campaign.policy)
+                if decision is not None:
+                    self._decide(conn, campaign, device, decision, now, report)
+            if rows:
+                conn.execute(
+                    "UPDATE ota_reports SET applied_at = %s WHERE id = ANY(%s)",
+                    (now, [r[0] for r in rows]),
+                )
+        return len(rows)
+
+    def _check_in_flight(self, conn, campaign: Campaign, now: datetime, report) -> None:
+        with conn.transaction():
+            rows = conn.execute(
+                "SELECT cd.device_id, cd.state, cd.state_at, cd.attempt, cd.sent_at, "
+                "st.firmware, st.last_seen_at, st.last_uptime_s "
+                "FROM campaign_devices cd LEFT JOIN device_state st ON st.device_id = cd.device_id "
+                "WHERE cd.campaign_id = %s AND cd.state = ANY(%s) FOR UPDATE OF cd",
+                (campaign.id, list(IN_FLIGHT)),
+            ).fetchall()
+            for device, state, state_at, attempt, sent_at, fw, seen, uptime in rows:
+                decision = check(
+                    Progress(state, state_at, attempt, sent_at),
+                    Observed(fw, seen, uptime),
+                    campaign.target_version or "",
+                    now,
+                    campaign.policy,
+                )
+                if decision is not None:
+                    self._decide(conn, campaign, device, decision, now, report)
+
+    def _decide(self, conn, campaign: Campaign, device: str, decision: Decision, now, report):
+        final = decision.state in ("succeeded", "failed")
+        conn.execute(
+            "UPDATE campaign_devices SET state = %s, state_at = %s, "
+            "failure_reason = CASE WHEN %s = 'failed' THEN %s ELSE failure_reason END, "
+            "finished_at = CASE WHEN %s THEN %s END "
+            "WHERE campaign_id = %s AND device_id = %s",
+            (decision.state, now, decision.state, decision.reason, final, now, campaign.id, device),
+        )
+        if decision.state == "pending":
+            log.info(
+                "campaign %d device %s: retrying after %s", campaign.id, device, decision.reason
+            )
+        elif decision.state == "succeeded":
+            report.succeeded += 1
+            log.info(
+                "campaign %d device %s: updated to %s", campaign.id, device, campaign.target_version
+            )
+            report.notices += self._notify(conn, campaign, [device], "ota_succeeded", now)
+        elif decision.state == "failed":
+            report.failed += 1
+            log.warning(
+                "campaign %d device %s: update failed: %s", campaign.id, device, decision.reason
+            )
+            report.notices += self._notify(
+                conn, campaign, [device], "ota_failed", now, reason=decision.reason
+            )
+
+    # -- waves -------------------------------------------------------------------------------
+
+    def _open_wave(self, conn, campaign: Campaign, wave: int, now, report, *, started=False):
+        with conn.transaction():
+            conn.execute(
+                "UPDATE campaigns SET status = 'running', current_wave = %s, wave_opened_at = %s "
+                "WHERE id = %s",
+                (wave, now, campaign.id),
+            )
+            devices = [
+                d
+                for (d,) in conn.execute(
+                    "SELECT device_id FROM campaign_devices WHERE campaign_id = %s AND wave = %s "
+                    "AND state = 'pending' ORDER BY device_id",
+                    (campaign.id, wave),
+                )
+            ]
+            if started:
+                record_event(conn, campaign.id, now, "started")
+            record_event(conn, campaign.id, now, "wave_opened", wave=wave, devices=len(devices))
+            if campaign.kind == "ota_update":
+                report.notices += self._notify(conn, campaign, devices, "ota_scheduled", now)
+        campaign.status, campaign.current_wave, campaign.wave_opened_at = "running", wave, now
+        log.info(
+            "campaign %d: wave %d of %d opened (%d devices)",
+            campaign.id,
+            wave,
+            len(campaign.waves),
+            len(devices),
+        )
+
+    def _complete(self, conn, campaign: Campaign, now: datetime) -> None:
+        with conn.transaction():
+            conn.execute(
+                "UPDATE campaign_devices SET state = 'skipped', state_at = %s, "
+                "failure_reason = 'offline' WHERE campaign_id = %s AND state = 'pending'",
+                (now, campaign.id),
+            )
+            conn.execute(
+                "UPDATE campaigns SET status = 'completed', finished_at = %s WHERE id = %s",
+                (now, campaign.id),
+            )
+            progress = campaign_progress(conn, campaign.id)
+            record_event(conn, campaign.id, now, "completed", **progress["by_state"])
+            if campaign.kind == "ota_update":
+                enqueue_staff_notice(
+                    conn,
+                    None,
+                    "campaign_completed",
+                    "info",
+                    {
+                        "campaign_id": campaign.id,
+                        "campaign_name": campaign.name,
+                        "waves": len(campaign.waves),
+                        **{
+                            k: progress["by_state"].get(k, 0)
+                            for k in ("succeeded", "failed", "skipped")
+                        },
+                    },
+                    now,
+                )
+        campaign.status = "completed"
+        log.info("campaign %d completed: %s", campaign.id, progress["by_state"])
+
+    def _halt(self, conn, campaign: Campaign, reason: str, now: datetime) -> None:
+        """Stop sending, tell the firmware team why, and wait for a person."""
+        with conn.transaction():
+            conn.execute(
+                "UPDATE campaigns SET status = 'halted', halted_reason = %s WHERE id = %s",
+                (reason, campaign.id),
+            )
+            progress = campaign_progress(conn, campaign.id)
+            record_event(
+                conn,
+                campaign.id,
+                now,
+                "halted",
+                reason=reason,
+                wave=campaign.current_wave,
+                **progress["by_state"],
+            )
+            context = {
+                "campaign_id": campaign.id,
+                "campaign_name": campaign.name,
+                "target_version": campaign.target_version,
+                "wave": campaign.current_wave,
+                "reason": reason,
+                "succeeded": progress["by_state"].get("succeeded", 0),
+                "failed": progress["by_state"].get("failed", 0),
+                "failures": ", ".join(f"{n} {r}" for r, n in progress["failures"].items())
+                or "none",
+            }
+            incident = conn.execute(
+                "INSERT INTO incidents (scope, kind, severity, opened_at, summary, group_key, "
+                "details) VALUES ('fleet', 'campaign_halted', 'critical', %s, %s, %s, %s) "
+                "ON CONFLICT DO NOTHING RETURNING id",
+                (
+                    now,
+                    f"Campaign {campaign.id} halted: {reason}",
+                    f"campaign:{campaign.id}",
+                    json.dumps(context),
+                ),
+            ).fetchone()
+            if incident:
+                conn.execute(
+                    "INSERT INTO incident_events (incident_id, at, kind, detail) "
+                    "VALUES (%s, %s, 'opened', %s)",
+                    (incident[0], now, json.dumps({"reason": reason})),
+                )
+                enqueue_staff_notice(conn, incident[0], "campaign_halted", "critical", context, now)
+        campaign.status = "halted"
+        log.warning("campaign %d halted in wave %d: %s", campaign.id, campaign.current_wave, reason)
+
+    # -- commands and notices ----------------------------------------------------------------
+
+    def _send_commands(self, conn, campaign: Campaign, now: datetime) -> int:
+        rows = conn.execute(
+            "SELECT cd.device_id, cd.attempt, d.timezone FROM campaign_devices cd "
+            "JOIN devices d ON d.id = cd.device_id "
+            "JOIN device_state st ON st.device_id = cd.device_id "
+            "WHERE cd.campaign_id = %s AND cd.wave <= %s AND cd.state = 'pending' "
+            "AND st.status IN ('online', 'degraded') ORDER BY cd.wave, cd.device_id LIMIT %s",
+            (campaign.id, campaign.current_wave, SEND_BATCH),
+        ).fetchall()
+        due = [
+            (device, attempt + 1)
+            for device, attempt, tz in rows
+            if in_window(now, tz, campaign.window_start, campaign.window_end)
+        ]
+        if not due:
+            return 0
+        commands = []
+        with conn.transaction():
+            for device, attempt in due:
+                if attempt > campaign.policy.max_attempts:
+                    self._decide(
+                        conn, campaign, device, Decision("failed", "attempts"), now, TickReport()
+                    )
+                    continue
+                command_id = f"c{campaign.id}-{device}-{attempt}"
+                done = conn.execute(
+                    "UPDATE campaign_devices SET state = 'sent', state_at = %s, sent_at = %s, "
+                    "attempt = %s, command_id = %s "
+                    "WHERE campaign_id = %s AND device_id = %s AND state = 'pending'",
+                    (now, now, attempt, command_id, campaign.id, device),
+                ).rowcount
+                if done:
+                    commands.append((device, command_id, attempt))
+        # Committed first: a command is never published twice, even if we die right here.
+        for device, command_id, attempt in commands:
+            payload = {
+                "type": "ota_update",
+                "command_id": command_id,
+                "campaign": campaign.id,
+                "version": campaign.target_version,
+                "url": campaign.artifact_url,
+                "sha256": campaign.artifact_sha256,
+                "attempt": attempt,
+            }
+            self._publish(f"{self._prefix}/{device}/cmd", json.dumps(payload).encode())
+            log.info("campaign %d device %s: command %s sent", campaign.id, device, command_id)
+        return len(commands)
+
+    def _publish_mqtt(self, topic: str, payload: bytes) -> None:
+        info = self._client.publish(topic, payload, qos=1)
+        # Not waiting for every PUBACK: the device's own reports say whether it arrived.
+        if info.rc:
+            log.warning("campaigns: could not publish to %s (rc %s)", topic, info.rc)
+
+    def _send_recalls(self, conn, campaign: Campaign, now: datetime) -> int:
+        sent = 0
+        with conn.transaction():
+            first = [
+                d
+                for (d,) in conn.execute(
+                    "UPDATE campaign_devices SET state = 'notified', state_at = %s, "
+                    "notified_at = %s WHERE campaign_id = %s AND wave <= %s AND state = 'pending' "
+                    "RETURNING device_id",
+                    (now, now, campaign.id, campaign.current_wave),
+                )
+            ]
+            sent += self._notify(conn, campaign, first, "recall_notice", now, channel=0)
+            repeat_before = now - timedelta(seconds=campaign.policy.repeat_after_s)
+            again = [
+                d
+                for (d,) in conn.execute(
+                    "UPDATE campaign_devices SET repeated_at = %s WHERE campaign_id = %s "
+                    "AND state = 'notified' AND repeated_at IS NULL AND notified_at <= %s "
+                    "RETURNING device_id",
+                    (now, campaign.id, repeat_before),
+                )
+            ]
+            sent += self._notify(conn, campaign, again, "recall_repeat", now, channel=1)
+            if again:
+                record_event(conn, campaign.id, now, "recall_repeated", devices=len(again))
+        return sent
+
+    def _notify(
+        self,
+        conn,
+        campaign: Campaign,
+        device_ids: list[str],
+        template: str,
+        now: datetime,
+        *,
+        reason: str | None = None,
+        channel: int | None = None,
+    ) -> int:
+        """Queue a campaign notice to each device's owner, through the outbox."""
+        if not device_ids:
+            return 0
+        recipients = load_recipients(conn, sorted(device_ids))
+        tokens = {}
+        if campaign.kind == "recall_notice":
+            tokens = dict(
+                conn.execute(
+                    "SELECT device_id, ack_token FROM campaign_devices "
+                    "WHERE campaign_id = %s AND device_id = ANY(%s)",
+                    (campaign.id, device_ids),
+                ).fetchall()
+            )
+        notices = []
+        for device_id in device_ids:
+            device = recipients.devices.get(device_id)
+            if device is None or device.customer_id is None:
+                continue
+            context = device_context(device, since=now)
+            context.update(
+                self._campaign_context(campaign, device, tokens.get(device_id), reason, now)
+            )
+            only = None
+            if channel is not None:
+                channels = recipients.channels.get(device.customer_id, [])
+                if not channels:
+                    continue
+                only = channels[min(channel, len(channels) - 1)].id
+            severity = {
+                "recall_notice": "critical",
+                "recall_repeat": "critical",
+                "ota_failed": "warning",
+            }.get(template, "info")
+            notices.append(
+                CustomerNotice(
+                    None,
+                    device,
+                    template,
+                    severity,
+                    context,
+                    campaign_id=campaign.id,
+                    only_channel=only,
+                )
+            )
+        return enqueue_customer_notices(conn, notices, recipients, now)
+
+    def _campaign_context(self, campaign: Campaign, device, token, reason, now) -> dict:
+        context = {
+            "campaign_id": campaign.id,
+            "campaign_name": campaign.name,
+            "target_version": campaign.target_version or "",
+        }
+        if campaign.window_start is not None:
+            context["when_text"] = (
+                f"between {campaign.window_start:%H:%M} and {campaign.window_end:%H:%M} your "
+                f"time ({device.timezone}), in the next days"
+            )
+        else:
+            context["when_text"] = "in the next hours"
+        if reason is not None:
+            context["failure_text"] = FAILURE_TEXT.get(reason, reason.replace("_", " "))
+            context["next_steps"] = NEXT_STEPS.get(reason, DEFAULT_NEXT_STEPS)
+            context["what_to_do"] = context["next_steps"]
+        if campaign.kind == "recall_notice":
+            context["safety_text"] = (
+                "It is safe to keep using it meanwhile."
+                if campaign.safe_to_use
+                else "Stop using it until this is done."
+            )
+            context["instructions"] = campaign.instructions or ""
+            context["what_to_do"] = context["instructions"]
+            context["ack_url"] = f"{self.settings.public_url.rstrip('/')}/recall/{token}"
+            context["notified_local"] = local_time(now, device.timezone)
+        return context
+
+
+def _campaign(row) -> Campaign:
+    values = list(row)
+    values[14] = Policy(**values[14])
+    return Campaign(*values)
+
+
+def _view(c: Campaign) -> CampaignView:
+    return CampaignView(
+        c.status, c.starts_at, c.current_wave, len(c.waves), c.wave_opened_at, c.soak_s
+    )
+
+
+def _counts(conn, campaign: Campaign) -> WaveCounts:
+    online = "st.status IN ('online', 'degraded')"
+    if campaign.kind == "recall_notice":
+        online = "true"  # a notice goes to the owner, whatever the device is doing
+    row = conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE cd.state = 'pending' AND {online}), "
+        f"count(*) FILTER (WHERE cd.state = 'pending' AND NOT coalesce({online}, false)), "
+        "count(*) FILTER (WHERE cd.state = ANY(%(flight)s)), "
+        "count(*) FILTER (WHERE cd.state = ANY(%(final)s)), max(cd.finished_at) "
+        "FROM campaign_devices cd LEFT JOIN device_state st ON st.device_id = cd.device_id "
+        "WHERE cd.campaign_id = %(id)s AND cd.wave <= %(wave)s",
+        {
+            "id": campaign.id,
+            "wave": campaign.current_wave,
+            "flight": list(IN_FLIGHT),
+            "final": list(_FINAL),
+        },
+    ).fetchone()
+    return WaveCounts(*row)
+
+
+def _awaiting_ack(conn, campaign: Campaign) -> bool:
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM campaign_devices WHERE campaign_id = %s "
+        "AND state = 'notified')",
+        (campaign.id,),
+    ).fetchone()[0]
+
+
+_HEALTH = """
+SELECT count(*) FILTER (WHERE cd.attempt > 0),
+       count(*) FILTER (WHERE cd.state = 'failed'),
+       count(*) FILTER (WHERE cd.state = 'succeeded' AND st.status = 'offline'),
+       count(*) FILTER (WHERE cd.state = 'succeeded' AND EXISTS (
+           SELECT 1 FROM incidents i WHERE i.device_id = cd.device_id AND i.scope = 'device'
+             AND i.opened_at >= cd.finished_at AND i.kind <> ALL(%(excluded)s))),
+       count(*) FILTER (WHERE cd.attempt = 0),
+       count(*) FILTER (WHERE cd.attempt = 0 AND st.status = 'offline'),
+       count(*) FILTER (WHERE cd.attempt = 0 AND EXISTS (
+           SELECT 1 FROM incidents i WHERE i.device_id = cd.device_id AND i.scope = 'device'
+             AND i.opened_at >= %(started)s AND i.kind <> ALL(%(excluded)s)))
+FROM campaign_devices cd LEFT JOIN device_state st ON st.device_id = cd.device_id
+WHERE cd.campaign_id = %(id)s
+"""
+
+
+def _health(conn, campaign: Campaign) -> tuple[Health, Health]:
+    """(updated devices, the rest) for the health gate."""
+    row = conn.execute(
+        _HEALTH,
+        {
+            "id": campaign.id,
+            "started": campaign.starts_at,
+            "excluded": list(_HEALTH_KINDS_EXCLUDED),
+        },
+    ).fetchone()
+    return Health(row[0], row[1], row[2], row[3]), Health(row[4], 0, row[5], row[6])

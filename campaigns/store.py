@@ -1,0 +1,205 @@
+"""Creating campaigns and reading their progress: the SQL around the pure decisions."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from datetime import datetime, time
+
+import psycopg
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from campaigns.policy import Policy
+from campaigns.targeting import Target
+from campaigns.waves import assign_waves
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WAVES = {"ota_update": [1, 10, 50, 100], "recall_notice": [100]}
+_NO_NUL = r"^[^\x00]*$"
+
+
+class CampaignCreate(BaseModel):
+    """A new campaign as the firmware team describes it (API body and CLI file alike)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200, pattern=_NO_NUL)
+    kind: str = Field(pattern=r"^(recall_notice|ota_update)$")
+    target: Target
+    target_version: str | None = Field(default=None, max_length=64, pattern=r"^[0-9A-Za-z.+-]+$")
+    artifact_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
+    artifact_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    waves: list[float] | None = Field(default=None, min_length=1, max_length=20)
+    soak_s: int = Field(default=3600, ge=0, le=30 * 86400)
+    window_start: time | None = None
+    window_end: time | None = None
+    starts_at: datetime | None = None
+    policy: Policy = Field(default_factory=Policy)
+    safe_to_use: bool | None = None
+    instructions: str | None = Field(default=None, max_length=2000, pattern=_NO_NUL)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CampaignCreate:
+        if self.kind == "ota_update" and not (
+            self.target_version and self.artifact_url and self.artifact_sha256
+        ):
+            raise ValueError("an update needs target_version, artifact_url and artifact_sha256")
+        if self.kind == "recall_notice" and (self.safe_to_use is None or not self.instructions):
+            raise ValueError("a recall notice needs safe_to_use and instructions")
+        if (self.window_start is None) != (self.window_end is None):
+            raise ValueError("give both window_start and window_end, or neither")
+        if self.window_start is not None and self.window_start == self.window_end:
+            raise ValueError("the maintenance window must not be empty")
+        if self.starts_at is not None and self.starts_at.tzinfo is None:
+            raise ValueError("starts_at needs a UTC offset, e.g. 2026-12-01T02:00:00Z")
+        waves = self.waves or DEFAULT_WAVES[self.kind]
+        try:
+            assign_waves(0, [], waves)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+_CANDIDATES = """
+SELECT d.id, coalesce(st.firmware, d.firmware)
+FROM devices d LEFT JOIN device_state st ON st.device_id = d.id
+WHERE {where}
+ORDER BY d.id
+"""
+
+_EVENT = "INSERT INTO campaign_events (campaign_id, at, kind, detail) VALUES (%s, %s, %s, %s)"
+
+
+def record_event(conn: psycopg.Connection, campaign_id: int, at: datetime, kind: str, **detail):
+    """Add a line to the campaign's timeline."""
+    conn.execute(_EVENT, (campaign_id, at, kind, json.dumps(detail, default=str)))
+
+
+def create_campaign(
+    conn: psycopg.Connection, spec: CampaignCreate, *, created_by: str, now: datetime
+) -> tuple[int, int]:
+    """Store a campaign and its devices with their waves; return (id, devices targeted)."""
+    where, params = spec.target.where()
+    candidates = conn.execute(_CANDIDATES.format(where=where), params).fetchall()
+    chosen = [(d, fw) for d, fw in candidates if spec.target.firmware_matches(fw)]
+    if spec.kind == "ota_update":
+        # A device already on the target version has nothing to install.
+        chosen = [(d, fw) for d, fw in chosen if fw != spec.target_version]
+    waves = spec.waves or DEFAULT_WAVES[spec.kind]
+    with conn.transaction():
+        campaign_id = conn.execute(
+            "INSERT INTO campaigns (name, kind, target, target_version, artifact_url, "
+            "artifact_sha256, waves, soak_s, window_start, window_end, starts_at, policy, "
+            "safe_to_use, instructions, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (
+                spec.name,
+                spec.kind,
+                spec.target.model_dump_json(exclude_defaults=True),
+                spec.target_version,
+                spec.artifact_url,
+                spec.artifact_sha256,
+                json.dumps(waves),
+                spec.soak_s,
+                spec.window_start,
+                spec.window_end,
+                spec.starts_at or now,
+                spec.policy.model_dump_json(),
+                spec.safe_to_use,
+                spec.instructions,
+                created_by,
+            ),
+        ).fetchone()[0]
+        wave_of = assign_waves(campaign_id, [d for d, _ in chosen], waves)
+        recall = spec.kind == "recall_notice"
+        with conn.cursor().copy(
+            "COPY campaign_devices (campaign_id, device_id, wave, from_version, ack_token) "
+            "FROM STDIN"
+        ) as copy:
+            for device, fw in chosen:
+                token = secrets.token_urlsafe(24) if recall else None
+                copy.write_row((campaign_id, device, wave_of[device], fw, token))
+        record_event(
+            conn, campaign_id, now, "created", by=created_by, devices=len(chosen), waves=waves
+        )
+    log.info(
+        "campaign %d (%s) created by %s: %d devices in %d waves",
+        campaign_id,
+        spec.kind,
+        created_by,
+        len(chosen),
+        len(waves),
+    )
+    return campaign_id, len(chosen)
+
+
+_STATE_COUNTS = """
+SELECT wave, state, count(*) FROM campaign_devices WHERE campaign_id = %s GROUP BY 1, 2
+"""
+_FAILURES = """
+SELECT failure_reason, count(*) FROM campaign_devices
+WHERE campaign_id = %s AND state = 'failed' GROUP BY 1 ORDER BY 2 DESC
+"""
+
+
+def campaign_progress(conn: psycopg.Connection, campaign_id: int) -> dict:
+    """Counts per state and per wave, and failures by reason."""
+    by_state: dict[str, int] = {}
+    by_wave: dict[int, dict[str, int]] = {}
+    for wave, state, n in conn.execute(_STATE_COUNTS, (campaign_id,)):
+        by_state[state] = by_state.get(state, 0) + n
+        by_wave.setdefault(wave, {})[state] = n
+    failures = dict(conn.execute(_FAILURES, (campaign_id,)).fetchall())
+    return {
+        "devices": sum(by_state.values()),
+        "by_state": by_state,
+        "by_wave": {str(k): by_wave[k] for k in sorted(by_wave)},
+        "failures": failures,
+    }
+
+
+# Moves a person may make, and from which statuses.
+MOVES = {
+    "pause": ({"scheduled", "running"}, "paused"),
+    "resume": ({"paused", "halted"}, "running"),
+    "cancel": ({"scheduled", "running", "paused", "halted"}, "cancelled"),
+}
+
+
+def move_campaign(
+    conn: psycopg.Connection, campaign_id: int, move: str, *, by: str, now: datetime
+) -> str | None:
+    """Pause, resume or cancel; the new status, or None if the campaign cannot make that move."""
+    allowed, status = MOVES[move]
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT status, current_wave FROM campaigns WHERE id = %s FOR UPDATE", (campaign_id,)
+        ).fetchone()
+        if row is None or row[0] not in allowed:
+            return None
+        if move == "resume" and row[1] == 0:
+            status = "scheduled"  # paused before it started: it starts at its time
+        conn.execute(
+            "UPDATE campaigns SET status = %s, halted_reason = CASE WHEN %s = 'running' "
+            "THEN NULL ELSE halted_reason END, finished_at = CASE WHEN %s = 'cancelled' "
+            "THEN %s END WHERE id = %s",
+            (status, status, status, now, campaign_id),
+        )
+        if status == "cancelled":
+            conn.execute(
+                "UPDATE campaign_devices SET state = 'cancelled', state_at = %s "
+                "WHERE campaign_id = %s AND state IN ('pending', 'notified')",
+                (now, campaign_id),
+            )
+        if move == "resume":
+            # A halt opened an incident for the team; a person deciding closes it.
+            conn.execute(
+                "UPDATE incidents SET status = 'resolved', resolved_at = %s "
+                "WHERE group_key = %s AND kind = 'campaign_halted' AND status <> 'resolved'",
+                (now, f"campaign:{campaign_id}"),
+            )
+        record_event(conn, campaign_id, now, move, by=by)
+    log.info("campaign %d: %s by %s", campaign_id, move, by)
+    return status
