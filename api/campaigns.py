@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from api.auth import ApiKey
 from api.deps import CustomerKey, DbConn, ReaderKey, require
+from campaigns.notices import SAFE, UNSAFE
 from campaigns.store import CampaignCreate, campaign_progress, create_campaign, move_campaign
 
 log = logging.getLogger(__name__)
@@ -260,10 +261,6 @@ SELECT c.name, c.safe_to_use, c.instructions, d.name, d.id, cd.state
 FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id
 JOIN devices d ON d.id = cd.device_id WHERE cd.ack_token = %s
 """
-
-
-SAFE = "It is safe to keep using it meanwhile."
-UNSAFE = "Stop using it until this is done."
 
 
 def _page(title: str, body: str) -> HTMLResponse:

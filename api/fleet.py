@@ -122,8 +122,12 @@ def list_devices(
     if status != "retired":
         where.append("d.retired_at IS NULL")
     after = decode_cursor(cursor)
+    state_join = "st.device_id = d.id"
     if after is not None:
         where.append("d.id > %(after)s")
+        # PostgreSQL carries no inequality across d.id = st.device_id: without this bound a
+        # merge join reads device_state from its first row on every deep page.
+        state_join += " AND st.device_id > %(after)s"
         params["after"] = after
     scope = key.customer_scope or customer
     for name, value, clause in (
@@ -148,7 +152,7 @@ def list_devices(
     rows = conn.execute(
         f"SELECT {DEVICE_COLUMNS} FROM devices d "
         "JOIN device_models m ON m.id = d.model_id "
-        "LEFT JOIN device_state st ON st.device_id = d.id "
+        f"LEFT JOIN device_state st ON {state_join} "
         f"WHERE {' AND '.join(where)} ORDER BY d.id LIMIT %(limit)s",
         params,
     ).fetchall()

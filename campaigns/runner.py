@@ -23,14 +23,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from alerts.context import device_context, local_time
 from alerts.outbox import (
-    CustomerNotice,
-    enqueue_customer_notices,
     enqueue_staff_notice,
-    load_recipients,
 )
 from campaigns.gates import Health, evaluate_gate
+from campaigns.notices import notify_owners
 from campaigns.policy import Policy
 from campaigns.steps import IN_FLIGHT, Decision, Observed, Progress, apply_report, check
 from campaigns.store import campaign_progress, record_event
@@ -43,21 +40,6 @@ log = logging.getLogger(__name__)
 
 _LOCK = 0x63616D70  # "camp"
 SEND_BATCH = 2000
-FAILURE_TEXT = {
-    "never_came_back": "it restarted to install the update and has not come back since",
-    "rolled_back": "it restarted on its previous firmware",
-    "download_failed": "it could not download the update",
-    "checksum_mismatch": "the downloaded update was damaged",
-    "install_failed": "the installation failed",
-    "low_battery": "its battery was too low to update safely",
-    "busy": "it was busy",
-}
-NEXT_STEPS = {
-    "never_came_back": "unplug it for ten seconds and plug it back in. If it does not come "
-    "back, contact support: we will replace it free of charge.",
-}
-DEFAULT_NEXT_STEPS = "nothing for now: it keeps working on its current firmware, and we will "
-"try again later or contact you."
 _FINAL = ("succeeded", "failed", "skipped", "cancelled", "notified", "acknowledged")
 _HEALTH_KINDS_EXCLUDED = ("offline", "never_seen", "unstable_connection")
 
@@ -486,6 +468,17 @@ class CampaignRunner:
             log.info("campaign %d device %s: command %s sent", campaign.id, device, command_id)
         return len(commands)
 
+    def _notify(self, conn, campaign: Campaign, device_ids, template: str, now, **options) -> int:
+        return notify_owners(
+            conn,
+            campaign,
+            device_ids,
+            template,
+            now,
+            public_url=self.settings.public_url,
+            **options,
+        )
+
     def _publish_mqtt(self, topic: str, payload: bytes) -> None:
         info = self._client.publish(topic, payload, qos=1)
         # Not waiting for every PUBACK: the device's own reports say whether it arrived.
@@ -519,92 +512,6 @@ class CampaignRunner:
             if again:
                 record_event(conn, campaign.id, now, "recall_repeated", devices=len(again))
         return sent
-
-    def _notify(
-        self,
-        conn,
-        campaign: Campaign,
-        device_ids: list[str],
-        template: str,
-        now: datetime,
-        *,
-        reason: str | None = None,
-        channel: int | None = None,
-    ) -> int:
-        """Queue a campaign notice to each device's owner, through the outbox."""
-        if not device_ids:
-            return 0
-        recipients = load_recipients(conn, sorted(device_ids))
-        tokens = {}
-        if campaign.kind == "recall_notice":
-            tokens = dict(
-                conn.execute(
-                    "SELECT device_id, ack_token FROM campaign_devices "
-                    "WHERE campaign_id = %s AND device_id = ANY(%s)",
-                    (campaign.id, device_ids),
-                ).fetchall()
-            )
-        notices = []
-        for device_id in device_ids:
-            device = recipients.devices.get(device_id)
-            if device is None or device.customer_id is None:
-                continue
-            context = device_context(device, since=now)
-            context.update(
-                self._campaign_context(campaign, device, tokens.get(device_id), reason, now)
-            )
-            only = None
-            if channel is not None:
-                channels = recipients.channels.get(device.customer_id, [])
-                if not channels:
-                    continue
-                only = channels[min(channel, len(channels) - 1)].id
-            severity = {
-                "recall_notice": "critical",
-                "recall_repeat": "critical",
-                "ota_failed": "warning",
-            }.get(template, "info")
-            notices.append(
-                CustomerNotice(
-                    None,
-                    device,
-                    template,
-                    severity,
-                    context,
-                    campaign_id=campaign.id,
-                    only_channel=only,
-                )
-            )
-        return enqueue_customer_notices(conn, notices, recipients, now)
-
-    def _campaign_context(self, campaign: Campaign, device, token, reason, now) -> dict:
-        context = {
-            "campaign_id": campaign.id,
-            "campaign_name": campaign.name,
-            "target_version": campaign.target_version or "",
-        }
-        if campaign.window_start is not None:
-            context["when_text"] = (
-                f"between {campaign.window_start:%H:%M} and {campaign.window_end:%H:%M} your "
-                f"time ({device.timezone}), in the next days"
-            )
-        else:
-            context["when_text"] = "in the next hours"
-        if reason is not None:
-            context["failure_text"] = FAILURE_TEXT.get(reason, reason.replace("_", " "))
-            context["next_steps"] = NEXT_STEPS.get(reason, DEFAULT_NEXT_STEPS)
-            context["what_to_do"] = context["next_steps"]
-        if campaign.kind == "recall_notice":
-            context["safety_text"] = (
-                "It is safe to keep using it meanwhile."
-                if campaign.safe_to_use
-                else "Stop using it until this is done."
-            )
-            context["instructions"] = campaign.instructions or ""
-            context["what_to_do"] = context["instructions"]
-            context["ack_url"] = f"{self.settings.public_url.rstrip('/')}/recall/{token}"
-            context["notified_local"] = local_time(now, device.timezone)
-        return context
 
 
 def _campaign(row) -> Campaign:

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from psycopg import conninfo
 from psycopg.types.json import Jsonb
 from sinks import HttpSink, SmtpSink
 from support import forget_session, free_port, mqtt_client
 
 from alerts.dispatcher import Dispatcher
+from api.app import create_app
+from api.auth import create_key
 from fleetwatch import db
 from fleetwatch.embedded import EmbeddedBroker, start_embedded_postgres
 from fleetwatch.settings import MqttTarget, Settings
@@ -222,3 +225,29 @@ def make_dispatcher(make_settings, dsn):
     yield build
     for dispatcher in made:
         dispatcher.close()
+
+
+@pytest.fixture
+def api(make_settings, dsn, conn, broker):
+    """FastAPI's TestClient on a fresh app over the test database (send keys with `auth`)."""
+    target, protocol = broker
+    settings = make_settings(api_summary_refresh_s=3600)
+    app = create_app(settings, dsn, mqtt_target=target, mqtt_protocol=protocol)
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def keys(conn):
+    """One key per staff role, and a factory for customer keys."""
+
+    class Keys:
+        def __init__(self):
+            self.admin = create_key(conn, "admin", label="test admin")[1]
+            self.staff = create_key(conn, "staff", label="test staff")[1]
+            self.firmware = create_key(conn, "firmware")[1]
+
+        def customer(self, customer_id: str) -> str:
+            return create_key(conn, "customer", customer_id=customer_id)[1]
+
+    return Keys()

@@ -1,0 +1,112 @@
+"""Recall notices: to the owner's first channel, acknowledged by API or link, else repeated
+on their next channel; delivered by the real dispatcher to a real SMTP server and HTTP sink."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from support import add_channel, auth, make_device
+
+from api.auth import create_key
+from campaigns.store import CampaignCreate, create_campaign
+
+T0 = datetime.now(UTC).replace(microsecond=0)
+RECALL = {
+    "name": "Recall of charger cables made in March",
+    "kind": "recall_notice",
+    "target": {"models": ["ev-charger-v1"], "serial_from": "EV-0100", "serial_to": "EV-0199"},
+    "safe_to_use": False,
+    "instructions": "Unplug the charger and book a free cable swap at example.com/swap.",
+    "policy": {"repeat_after_s": 86400},
+}
+
+
+@pytest.fixture
+def owners(conn, smtp, http_sink):
+    """Three owners with a charger in the recalled serial range, one outside it."""
+    for owner, serial in (
+        ("ann", "EV-0101"),
+        ("bob", "EV-0150"),
+        ("cyd", "EV-0199"),
+        ("dan", "EV-0300"),
+    ):
+        make_device(
+            conn,
+            f"ev-{owner}",
+            model_id="ev-charger-v1",
+            serial=serial,
+            customer_id=owner,
+            customer_name=owner.title(),
+            name=f"{owner.title()}'s charger",
+        )
+        add_channel(conn, owner, smtp.url(f"{owner}@example.com"), kind="email")
+        add_channel(conn, owner, http_sink.url(owner), kind="sms")
+    return ["ann", "bob", "cyd"]
+
+
+def test_unacknowledged_recall_is_repeated_on_the_second_channel(
+    conn, owners, runner, make_dispatcher, smtp, http_sink, api
+):
+    campaign_id, targeted = create_campaign(
+        conn, CampaignCreate.model_validate(RECALL), created_by="safety", now=T0
+    )
+    assert targeted == 3
+    from played import Devices
+
+    r = runner(Devices(conn), public_url="https://fleet.example.com")
+    r.tick(T0)
+    dispatcher = make_dispatcher()
+    assert dispatcher.run_once(T0) == 3
+    emails = {m["to"]: m for _, m in smtp.messages}
+    assert set(emails) == {"ann@example.com", "bob@example.com", "cyd@example.com"}
+    body = emails["bob@example.com"].get_body().get_content()
+    assert "Stop using it until this is done." in body and "cable swap" in body
+    assert "EV-0150" in body and "EV-0101" not in body
+    assert http_sink.received() == []  # the first notice goes to the first channel only
+
+    # Ann acknowledges in the API, Cyd through the link in her email.
+    ann = create_key(conn, "customer", customer_id="ann")[1]
+    acked = api.post(f"/api/v1/me/campaigns/{campaign_id}/ack", headers=auth(ann))
+    assert acked.status_code == 200 and acked.json()[0]["devices"][0]["state"] == "acknowledged"
+    cyd_link = next(
+        line
+        for line in emails["cyd@example.com"].get_body().get_content().split()
+        if line.startswith("https://fleet.example.com/recall/")
+    )
+    path = cyd_link.removeprefix("https://fleet.example.com")
+    assert "I have read this notice" in api.get(path).text
+    assert "Thank you" in api.post(path).text
+
+    # A day later only Bob, who said nothing, hears again: on his other channel.
+    r.tick(T0 + timedelta(hours=23))
+    assert dispatcher.run_once(T0 + timedelta(hours=23)) == 0
+    r.tick(T0 + timedelta(days=1, seconds=1))
+    assert dispatcher.run_once(T0 + timedelta(days=1, seconds=1)) == 1
+    [(title, message)] = http_sink.by_path()["/bob"]
+    assert title == "Reminder, safety recall: your EV charger Bob's charger"
+    assert "have not heard back" in message
+    # Never a third time, and the campaign waits for Bob.
+    r.tick(T0 + timedelta(days=5))
+    assert dispatcher.run_once(T0 + timedelta(days=5)) == 0
+    assert conn.execute("SELECT status FROM campaigns").fetchone()[0] == "running"
+    bob = create_key(conn, "customer", customer_id="bob")[1]
+    api.post(f"/api/v1/me/campaigns/{campaign_id}/ack", headers=auth(bob))
+    r.tick(T0 + timedelta(days=5, seconds=1))
+    assert conn.execute("SELECT status FROM campaigns").fetchone()[0] == "completed"
+
+
+def test_another_owners_recall_and_bad_links_are_refused(conn, owners, runner, api):
+    campaign_id, _ = create_campaign(
+        conn, CampaignCreate.model_validate(RECALL), created_by="safety", now=T0
+    )
+    from played import Devices
+
+    runner(Devices(conn)).tick(T0)
+    dan = create_key(conn, "customer", customer_id="dan")[1]  # his serial is outside the range
+    assert api.post(f"/api/v1/me/campaigns/{campaign_id}/ack", headers=auth(dan)).status_code == 404
+    assert api.get("/api/v1/me/campaigns", headers=auth(dan)).json() == []
+    assert api.get("/recall/not-a-real-token-at-all").status_code == 404
+    assert api.post("/recall/x").status_code == 422
+    states = {s for (s,) in conn.execute("SELECT state FROM campaign_devices")}
+    assert states == {"notified"}
