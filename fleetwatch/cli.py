@@ -24,6 +24,11 @@ incidents_app = typer.Typer(help="Open incidents; acknowledge one.", no_args_is_
 app.add_typer(incidents_app, name="incidents")
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+campaigns_app = typer.Typer(
+    help="Recall notices and update campaigns: run, create, list, show, pause, resume, cancel.",
+    no_args_is_help=True,
+)
+app.add_typer(campaigns_app, name="campaigns")
 console = Console(stderr=True)
 log = logging.getLogger("fleetwatch")
 
@@ -317,6 +322,121 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id.")]) ->
             console.print(f"[red]no live key {key_id}[/red]")
             raise typer.Exit(1)
     console.print(f"key {key_id} revoked")
+
+
+@campaigns_app.command("run")
+def campaigns_run() -> None:
+    """Run the campaign runner: waves, commands, health gates, notices."""
+    from campaigns.runner import CampaignRunner
+
+    dsn = _database()
+    db.migrate(dsn)
+    target, settings = embedded.mqtt_target(get_settings(), start=True)
+    runner = CampaignRunner(settings, dsn, target)
+    runner.run_forever(_stop_on_signals())
+
+
+@campaigns_app.command("create")
+def campaigns_create(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A JSON file.")],
+    by: Annotated[str, typer.Option(help="Who schedules it (on its timeline).")],
+) -> None:
+    """Schedule a campaign described in a JSON file (the API's POST /campaigns body)."""
+    import json
+    from datetime import UTC, datetime
+
+    from pydantic import ValidationError
+
+    from campaigns.store import CampaignCreate, create_campaign
+
+    try:
+        spec = CampaignCreate.model_validate(json.loads(file.read_text(encoding="utf-8")))
+    except (ValueError, ValidationError) as exc:
+        console.print(f"[red]cannot use {file}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    dsn = _database()
+    db.migrate(dsn)
+    with db.connect(dsn, autocommit=True) as conn:
+        campaign_id, targeted = create_campaign(conn, spec, created_by=by, now=datetime.now(UTC))
+    console.print(f"campaign {campaign_id} scheduled for {targeted} devices")
+    typer.echo(campaign_id)
+
+
+@campaigns_app.command("list")
+def campaigns_list() -> None:
+    """Campaigns, newest first: id, status, kind, wave, counts by state, name."""
+    from campaigns.store import campaign_progress
+
+    with db.connect(_database()) as conn:
+        rows = conn.execute(
+            "SELECT id, status, kind, current_wave, jsonb_array_length(waves), name "
+            "FROM campaigns ORDER BY id DESC LIMIT 100"
+        ).fetchall()
+        for campaign_id, status, kind, wave, waves, name in rows:
+            counts = campaign_progress(conn, campaign_id)["by_state"]
+            states = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+            typer.echo(f"{campaign_id}\t{status}\t{kind}\twave {wave}/{waves}\t{states}\t{name}")
+
+
+@campaigns_app.command("show")
+def campaigns_show(campaign_id: Annotated[int, typer.Argument(help="The campaign's id.")]) -> None:
+    """One campaign: status, progress by state and wave, failures, and its timeline."""
+    import json
+
+    from campaigns.store import campaign_progress
+
+    with db.connect(_database()) as conn:
+        row = conn.execute(
+            "SELECT name, kind, status, current_wave, halted_reason FROM campaigns WHERE id = %s",
+            (campaign_id,),
+        ).fetchone()
+        if row is None:
+            console.print(f"[red]no campaign {campaign_id}[/red]")
+            raise typer.Exit(1)
+        typer.echo(f"{campaign_id} {row[0]} ({row[1]}): {row[2]}, wave {row[3]}")
+        if row[4]:
+            typer.echo(f"halted: {row[4]}")
+        typer.echo(json.dumps(campaign_progress(conn, campaign_id), indent=2))
+        for at, kind, detail in conn.execute(
+            "SELECT at, kind, detail FROM campaign_events WHERE campaign_id = %s ORDER BY id",
+            (campaign_id,),
+        ):
+            typer.echo(f"{at:%Y-%m-%d %H:%M:%S%z}\t{kind}\t{json.dumps(detail)}")
+
+
+def _move(campaign_id: int, move: str, by: str) -> None:
+    from datetime import UTC, datetime
+
+    from campaigns.store import move_campaign
+
+    with db.connect(_database(), autocommit=True) as conn:
+        status = move_campaign(conn, campaign_id, move, by=by, now=datetime.now(UTC))
+    if status is None:
+        console.print(f"[red]campaign {campaign_id} cannot {move} (unknown, or not now)[/red]")
+        raise typer.Exit(1)
+    console.print(f"campaign {campaign_id}: {status}")
+
+
+_CAMPAIGN_ARG = Annotated[int, typer.Argument(help="The campaign's id.")]
+_BY = Annotated[str, typer.Option(help="Who decides (on its timeline).")]
+
+
+@campaigns_app.command("pause")
+def campaigns_pause(campaign_id: _CAMPAIGN_ARG, by: _BY) -> None:
+    """No new commands; updates under way finish."""
+    _move(campaign_id, "pause", by)
+
+
+@campaigns_app.command("resume")
+def campaigns_resume(campaign_id: _CAMPAIGN_ARG, by: _BY) -> None:
+    """Go on after a pause or a halt."""
+    _move(campaign_id, "resume", by)
+
+
+@campaigns_app.command("cancel")
+def campaigns_cancel(campaign_id: _CAMPAIGN_ARG, by: _BY) -> None:
+    """Stop for good."""
+    _move(campaign_id, "cancel", by)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import logging
 import threading
 
 from alerts.dispatcher import Dispatcher
+from campaigns.runner import CampaignRunner
 from fleetwatch.settings import MqttTarget, Settings
 from ingest.service import Ingest
 from monitor.service import Monitor
@@ -14,12 +15,13 @@ log = logging.getLogger(__name__)
 
 
 class Services:
-    """Ingest, monitor and alert dispatcher sharing one stop signal."""
+    """Ingest, monitor, campaign runner and alert dispatcher sharing one stop signal."""
 
     def __init__(self, settings: Settings, dsn: str, target: MqttTarget) -> None:
         self.ingest = Ingest(settings, dsn, target)
         self.monitor = Monitor(settings, dsn)
         self.dispatcher = Dispatcher(settings, dsn)
+        self.campaigns = CampaignRunner(settings, dsn, target)
         self._stop = threading.Event()
         self._dispatch_thread = threading.Thread(
             target=self.dispatcher.run_forever, args=(self._stop,), name="dispatcher"
@@ -28,14 +30,16 @@ class Services:
     def start(self) -> Services:
         self.ingest.start()
         self.monitor.start()
+        self.campaigns.start()
         self._dispatch_thread.start()
-        log.info("serving: ingest, monitor and alert dispatcher running")
+        log.info("serving: ingest, monitor, campaigns and alert dispatcher running")
         return self
 
     def stop(self) -> None:
         """Stop in the order that loses nothing: inputs first, the outbox last."""
         self.ingest.stop()
         self.monitor.stop()
+        self.campaigns.stop()
         self._stop.set()
         self._dispatch_thread.join(30)
         self.dispatcher.close()

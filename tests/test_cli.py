@@ -132,3 +132,44 @@ def test_keys_create_list_and_revoke(conn, dsn):
     assert find_key(conn, key, datetime.now(UTC)) is None
     refused = run("keys", "create", "--role", "customer", "--customer", "ghost", env=env)
     assert refused.returncode == 1 and "no customer" in refused.stderr
+
+
+def test_campaigns_create_list_pause_and_show(conn, dsn, tmp_path):
+    import json
+
+    from support import make_device
+
+    for i in range(3):
+        make_device(conn, f"cam-{i}", model_id="camera-v1", firmware="2.0.0")
+    spec = tmp_path / "campaign.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": "Camera 2.5.0",
+                "kind": "ota_update",
+                "target": {"models": ["camera-v1"]},
+                "target_version": "2.5.0",
+                "artifact_url": "https://updates.example.com/c.bin",
+                "artifact_sha256": "0" * 64,
+                "starts_at": "2099-01-01T00:00:00Z",
+            }
+        )
+    )
+    env = user_env(FLEETWATCH_DATABASE_URL=dsn)
+    made = run("campaigns", "create", str(spec), "--by", "fw-lead", env=env)
+    assert made.returncode == 0, made.stderr
+    campaign_id = made.stdout.strip()
+    assert "scheduled for 3 devices" in made.stderr
+    listed = run("campaigns", "list", env=env)
+    assert (
+        f"{campaign_id}\tscheduled\tota_update\twave 0/4\tpending=3\tCamera 2.5.0" in listed.stdout
+    )
+    assert run("campaigns", "pause", campaign_id, "--by", "fw-lead", env=env).returncode == 0
+    again = run("campaigns", "pause", campaign_id, "--by", "fw-lead", env=env)
+    assert again.returncode == 1 and "cannot pause" in again.stderr
+    shown = run("campaigns", "show", campaign_id, env=env)
+    assert "paused" in shown.stdout and "\tpause\t" in shown.stdout
+
+    spec.write_text(json.dumps({"name": "x", "kind": "ota_update", "target": {}}))
+    bad = run("campaigns", "create", str(spec), "--by", "fw-lead", env=env)
+    assert bad.returncode == 2 and "at least one criterion" in bad.stderr

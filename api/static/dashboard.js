@@ -383,7 +383,7 @@ async function readStream(signal) {
         const field = line.slice(0, colon), text = line.slice(colon + 1).replace(/^ /, "");
         if (field === "data") message.data.push(text);
         else if (field === "event") message.event = text;
-        else if (field === "id" && /^\d+$/.test(text)) lastEventId = text;
+        else if (field === "id" && /^\d+(-\d+)?$/.test(text)) lastEventId = text;
       }
     }
   }
