@@ -139,7 +139,7 @@ _STATE_COUNTS = """
 SELECT wave, state, count(*) FROM campaign_devices WHERE campaign_id = %s GROUP BY 1, 2
 """
 _FAILURES = """
-SELECT failure_reason, count(*) FROM campaign_devices
+SELECT coalesce(failure_reason, 'unknown'), count(*) FROM campaign_devices
 WHERE campaign_id = %s AND state = 'failed' GROUP BY 1 ORDER BY 2 DESC
 """
 
@@ -193,13 +193,19 @@ def move_campaign(
                 "WHERE campaign_id = %s AND state IN ('pending', 'notified')",
                 (now, campaign_id),
             )
-        if move == "resume":
+        if move in ("resume", "cancel"):
             # A halt opened an incident for the team; a person deciding closes it.
-            conn.execute(
+            for (incident_id,) in conn.execute(
                 "UPDATE incidents SET status = 'resolved', resolved_at = %s "
-                "WHERE group_key = %s AND kind = 'campaign_halted' AND status <> 'resolved'",
+                "WHERE group_key = %s AND kind = 'campaign_halted' AND status <> 'resolved' "
+                "RETURNING id",
                 (now, f"campaign:{campaign_id}"),
-            )
+            ).fetchall():
+                conn.execute(
+                    "INSERT INTO incident_events (incident_id, at, kind, detail) "
+                    "VALUES (%s, %s, 'resolved', %s)",
+                    (incident_id, now, json.dumps({"by": by, "campaign": move})),
+                )
         record_event(conn, campaign_id, now, move, by=by)
     log.info("campaign %d: %s by %s", campaign_id, move, by)
     return status

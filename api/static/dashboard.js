@@ -1,4 +1,5 @@
 // The staff dashboard: fleet at a glance, devices, one device's last day, live incidents.
+// Update campaigns live in campaigns.js, which uses the helpers defined here.
 //
 // Every value reaches the page as a text node or as an attribute set through the DOM (never
 // through innerHTML), so names typed by customers are shown, never run.
@@ -25,6 +26,7 @@ const PERIODIC_MS = 30000; // counts also change without incidents (devices comi
 const $ = (selector) => document.querySelector(selector);
 let apiKey = null;
 let shownDevice = null; // the id of the device on screen, if any
+let shownCampaign = null; // the id of the campaign on screen, if any (campaigns.js)
 const list = { cursors: [null], next: null, status: "", q: "" };
 
 // -- building the page ------------------------------------------------------------------
@@ -110,15 +112,23 @@ function chart(series, title, points, { id, lo, hi, from, to, gap = Infinity, fo
 
 class AuthError extends Error {}
 
+// A refusal other than 401: `status` and the API's own words in `detail`.
+class ApiError extends Error {
+  constructor(path, status, detail) {
+    super(`${path.split("?")[0]}: ${status} ${detail}`);
+    Object.assign(this, { status, detail });
+  }
+}
+
 async function detail(response) {
   const body = await response.json().catch(() => ({ detail: response.statusText }));
   return typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
 }
 
-async function api(path) {
-  const response = await fetch(API + path, { headers: { Authorization: `Bearer ${apiKey}` } });
+async function api(path, { method = "GET" } = {}) {
+  const response = await fetch(API + path, { method, headers: { Authorization: `Bearer ${apiKey}` } });
   if (response.status === 401) throw new AuthError(await detail(response));
-  if (!response.ok) throw new Error(`${path.split("?")[0]}: ${response.status} ${await detail(response)}`);
+  if (!response.ok) throw new ApiError(path, response.status, await detail(response));
   return response.json();
 }
 
@@ -174,18 +184,20 @@ function start() {
 
 // -- fleet ------------------------------------------------------------------------------
 
-let lastRefresh = 0, refreshTimer = null, summaryWanted = 0, summaryRetries = 0;
+let summaryWanted = 0, summaryRetries = 0;
+
+// `fn` at most once every `gap` ms however often asked; asked meanwhile, it runs at the gap's end.
+function throttle(fn, gap) {
+  let last = 0, timer = null;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => { timer = null; last = Date.now(); fn(); }, Math.max(0, last + gap - Date.now()));
+  };
+}
 
 // At most once a second. The summary is a snapshot the API refreshes in the background, so
 // one older than the event that asked for it is fetched again a little later.
-function scheduleRefresh() {
-  if (refreshTimer) return;
-  refreshTimer = setTimeout(() => {
-    refreshTimer = null;
-    lastRefresh = Date.now();
-    refreshFleet().catch(report);
-  }, Math.max(0, lastRefresh + REFRESH_GAP_MS - Date.now()));
-}
+const scheduleRefresh = throttle(() => refreshFleet().catch(report), REFRESH_GAP_MS);
 
 async function refreshFleet({ devices = true } = {}) {
   const [summary, incidents] = await Promise.all([
@@ -196,7 +208,7 @@ async function refreshFleet({ devices = true } = {}) {
   const stale = summaryWanted && Date.parse(summary.as_of) < summaryWanted;
   if (stale && summaryRetries++ < 5) scheduleRefresh();
   else summaryWanted = 0;
-  if (devices && !shownDevice) await loadDevices();
+  if (devices && !shownDevice && !shownCampaign) await loadDevices();
 }
 
 function renderSummary(summary) {
@@ -312,11 +324,18 @@ function renderDevice(d, view) {
 
 function route() {
   if (takeKeyFromUrl()) return start();
-  shownDevice = new URLSearchParams(location.hash.slice(1)).get("device");
-  show("#fleet-view", !shownDevice);
+  const params = new URLSearchParams(location.hash.slice(1));
+  shownDevice = params.get("device");
+  shownCampaign = shownDevice ? null : params.get("campaign");
+  show("#fleet-view", !shownDevice && !shownCampaign);
   show("#device-view", Boolean(shownDevice));
+  show("#campaign-view", Boolean(shownCampaign));
   if (!apiKey) return;
-  if (!shownDevice) return loadDevices().catch(report);
+  if (shownCampaign) return openCampaign(shownCampaign);
+  if (!shownDevice) {
+    loadCampaigns().catch(reportCampaigns);
+    return loadDevices().catch(report);
+  }
   $("#device-body").replaceChildren(muted("Loading…"));
   showDevice(shownDevice).catch((error) => {
     $("#device-body").replaceChildren(el("p", { class: "error" }, error.message));
@@ -390,17 +409,27 @@ async function readStream(signal) {
 }
 
 function dispatch(message) {
-  if (message.event !== "incident") return;
+  const handle = { incident: incidentEvent, campaign: campaignEvent }[message.event];
+  if (!handle) return;
   let payload;
   try { payload = JSON.parse(message.data.join("\n")); } catch { return; }
-  const i = payload.incident || {};
+  handle(payload);
+}
+
+// A line at the top of the live list: the event's time, then `parts`.
+function addLiveEvent(attrs, payload, ...parts) {
   const events = $("#live-events");
-  events.prepend(el("li", { "data-incident-id": i.id },
-    el("time", { datetime: payload.at }, new Date(payload.at).toLocaleTimeString()), " ",
-    badge("sev", i.severity), " ", el("strong", {}, `${payload.event} ${i.kind}`), " ",
-    deviceLink(i.device_id), " ", el("span", { class: "muted" }, i.summary)));
+  events.prepend(el("li", attrs,
+    el("time", { datetime: payload.at }, new Date(payload.at).toLocaleTimeString()), " ", parts));
   while (events.children.length > LIVE_KEEP) events.lastElementChild.remove();
   show("#live-empty", false);
+}
+
+function incidentEvent(payload) {
+  const i = payload.incident || {};
+  addLiveEvent({ "data-incident-id": i.id }, payload,
+    badge("sev", i.severity), " ", el("strong", {}, `${payload.event} ${i.kind}`), " ",
+    deviceLink(i.device_id), " ", el("span", { class: "muted" }, i.summary));
   summaryWanted = Math.max(summaryWanted, Date.parse(payload.at) || 0);
   summaryRetries = 0;
   scheduleRefresh();
@@ -432,8 +461,9 @@ document.addEventListener("DOMContentLoaded", () => {
     if (row && !event.target.closest("a")) location.hash = `device=${encodeURIComponent(row.dataset.deviceId)}`;
   });
   window.addEventListener("hashchange", route);
+  // Campaign progress (each device's steps) is not on the stream, only timeline events are.
   setInterval(() => {
-    if (apiKey) { scheduleRefresh(); loadOnlineShare().catch(report); }
+    if (apiKey) { scheduleRefresh(); scheduleCampaigns(); loadOnlineShare().catch(report); }
   }, PERIODIC_MS);
   takeKeyFromUrl();
   start();

@@ -12,6 +12,7 @@ import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from psycopg.types.json import Jsonb
 from support import free_port, make_device, wait_until
 
 from api.app import create_app
+from campaigns.store import CampaignCreate, create_campaign
 from devices.registry import import_devices
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,6 +47,37 @@ FLEET = {
     "car-1": ("car-telematics-v1", "never_seen", None),
 }
 TIMEOUT_MS = 10_000
+
+# Typed by the firmware team: text too.
+UPDATE_NAME = "Thermostat 2.6.0 <b>rollout</b> & fixes"
+HALT_REASON = "3 of 9 finished updates failed (33 %), above the 20 % limit"
+# The update's devices in id order, by state (the rest pending), and its failures' reasons.
+UPDATE_STATES = (
+    ["succeeded"] * 6
+    + ["failed"] * 3
+    + ["downloading"] * 2
+    + [
+        "installing",
+        "sent",
+        "rebooting",
+    ]
+)
+FAILURE_REASONS = {6: "checksum_mismatch", 7: "checksum_mismatch", 8: "battery_low"}
+IN_FLIGHT = ("sent", "accepted", "downloading", "installing", "rebooting")
+# What the campaigns panel counts in each row, by kind: {data-count: states}.
+PANEL_COUNTS = {
+    "ota_update": {
+        "succeeded": ("succeeded",),
+        "failed": ("failed",),
+        "in_flight": IN_FLIGHT,
+        "pending": ("pending",),
+    },
+    "recall_notice": {
+        "acknowledged": ("acknowledged",),
+        "notified": ("notified",),
+        "pending": ("pending",),
+    },
+}
 
 if not CHROMIUM.exists():
     pytest.skip(f"needs Debian's Chromium at {CHROMIUM}", allow_module_level=True)
@@ -148,6 +181,107 @@ def page(browser, site):
     yield tab
     context.close()
     assert not script_errors, script_errors
+
+
+def make_campaigns(conn, now: datetime) -> SimpleNamespace:
+    """An update of the 22 thermostats in its second wave, and a recall of the two cameras.
+
+    The update: 6 succeeded, 3 failed, 5 in flight, 8 pending. The recall: one notified, one
+    acknowledged. Both running, with the timeline the runner would have written.
+    """
+    assert import_devices(
+        conn, [{"id": f"th-{n:02}", "model_id": "thermostat-v2"} for n in range(20)]
+    ).ok
+    update, _ = create_campaign(
+        conn,
+        CampaignCreate.model_validate(
+            {
+                "name": UPDATE_NAME,
+                "kind": "ota_update",
+                "target": {"models": ["thermostat-v2"]},
+                "target_version": "2.6.0",
+                "artifact_url": "https://updates.example.com/th/2.6.0.bin",
+                "artifact_sha256": "ab" * 32,
+                "waves": [10, 100],
+            }
+        ),
+        created_by="fw",
+        now=now - timedelta(hours=2),
+    )
+    recall, _ = create_campaign(
+        conn,
+        CampaignCreate.model_validate(
+            {
+                "name": "Camera v1 power supply recall",
+                "kind": "recall_notice",
+                "target": {"models": ["camera-v1"]},
+                "safe_to_use": False,
+                "instructions": "Unplug the power supply and wait for a replacement.",
+            }
+        ),
+        created_by="fw",
+        now=now - timedelta(hours=1),
+    )
+    opened = [(update, 1, now - timedelta(minutes=110)), (update, 2, now - timedelta(minutes=50))]
+    opened.append((recall, 1, now - timedelta(minutes=55)))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO campaign_events (campaign_id, at, kind, detail) "
+            "SELECT %(campaign)s, %(at)s, 'wave_opened', jsonb_build_object('wave', %(wave)s::int, "
+            "'devices', count(*)) FROM campaign_devices "
+            "WHERE campaign_id = %(campaign)s AND wave = %(wave)s",
+            [{"campaign": campaign, "at": at, "wave": wave} for campaign, wave, at in opened],
+        )
+        cur.execute(
+            "UPDATE campaigns SET status = 'running', current_wave = CASE id WHEN %s THEN 2 "
+            "ELSE 1 END, wave_opened_at = %s WHERE id IN (%s, %s)",
+            (update, now - timedelta(minutes=50), update, recall),
+        )
+    set_device_states(conn, update, UPDATE_STATES, FAILURE_REASONS)
+    set_device_states(conn, recall, ["acknowledged", "notified"])
+    return SimpleNamespace(update=update, recall=recall)
+
+
+def set_device_states(conn, campaign_id: int, states: list[str], reasons=None) -> None:
+    """The campaign's first devices (in id order) to `states`, the i-th failing for reasons[i]."""
+    devices = conn.execute(
+        "SELECT device_id FROM campaign_devices WHERE campaign_id = %s ORDER BY device_id",
+        (campaign_id,),
+    ).fetchall()
+    reasons = reasons or {}
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE campaign_devices SET state = %(state)s, state_at = now(), attempt = 1, "
+            "failure_reason = %(reason)s, finished_at = CASE WHEN %(state)s IN "
+            "('succeeded', 'failed') THEN now() END "
+            "WHERE campaign_id = %(campaign)s AND device_id = %(device)s",
+            [
+                {"state": state, "reason": reasons.get(i), "campaign": campaign_id, "device": d}
+                for i, ((d,), state) in enumerate(zip(devices, states, strict=False))
+            ],
+        )
+
+
+def add_campaign_event(conn, campaign_id: int, kind: str, detail: dict) -> None:
+    conn.execute(
+        "INSERT INTO campaign_events (campaign_id, at, kind, detail) VALUES (%s, now(), %s, %s)",
+        (campaign_id, kind, Jsonb(detail)),
+    )
+
+
+@pytest.fixture
+def campaigns(conn, fleet):
+    return make_campaigns(conn, datetime.now(UTC))
+
+
+def panel_counts(campaign: dict) -> dict[str, int]:
+    """The counts the campaigns panel should show for this campaign as the API lists it."""
+    by_state = campaign["progress"]["by_state"]
+    counts = {
+        name: sum(by_state.get(s, 0) for s in states)
+        for name, states in PANEL_COUNTS[campaign["kind"]].items()
+    }
+    return {**counts, "devices": campaign["progress"]["devices"]}
 
 
 def open_dashboard(page, site: str, key: str) -> None:
@@ -281,3 +415,143 @@ def test_missing_or_wrong_key_asks_for_one(page, site, keys):
     page.click("#key-form button[type=submit]")
     expect(page.locator("[data-count=total]")).to_have_text(str(len(FLEET)))
     expect(page.locator("#key-form")).to_be_hidden()
+
+
+def test_campaign_panel_counts_equal_the_campaigns_api(page, site, keys, campaigns):
+    open_dashboard(page, site, keys.staff)
+
+    listed = get(site, "/campaigns?limit=20", keys.staff)
+    assert [c["id"] for c in listed] == [campaigns.recall, campaigns.update]  # newest first
+    update = panel_counts(listed[1])
+    assert update == {"succeeded": 6, "failed": 3, "in_flight": 5, "pending": 8, "devices": 22}
+    rows = page.locator("#campaigns tbody tr[data-campaign-id]")
+    expect(rows).to_have_count(len(listed))
+    assert rows.evaluate_all("rows => rows.map(r => Number(r.dataset.campaignId))") == [
+        c["id"] for c in listed
+    ]
+    for campaign in listed:
+        row = page.locator(f'#campaigns tr[data-campaign-id="{campaign["id"]}"]')
+        expect(row.locator("td").first).to_have_text(campaign["name"])
+        expect(row.locator(".badge")).to_have_text(campaign["status"])
+        waves = f"{campaign['current_wave']} / {len(campaign['waves'])}"
+        expect(row.locator("[data-wave]")).to_have_text(waves)
+        for name, n in panel_counts(campaign).items():
+            expect(row.locator(f'[data-count="{name}"]')).to_have_text(str(n))
+    expect(page.locator("#campaigns b")).to_have_count(0)
+
+
+def test_halted_campaign_shows_live_with_its_reason(page, site, keys, conn, campaigns):
+    open_dashboard(page, site, keys.staff)
+    expect(page.locator("#live-status")).to_have_text("live")
+    row = page.locator(f'#campaigns tr[data-campaign-id="{campaigns.update}"]')
+    expect(row.locator(".badge")).to_have_text("running")
+    page.evaluate("window.notReloaded = true")
+
+    # What the runner does when the failure rate passes the gate.
+    conn.execute(
+        "UPDATE campaigns SET status = 'halted', halted_reason = %s WHERE id = %s",
+        (HALT_REASON, campaigns.update),
+    )
+    add_campaign_event(conn, campaigns.update, "halted", {"reason": HALT_REASON, "wave": 2})
+
+    expect(row.locator(".badge")).to_have_text("halted")
+    expect(row.locator(".badge")).to_have_css("background-color", "rgb(220, 38, 38)")
+    expect(row.locator(".halted-reason")).to_have_text(HALT_REASON)
+    event = page.locator(f'#live-events li[data-campaign-id="{campaigns.update}"]')
+    expect(event).to_contain_text(f"campaign {campaigns.update} halted: {HALT_REASON}")
+
+    # With its view open, the next event (someone resumes it elsewhere) re-renders it.
+    row.locator("td").nth(1).click()
+    expect(page.locator("#campaign-halted")).to_have_text(f"Halted: {HALT_REASON}")
+    conn.execute(
+        "UPDATE campaigns SET status = 'running', halted_reason = NULL WHERE id = %s",
+        (campaigns.update,),
+    )
+    add_campaign_event(conn, campaigns.update, "resume", {"by": "fw-oncall"})
+    expect(page.locator("#campaign-head .badge")).to_have_text("running")
+    expect(page.locator("#campaign-halted")).to_have_count(0)
+    expect(page.locator("#campaign-timeline li").first).to_contain_text("resumed by fw-oncall")
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_campaign_view_lists_waves_failures_and_failed_devices(page, site, keys, campaigns):
+    open_dashboard(page, site, keys.staff)
+    page.locator(f'#campaigns tr[data-campaign-id="{campaigns.update}"] td').nth(2).click()
+    expect(page.locator("#campaign-name")).to_have_text(UPDATE_NAME)
+    assert page.url.endswith(f"#campaign={campaigns.update}")
+
+    campaign = get(site, f"/campaigns/{campaigns.update}", keys.staff)
+    progress = campaign["progress"]
+    expect(page.locator("#campaign-waves tbody tr")).to_have_count(len(campaign["waves"]))
+    assert len(progress["by_wave"]) == 2
+    for wave, counts in progress["by_wave"].items():
+        row = page.locator(f'#campaign-waves tbody tr[data-wave="{wave}"]')
+        for state, n in counts.items():
+            expect(row.locator(f'[data-state="{state}"]')).to_have_text(str(n))
+        expect(row.locator('[data-state="devices"]')).to_have_text(str(sum(counts.values())))
+    total = page.locator("#campaign-waves tfoot")
+    for state, n in progress["by_state"].items():
+        expect(total.locator(f'[data-state="{state}"]')).to_have_text(str(n))
+
+    assert progress["failures"] == {"checksum_mismatch": 2, "battery_low": 1}
+    expect(page.locator("#campaign-failures tbody tr")).to_have_count(2)
+    for reason, n in progress["failures"].items():
+        expect(page.locator(f'#campaign-failures tr[data-reason="{reason}"]')).to_have_text(
+            re.compile(rf"{reason}\s*{n}")
+        )
+    failed = get(site, f"/campaigns/{campaigns.update}/devices?state=failed&limit=100", keys.staff)
+    links = page.locator("#campaign-failed tbody a")
+    expect(links).to_have_count(3)
+    assert links.evaluate_all("links => links.map(a => a.getAttribute('href'))") == [
+        f"#device={d['device_id']}" for d in failed
+    ]
+    kinds = page.locator("#campaign-timeline li").evaluate_all(
+        "items => items.map(li => li.dataset.kind)"
+    )
+    assert kinds == [e["kind"] for e in reversed(campaign["timeline"])]
+    assert kinds[-1] == "created"
+    expect(page.locator("#campaign-view b")).to_have_count(0)
+
+    links.first.click()
+    expect(page.locator("#device-name")).to_have_text(failed[0]["device_id"])
+
+
+def test_pause_needs_an_admin_or_firmware_key_and_shows_refusals(page, site, keys, conn, campaigns):
+    def status_in_db() -> str:
+        return conn.execute(
+            "SELECT status FROM campaigns WHERE id = %s", (campaigns.update,)
+        ).fetchone()[0]
+
+    status = page.locator("#campaign-head .badge")
+    message = page.locator("#campaign-message")
+    open_dashboard(page, site, keys.staff)
+    page.goto(f"{site}/dashboard/#campaign={campaigns.update}")
+    expect(status).to_have_text("running")
+    page.click("#campaign-pause")
+    expect(message).to_contain_text("needs an admin or firmware key")
+    expect(status).to_have_text("running")
+    expect(page.locator("#campaign-pause")).to_be_enabled()
+    assert status_in_db() == "running"
+
+    open_dashboard(page, site, keys.admin)
+    page.goto(f"{site}/dashboard/#campaign={campaigns.update}")
+    expect(message).to_be_hidden()
+    page.click("#campaign-pause")
+    expect(status).to_have_text("paused")
+    expect(message).to_have_text("Paused.")
+    expect(page.locator("#campaign-pause")).to_be_disabled()
+    expect(page.locator("#campaign-resume")).to_be_enabled()
+    expect(page.locator("#campaign-timeline li").first).to_contain_text("paused by")
+    assert status_in_db() == "paused"
+
+    # Completed behind the page's back: the API refuses (409), and the page says why.
+    conn.execute("UPDATE campaigns SET status = 'completed' WHERE id = %s", (campaigns.update,))
+    page.click("#campaign-resume")
+    expect(message).to_have_text("Resume refused: a completed campaign cannot resume")
+    expect(status).to_have_text("completed")
+    for move in ("pause", "resume", "cancel"):
+        expect(page.locator(f"#campaign-{move}")).to_be_disabled()
+
+    page.click("#campaign-view >> text=← Fleet")
+    row = page.locator(f'#campaigns tr[data-campaign-id="{campaigns.update}"]')
+    expect(row.locator(".badge")).to_have_text("completed")

@@ -223,3 +223,33 @@ def test_pause_resume_cancel_and_retry_limits(conn, runner):
     ).fetchall()
     assert failed == [("dev-000", "install_failed", 1)]  # not retryable: failed at once
     assert move_campaign(conn, campaign_id, "cancel", by="ana", now=T0) is None  # completed
+
+
+def test_a_person_resuming_a_halted_campaign_closes_its_incident(conn, runner):
+    from campaigns.store import move_campaign
+
+    make_fleet(conn, 20, seen=T0)
+    campaign_id, _ = create_campaign(
+        conn,
+        update_spec(waves=[50, 100], policy={"min_devices": 2, "reboot_timeout_s": 600}),
+        created_by="fw",
+        now=T0,
+    )
+    devices = Devices(conn, outcome=lambda d: "brick")
+    run_until(
+        runner(devices),
+        devices,
+        T0,
+        timedelta(minutes=5),
+        lambda now: status(conn, campaign_id)[0] == "halted",
+        limit=50,
+    )
+    assert move_campaign(conn, campaign_id, "resume", by="lead", now=T0 + timedelta(hours=2))
+    incident = conn.execute("SELECT id, status FROM incidents WHERE kind = 'campaign_halted'")
+    incident_id, state = incident.fetchone()
+    assert state == "resolved"
+    timeline = conn.execute(
+        "SELECT kind, detail->>'by' FROM incident_events WHERE incident_id = %s ORDER BY id",
+        (incident_id,),
+    ).fetchall()
+    assert timeline == [("opened", None), ("resolved", "lead")]
