@@ -5,6 +5,9 @@ selector (epoll) --readable--> client.loop_read()
 connect queue ---------------> client.reconnect(), paced by ConnectPacer
 retry heap ------------------> back into the queue once a backoff runs out
 sweep -----------------------> client.loop_misc() (keepalive pings), a slice per tick
+
+Given `on_command`, every device subscribes to its cmd topic on every connect, then
+publishes its birth message (so a service seeing `online` may send a command at once).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from devices.simulator.links import (
     close_abruptly,
     disconnect_now,
     publish_status,
+    subscribe_commands,
 )
 from devices.simulator.pacing import ConnectPacer, jittered, next_backoff
 from devices.simulator.scenarios import Link
@@ -46,7 +50,9 @@ CLEAN_DISCONNECT_WAIT_S = 2.0
 
 
 class Connections:
-    """Owns the sockets of `links`; tells `on_first_connect` when a device first gets online."""
+    """Owns the sockets of `links`; tells `on_first_connect` when a device first gets online,
+    `on_reconnect` when it gets online again, and `on_command` what arrives on its cmd topic.
+    """
 
     def __init__(
         self,
@@ -54,10 +60,14 @@ class Connections:
         counters: Counters,
         *,
         on_first_connect: Callable[[DeviceLink], None],
+        on_reconnect: Callable[[DeviceLink], None] | None = None,
+        on_command: Callable[[DeviceLink, bytes], None] | None = None,
     ) -> None:
         self.links = list(links)
         self.counters = counters
         self.on_first_connect = on_first_connect
+        self.on_reconnect = on_reconnect
+        self.on_command = on_command
         self.selector = selectors.DefaultSelector()
         self.watcher = SocketWatcher(self.selector)
         self.stopping = False
@@ -74,6 +84,8 @@ class Connections:
             client.on_connect = self._on_connect
             client.on_disconnect = self._on_disconnect
             client.on_publish = self._on_publish
+            client.on_subscribe = self._on_subscribe
+            client.on_message = self._on_message
             self.watcher.attach(client)
 
     def wait_s(self, longest: float) -> float:
@@ -109,12 +121,20 @@ class Connections:
     def change(self, link: DeviceLink, change: Link) -> None:
         """Play a fault's connection change on one link."""
         if change is Link.CONNECT:
-            link.wanted_down = False
-            if link.state is LinkState.DOWN:
-                self.connect_later(link)
+            self.bring_up(link)
             return
-        link.wanted_down = True
         self.counters.fault_disconnects += 1
+        self.take_down(link, change)
+
+    def bring_up(self, link: DeviceLink) -> None:
+        """Connect again a link taken down on purpose (a fault ending, a reboot over)."""
+        link.wanted_down = False
+        if link.state is LinkState.DOWN:
+            self.connect_later(link)
+
+    def take_down(self, link: DeviceLink, change: Link) -> None:
+        """Take a link down on purpose (a fault, a reboot): cleanly or abruptly; no reconnect."""
+        link.wanted_down = True
         if link.state in (LinkState.CONNECTED, LinkState.CONNECTING):
             if change is Link.CLEAN_DISCONNECT:
                 self._disconnect_cleanly(link)
@@ -244,7 +264,11 @@ class Connections:
         if not link.ever_connected:
             link.ever_connected = True
             self.on_first_connect(link)
+        elif self.on_reconnect is not None:
+            self.on_reconnect(link)
         if link.closing_since is None:
+            if self.on_command is not None:
+                subscribe_commands(link)
             publish_status(link, ONLINE)
         elif link.unacked == 0:
             disconnect_now(link)  # told to leave while it was still connecting
@@ -258,6 +282,23 @@ class Connections:
         self.counters.connections_lost += 1
         log.debug("%s: connection lost: %s", link.device.device_id, reason_code)
         self._retry_later(link)
+
+    def _on_subscribe(self, client, link: DeviceLink, mid, reason_codes, properties) -> None:
+        if any(code.is_failure for code in reason_codes):
+            self.counters.subscribe_failures += 1
+            log.warning("%s: cmd subscription refused: %s", link.device.device_id, reason_codes)
+        else:
+            self.counters.command_subscriptions += 1
+
+    def _on_message(self, client, link: DeviceLink, message) -> None:
+        # Wrapped: an exception here would end up dropping the device's connection.
+        if self.on_command is None or message.topic != link.command_topic:
+            return
+        try:
+            self.on_command(link, message.payload)
+        except Exception:
+            self.counters.errors += 1
+            log.exception("%s: unexpected error handling a command", link.device.device_id)
 
     def _on_publish(self, client, link, mid, reason_code, properties) -> None:
         if reason_code.is_failure:

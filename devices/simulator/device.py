@@ -80,12 +80,18 @@ class SimDevice:
         self._noise = random.Random(draw.getrandbits(64))
 
         self.started_at: datetime | None = None
+        self.firmware = spec.firmware  # what the heartbeats report; an update changes it
         self.seq = 0
         self.battery_pct: float | None = None
         self._battery_at: datetime | None = None
         self._next_due: datetime | None = None
         self._link_index = 0
+        self._fault_link: Link | None = None  # the latest fault connection change taken
         self._ramp_from: float | None = None
+        # Device seconds since power-on at which uptime was 0: before it, or at the last boot.
+        self._booted_s = -self._prior_uptime_s
+        self._down = False  # shut down for a reboot (or for good)
+        self._boot_into: str | None = None  # the firmware it boots into next
 
     def __repr__(self) -> str:
         fault = f" fault={self.spec.fault.name}" if self.spec.fault else ""
@@ -104,6 +110,7 @@ class SimDevice:
         """Power on at `now`: fault offsets count from here; the first heartbeat is scheduled."""
         _require_aware(now)
         self.started_at = now
+        self._down, self._boot_into = False, None
         self.battery_pct = self._battery_start
         self._battery_at = now
         first = now + self.interval * self._first_beat_fraction
@@ -131,8 +138,8 @@ class SimDevice:
 
     @property
     def next_link_change(self) -> tuple[datetime, Link] | None:
-        """The next connection change the fault asks for, and when."""
-        if self.started_at is None:
+        """The next connection change the fault asks for, and when (none while shut down)."""
+        if self.started_at is None or self._down:
             return None
         change = scenarios.link_change(self.spec.fault, self._link_index)
         return None if change is None else (self.at(change[0]), change[1])
@@ -143,7 +150,51 @@ class SimDevice:
         while (change := self.next_link_change) is not None and change[0] <= now:
             taken = change[1]
             self._link_index += 1
+        if taken is not None:
+            self._fault_link = taken
         return taken
+
+    @property
+    def fault_keeps_link_down(self) -> bool:
+        """Whether the fault's latest connection change took the link down (and still holds)."""
+        return self._fault_link in (Link.CLEAN_DISCONNECT, Link.ABRUPT_CLOSE)
+
+    @property
+    def is_down(self) -> bool:
+        """Shut down by `shut_down`, not yet booted again (or never: bricked)."""
+        return self._down
+
+    @property
+    def bricked(self) -> bool:
+        """Shut down with nothing to boot into: it never comes back."""
+        return self._down and self._boot_into is None
+
+    def shut_down(self, *, boot_into: str | None) -> None:
+        """Go quiet for a reboot: no heartbeats and no fault link changes until `boot`.
+
+        `boot_into` is the firmware it boots with; None bricks the device for good.
+        """
+        self._started()
+        self._down = True
+        self._boot_into = boot_into
+        self._next_due = None
+
+    def boot(self, now: datetime) -> None:
+        """Back from a reboot at `now`: new firmware, uptime from 0, heartbeats resume.
+
+        Fault changes that fell due while it was down are then taken at once (the latest
+        wins), like any late ones; `seq` carries on, so no heartbeat repeats an earlier one.
+        """
+        _require_aware(now)
+        if not self._down or self._boot_into is None:
+            raise RuntimeError(f"{self.device_id} has nothing to boot into")
+        self.firmware = self._boot_into
+        self._down = False
+        self._boot_into = None
+        self._booted_s = self.elapsed_s(now)
+        first = now + self.interval * self._first_beat_fraction
+        silent = self.silent_from
+        self._next_due = None if silent is not None and first >= silent else first
 
     def heartbeat(self, now: datetime) -> dict:
         """The heartbeat body sent at `now`; advances seq and schedules the next one."""
@@ -151,6 +202,8 @@ class SimDevice:
         started = self._started()
         if now < started:
             raise ValueError("heartbeat before power-on")
+        if self._down:
+            raise RuntimeError(f"{self.device_id} is shut down")
         silent = self.silent_from
         if silent is not None and now >= silent:
             raise RuntimeError(f"{self.device_id} is silent since {silent.isoformat()}")
@@ -159,11 +212,11 @@ class SimDevice:
         elapsed = self.elapsed_s(now)
         self.seq += 1
         clock = now + timedelta(seconds=scenarios.clock_offset_s(fault, elapsed))
-        normal_uptime = self._prior_uptime_s + elapsed
+        normal_uptime = elapsed - self._booted_s
         body = {
             "ts": clock.astimezone(UTC).isoformat(timespec="milliseconds"),
             "seq": self.seq,
-            "fw": self.spec.firmware,
+            "fw": self.firmware,
             "uptime_s": int(scenarios.uptime_s(fault, elapsed, normal_uptime)),
             "metrics": self._metrics(now, elapsed),
         }

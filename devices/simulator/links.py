@@ -1,4 +1,10 @@
-"""One simulated device's MQTT connection: its own paho client, birth message and Last Will."""
+"""One simulated device's MQTT connection: its own paho client, birth message and Last Will.
+
+The session is clean (`connect_client` without `persistent`): the cmd subscription is made
+again on every connect, and a command published while the device is offline (a flapping
+fault, a reboot) is lost: a campaign has to send a new attempt. Acceptable here; persistent
+sessions would leave one session per simulated device on the broker after every run.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from enum import StrEnum
 import paho.mqtt.client as mqtt
 
 from devices.simulator.device import SimDevice
+from devices.simulator.ota import OtaUpdater
 from fleetwatch.mqtt import connect_client, make_client
 from fleetwatch.settings import MqttTarget
 
@@ -40,12 +47,17 @@ class DeviceLink:
         "backoff_s",
         "client",
         "closing_since",
+        "command_topic",
         "device",
         "ever_connected",
         "heartbeat_topic",
+        "ota",
+        "ota_steps",
+        "ota_topic",
         "state",
         "status_topic",
         "unacked",
+        "wake",
         "wanted_down",
     )
 
@@ -54,12 +66,17 @@ class DeviceLink:
         self.client = client
         self.heartbeat_topic = f"{prefix}/{device.device_id}/heartbeat"
         self.status_topic = f"{prefix}/{device.device_id}/status"
+        self.command_topic = f"{prefix}/{device.device_id}/cmd"
+        self.ota_topic = f"{prefix}/{device.device_id}/ota"
         self.state = LinkState.QUEUED
         self.wanted_down = False  # a fault took the link down; do not reconnect
         self.backoff_s = 0.0
         self.ever_connected = False
         self.unacked = 0  # QoS 1 publishes still waiting for their PUBACK
         self.closing_since: float | None = None  # a clean disconnect waits for those acks
+        self.ota: OtaUpdater | None = None  # set by the runner when devices take commands
+        self.ota_steps: list = []  # the runner's pending update steps, in time order
+        self.wake: tuple[float, int] | None = None  # the runner's one live wake-up (mono, id)
 
 
 def make_link(
@@ -91,6 +108,16 @@ def publish_status(link: DeviceLink, status: str) -> mqtt.MQTTMessageInfo:
 def publish_heartbeat(link: DeviceLink, body: dict) -> mqtt.MQTTMessageInfo:
     """One heartbeat body as compact JSON at QoS 1."""
     return _publish(link, link.heartbeat_topic, json.dumps(body, separators=(",", ":")))
+
+
+def publish_ota(link: DeviceLink, body: dict) -> mqtt.MQTTMessageInfo:
+    """One update progress message as compact JSON at QoS 1."""
+    return _publish(link, link.ota_topic, json.dumps(body, separators=(",", ":")))
+
+
+def subscribe_commands(link: DeviceLink) -> None:
+    """Subscribe to the device's own cmd topic at QoS 1 (on every connect: clean session)."""
+    link.client.subscribe(link.command_topic, qos=1)
 
 
 def _publish(link: DeviceLink, topic: str, payload: str, retain: bool = False):

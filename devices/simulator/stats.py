@@ -18,8 +18,16 @@ class SimulatorStats:
     fault_disconnects: int = 0  # clean disconnects and abrupt closes played by scenarios
     heartbeats_sent: int = 0
     heartbeats_dropped: int = 0  # came due while the device had no connection
-    publishes_acked: int = 0  # PUBACKs for heartbeats and birth messages
+    publishes_acked: int = 0  # PUBACKs for heartbeats, birth and update messages
     publish_failures: int = 0
+    command_subscriptions: int = 0  # SUBACKs for cmd topics, one per connect
+    subscribe_failures: int = 0  # cmd subscriptions the broker refused
+    commands_received: int = 0  # ota_update commands answered (busy and refused included)
+    commands_ignored: int = 0  # not JSON, unknown type, malformed, or a repeated command_id
+    ota_messages_sent: int = 0
+    ota_messages_dropped: int = 0  # came due while the device had no connection
+    reboots: int = 0  # update reboots begun (a clean disconnect each)
+    bricked: int = 0  # of those, devices that never come back
     errors: int = 0  # unexpected exceptions caught around one device
     all_connected_s: float | None = None  # start until every device had connected once
     running: bool = False
