@@ -144,11 +144,21 @@ def simulate(
         float, typer.Option(help="Interval multiplier (0.1 = ten times faster).")
     ] = 1.0,
     register: Annotated[bool, typer.Option(help="Register the simulated fleet first.")] = False,
+    ota_profile: Annotated[
+        Path | None,
+        typer.Option(help="JSON failure rates for update commands, per model and version."),
+    ] = None,
 ) -> None:
-    """Run a simulated fleet publishing heartbeats over MQTT."""
+    """Run a simulated fleet publishing heartbeats over MQTT and answering update commands."""
     from devices.simulator.fleet import build_fleet
+    from devices.simulator.ota import OtaProfile, load_ota_profile
     from devices.simulator.runner import Simulator
 
+    try:
+        profile = load_ota_profile(ota_profile) if ota_profile else OtaProfile()
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]cannot use {ota_profile}: {exc}[/red]")
+        raise typer.Exit(2) from None
     target, settings = embedded.mqtt_target(get_settings(), start=False)
     fleet = build_fleet(devices, seed=seed, fault_share=faults)
     if register:
@@ -160,6 +170,7 @@ def simulate(
         fleet=fleet,
         protocol=settings.mqtt_protocol,
         time_scale=time_scale,
+        ota_profile=profile,
     )
     sim.run(stop)
 

@@ -61,6 +61,7 @@ def run_demo(
     """Migrate, register a simulated fleet, serve it, and show what happens."""
     from devices.registry import import_devices
     from devices.simulator.fleet import build_fleet, registry_rows
+    from devices.simulator.ota import OtaProfile
     from devices.simulator.runner import Simulator
 
     settings = _demo_timing(get_settings(), time_scale)
@@ -93,6 +94,7 @@ def run_demo(
         fleet=fleet,
         protocol=settings.mqtt_protocol,
         time_scale=time_scale,
+        ota_profile=OtaProfile(),
     )
     sim.start()
     try:

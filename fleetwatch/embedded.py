@@ -67,6 +67,31 @@ def port_is_open(host: str, port: int) -> bool:
         return False
 
 
+def _retained_only_for_own_subscriptions() -> None:
+    """Work around amqtt 0.12 pushing retained messages for every subscription on the broker.
+
+    When a session with a username reconnects, amqtt walks every subscription of every
+    client and sends the retained messages matching each to the newcomer. With a thousand
+    simulated devices each subscribed to its own command topic that is a million matches per
+    connect, and a subscription made meanwhile ends the walk with "dictionary changed size
+    during iteration", dropping the connecting session. MQTT asks only for the session's own
+    subscriptions: this keeps it to those.
+    """
+    from amqtt.broker import Broker
+
+    original = Broker._publish_retained_messages_for_subscription
+    if getattr(original, "fleetwatch_patched", False):
+        return
+
+    async def own_only(self, subscription, session):
+        holders = self._subscriptions.get(subscription[0], ())
+        if any(s.client_id == session.client_id for s, _ in holders):
+            await original(self, subscription, session)
+
+    own_only.fleetwatch_patched = True
+    Broker._publish_retained_messages_for_subscription = own_only
+
+
 class EmbeddedBroker:
     """An amqtt broker on its own thread and event loop, refusing anonymous clients."""
 
@@ -81,6 +106,7 @@ class EmbeddedBroker:
     def _run(self) -> None:
         from amqtt.broker import Broker
 
+        _retained_only_for_own_subscriptions()
         asyncio.set_event_loop(self._loop)
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
