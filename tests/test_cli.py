@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from support import count, free_port
@@ -13,9 +14,11 @@ FLEETWATCH = [sys.executable, "-m", "fleetwatch.cli"]
 
 
 def run(*args: str, env: dict, timeout: float = 60) -> subprocess.CompletedProcess:
+    # Run outside the checkout, as a user would: only what the package installs is found.
     return subprocess.run(
         [*FLEETWATCH, *args],
         env=env,
+        cwd=tempfile.gettempdir(),
         capture_output=True,
         text=True,
         timeout=timeout,
