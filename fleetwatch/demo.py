@@ -38,6 +38,12 @@ _OPEN_BY_KIND = """
 SELECT kind, count(*) FROM incidents WHERE status <> 'resolved' GROUP BY kind ORDER BY 2 DESC
 """
 _ESCALATED = "SELECT count(*) FROM incidents WHERE escalated_at IS NOT NULL"
+_CAMPAIGNS = """
+SELECT c.id, c.status, c.current_wave, count(*) FILTER (WHERE d.state = 'succeeded'),
+       count(*) FILTER (WHERE d.state = 'failed'), count(d.*)
+FROM campaigns c LEFT JOIN campaign_devices d ON d.campaign_id = c.id
+GROUP BY c.id ORDER BY c.id DESC LIMIT 3
+"""
 _STAFF = """
 INSERT INTO staff_channels (apprise_url, label)
 SELECT %s, 'demo staff inbox' WHERE NOT EXISTS (SELECT 1 FROM staff_channels)
@@ -81,6 +87,7 @@ def run_demo(
         # Every simulated customer gets a channel to the demo inbox (earlier runs' stay).
         conn.execute(_CHANNELS, (inbox.url(""),))
         conn.execute(_STAFF, (inbox.url("staff"),))
+        _demo_campaign(conn, time_scale)
     log.info("registered %d simulated devices; notifications go to the demo inbox", report.imported)
 
     services = Services(settings, dsn, target).start()
@@ -94,7 +101,8 @@ def run_demo(
         fleet=fleet,
         protocol=settings.mqtt_protocol,
         time_scale=time_scale,
-        ota_profile=OtaProfile(),
+        # The demo's camera firmware bricks some cameras: its campaign halts itself.
+        ota_profile=OtaProfile({("camera-v1", DEMO_CAMERA_FIRMWARE): {"brick": 0.3}}),
     )
     sim.start()
     try:
@@ -106,6 +114,36 @@ def run_demo(
         server.wait()
         services.stop()
         inbox.stop()
+
+
+DEMO_CAMERA_FIRMWARE = "1.9.0"
+
+
+def _demo_campaign(conn, time_scale: float) -> None:
+    """An update of every camera, a minute in: a bad firmware, so its canary halts it."""
+    from datetime import UTC, datetime, timedelta
+
+    from campaigns.store import CampaignCreate, create_campaign
+
+    if conn.execute("SELECT 1 FROM campaigns WHERE name LIKE 'Demo:%'").fetchone():
+        return  # an earlier demo run's: its story is told
+    spec = CampaignCreate.model_validate(
+        {
+            "name": f"Demo: camera firmware {DEMO_CAMERA_FIRMWARE}",
+            "kind": "ota_update",
+            "target": {"models": ["camera-v1"], "firmware": "<1.9"},
+            "target_version": DEMO_CAMERA_FIRMWARE,
+            "artifact_url": f"https://updates.example.com/camera/{DEMO_CAMERA_FIRMWARE}.bin",
+            "artifact_sha256": "0" * 64,
+            "waves": [10, 50, 100],
+            "soak_s": max(30, round(3600 * time_scale)),
+            "starts_at": datetime.now(UTC) + timedelta(seconds=60),
+            # Simulated reboots take 20-60 device-seconds: five minutes is plenty.
+            "policy": {"reboot_timeout_s": max(20, round(300 * time_scale))},
+        }
+    )
+    campaign_id, targeted = create_campaign(conn, spec, created_by="demo", now=datetime.now(UTC))
+    log.info("demo: campaign %d updates %d cameras a minute from now", campaign_id, targeted)
 
 
 def _demo_key(dsn: str) -> str:
@@ -192,6 +230,13 @@ def _show(conn, services, sim, inbox, stop, duration, dashboard: str) -> None:
         pending, held, queued = conn.execute(_OUTBOX).fetchone()
         by_kind = ", ".join(f"{k} {n}" for k, n in conn.execute(_OPEN_BY_KIND)) or "-"
         escalated = conn.execute(_ESCALATED).fetchone()[0]
+        campaigns = (
+            "; ".join(
+                f"{cid} {status} in wave {wave}: {ok} updated, {bad} failed of {total}"
+                for cid, status, wave, ok, bad, total in conn.execute(_CAMPAIGNS)
+            )
+            or "-"
+        )
         c, st = ingest.counters, sim.stats()
         table = Table(title="Fleetwatch demo (Ctrl-C to stop)", show_header=False)
         for name, value in [
@@ -210,6 +255,7 @@ def _show(conn, services, sim, inbox, stop, duration, dashboard: str) -> None:
             ("escalated to staff", escalated),
             ("notifications queued / pending / held", f"{queued} / {pending} / {held}"),
             ("notifications received by customers", inbox.total),
+            ("campaigns", campaigns),
             ("simulator", f"{st.connected} of {st.devices} connected, {st.heartbeats_sent} sent"),
         ]:
             table.add_row(name, str(value))
