@@ -50,6 +50,17 @@ def _set_clause(values: dict) -> str:
     return ", ".join(f"{column} = %({column})s" for column in values)
 
 
+def _insert_new(conn, table: str, values: dict) -> bool:
+    """Insert a row keyed by `id` unless one exists; whether it was new."""
+    return bool(
+        conn.execute(
+            f"INSERT INTO {table} ({', '.join(values)}) VALUES "
+            f"({', '.join(f'%({c})s' for c in values)}) ON CONFLICT (id) DO NOTHING",
+            values,
+        ).rowcount
+    )
+
+
 # -- devices ------------------------------------------------------------------------------
 
 
@@ -157,13 +168,7 @@ def create_model(body: ModelCreate, key: AdminKey, conn: DbConn) -> ModelPublic:
     _check_rules(body.health_rules)
     values = body.model_dump()
     values["health_rules"] = Jsonb(values["health_rules"])
-    columns = ", ".join(values)
-    inserted = conn.execute(
-        f"INSERT INTO device_models ({columns}) VALUES "
-        f"({', '.join(f'%({c})s' for c in values)}) ON CONFLICT (id) DO NOTHING",
-        values,
-    ).rowcount
-    if not inserted:
+    if not _insert_new(conn, "device_models", values):
         raise HTTPException(409, f"model {body.id!r} already exists")
     return _model(conn, body.id)
 
@@ -216,13 +221,7 @@ def read_customer(customer_id: CustomerIdPath, key: StaffKey, conn: DbConn) -> C
 @router.post("/customers", response_model=CustomerPublic, status_code=201)
 def create_customer(body: CustomerCreate, key: AdminKey, conn: DbConn) -> CustomerPublic:
     """Add a customer."""
-    values = body.model_dump()
-    inserted = conn.execute(
-        f"INSERT INTO customers ({', '.join(values)}) VALUES "
-        f"({', '.join(f'%({c})s' for c in values)}) ON CONFLICT (id) DO NOTHING",
-        values,
-    ).rowcount
-    if not inserted:
+    if not _insert_new(conn, "customers", body.model_dump()):
         raise HTTPException(409, f"customer {body.id!r} already exists")
     return get_customer(conn, body.id)
 

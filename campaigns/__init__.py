@@ -4,6 +4,8 @@ targeting.py   which devices a campaign is for (pure)
 waves.py       who is in which wave, maintenance windows, when the next wave opens (pure)
 steps.py       one device's update: its next step, timeouts, retries, success (pure)
 gates.py       the health gate comparing updated devices with the rest (pure)
-store.py       creating campaigns and reading their progress (SQL)
+store.py       creating campaigns, their progress, pause / resume / cancel (SQL)
+readings.py    what the runner reads: campaign rows, wave counts, the gate's figures (SQL)
+notices.py     what owners are told, through the alerts outbox
 runner.py      the periodic job (APScheduler) that moves every campaign on, and its MQTT
 """

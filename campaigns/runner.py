@@ -26,12 +26,21 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from alerts.outbox import (
     enqueue_staff_notice,
 )
-from campaigns.gates import Health, evaluate_gate
+from campaigns.gates import evaluate_gate
 from campaigns.notices import notify_owners
-from campaigns.policy import Policy
+from campaigns.readings import (
+    ACTIVE_CAMPAIGNS,
+    CAMPAIGN_BY_ID,
+    Campaign,
+    awaiting_ack,
+    campaign_from_row,
+    health_of,
+    view_of,
+    wave_counts,
+)
 from campaigns.steps import IN_FLIGHT, Decision, Observed, Progress, apply_report, check
 from campaigns.store import campaign_progress, record_event
-from campaigns.waves import CampaignView, WaveCounts, in_window, next_move
+from campaigns.waves import in_window, next_move
 from fleetwatch import db
 from fleetwatch.mqtt import connect_client, make_client
 from fleetwatch.settings import MqttTarget, Settings
@@ -40,44 +49,6 @@ log = logging.getLogger(__name__)
 
 _LOCK = 0x63616D70  # "camp"
 SEND_BATCH = 2000
-_FINAL = ("succeeded", "failed", "skipped", "cancelled", "notified", "acknowledged")
-_HEALTH_KINDS_EXCLUDED = ("offline", "never_seen", "unstable_connection")
-
-
-@dataclass
-class Campaign:
-    id: int
-    name: str
-    kind: str
-    status: str
-    target_version: str | None
-    artifact_url: str | None
-    artifact_sha256: str | None
-    waves: list[float]
-    soak_s: int
-    window_start: object
-    window_end: object
-    starts_at: datetime
-    current_wave: int
-    wave_opened_at: datetime | None
-    policy: Policy
-    safe_to_use: bool | None
-    instructions: str | None
-
-
-_CAMPAIGN_COLUMNS = """
-SELECT id, name, kind, status, target_version, artifact_url, artifact_sha256, waves, soak_s,
-       window_start, window_end, starts_at, current_wave, wave_opened_at, policy, safe_to_use,
-       instructions
-FROM campaigns
-"""
-_CAMPAIGNS = (
-    _CAMPAIGN_COLUMNS
-    + """
-WHERE status IN ('scheduled', 'running', 'paused', 'halted') ORDER BY id
-"""
-)
-_CAMPAIGN = _CAMPAIGN_COLUMNS + "WHERE id = %s"
 
 
 @dataclass
@@ -92,7 +63,7 @@ class TickReport:
 
 
 class CampaignRunner:
-    """Moves campaigns on every FLEETWATCH_CAMPAIGNS_TICK_S; publishes commands over MQTT."""
+    """Moves campaigns on every FLEETWATCHACTIVE_CAMPAIGNS_TICK_S; publishes commands over MQTT."""
 
     def __init__(
         self,
@@ -178,8 +149,8 @@ class CampaignRunner:
             if now is None:
                 now = conn.execute("SELECT now()").fetchone()[0]
             report.reports = self._apply_reports(conn, now, report)
-            for row in conn.execute(_CAMPAIGNS).fetchall():
-                campaign = _campaign(row)
+            for row in conn.execute(ACTIVE_CAMPAIGNS).fetchall():
+                campaign = campaign_from_row(row)
                 self._advance(conn, campaign, now, report)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
@@ -200,17 +171,13 @@ class CampaignRunner:
         if campaign.kind == "ota_update" and campaign.status != "scheduled":
             self._check_in_flight(conn, campaign, now, report)
         if campaign.status == "running" and campaign.kind == "ota_update":
-            verdict = evaluate_gate(*_health(conn, campaign), campaign.policy)
+            verdict = evaluate_gate(*health_of(conn, campaign), campaign.policy)
             if verdict.halt:
                 self._halt(conn, campaign, verdict.reason, now)
                 report.moves.append((campaign.id, "halt"))
                 return
-        move = next_move(_view(campaign), _counts(conn, campaign), now)
-        if (
-            move == "complete"
-            and campaign.kind == "recall_notice"
-            and _awaiting_ack(conn, campaign)
-        ):
+        move = next_move(view_of(campaign), wave_counts(conn, campaign), now)
+        if move == "complete" and campaign.kind == "recall_notice" and awaiting_ack(conn, campaign):
             move = None  # a recall is done when every owner has acknowledged it
         if move == "start":
             self._open_wave(conn, campaign, 1, now, report, started=True)
@@ -243,8 +210,8 @@ class CampaignRunner:
                 if campaign_id is None:
                     continue  # a report on a command we do not know, or no longer track
                 if campaign_id not in campaigns:
-                    campaigns[campaign_id] = _campaign(
-                        conn.execute(_CAMPAIGN, (campaign_id,)).fetchone()
+                    campaigns[campaign_id] = campaign_from_row(
+                        conn.execute(CAMPAIGN_BY_ID, (campaign_id,)).fetchone()
                     )
                 campaign = campaigns[campaign_id]
                 decision = apply_report(Progress(*row[5:9]), state, reason, campaign.policy)
@@ -512,74 +479,3 @@ class CampaignRunner:
             if again:
                 record_event(conn, campaign.id, now, "recall_repeated", devices=len(again))
         return sent
-
-
-def _campaign(row) -> Campaign:
-    values = list(row)
-    values[14] = Policy(**values[14])
-    return Campaign(*values)
-
-
-def _view(c: Campaign) -> CampaignView:
-    return CampaignView(
-        c.status, c.starts_at, c.current_wave, len(c.waves), c.wave_opened_at, c.soak_s
-    )
-
-
-def _counts(conn, campaign: Campaign) -> WaveCounts:
-    online = "st.status IN ('online', 'degraded')"
-    if campaign.kind == "recall_notice":
-        online = "true"  # a notice goes to the owner, whatever the device is doing
-    row = conn.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE cd.state = 'pending' AND {online}), "
-        f"count(*) FILTER (WHERE cd.state = 'pending' AND NOT coalesce({online}, false)), "
-        "count(*) FILTER (WHERE cd.state = ANY(%(flight)s)), "
-        "count(*) FILTER (WHERE cd.state = ANY(%(final)s)), max(cd.finished_at) "
-        "FROM campaign_devices cd LEFT JOIN device_state st ON st.device_id = cd.device_id "
-        "WHERE cd.campaign_id = %(id)s AND cd.wave <= %(wave)s",
-        {
-            "id": campaign.id,
-            "wave": campaign.current_wave,
-            "flight": list(IN_FLIGHT),
-            "final": list(_FINAL),
-        },
-    ).fetchone()
-    return WaveCounts(*row)
-
-
-def _awaiting_ack(conn, campaign: Campaign) -> bool:
-    return conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM campaign_devices WHERE campaign_id = %s "
-        "AND state = 'notified')",
-        (campaign.id,),
-    ).fetchone()[0]
-
-
-_HEALTH = """
-SELECT count(*) FILTER (WHERE cd.attempt > 0),
-       count(*) FILTER (WHERE cd.state = 'failed'),
-       count(*) FILTER (WHERE cd.state = 'succeeded' AND st.status = 'offline'),
-       count(*) FILTER (WHERE cd.state = 'succeeded' AND EXISTS (
-           SELECT 1 FROM incidents i WHERE i.device_id = cd.device_id AND i.scope = 'device'
-             AND i.opened_at >= cd.finished_at AND i.kind <> ALL(%(excluded)s))),
-       count(*) FILTER (WHERE cd.attempt = 0),
-       count(*) FILTER (WHERE cd.attempt = 0 AND st.status = 'offline'),
-       count(*) FILTER (WHERE cd.attempt = 0 AND EXISTS (
-           SELECT 1 FROM incidents i WHERE i.device_id = cd.device_id AND i.scope = 'device'
-             AND i.opened_at >= %(started)s AND i.kind <> ALL(%(excluded)s)))
-FROM campaign_devices cd LEFT JOIN device_state st ON st.device_id = cd.device_id
-WHERE cd.campaign_id = %(id)s
-"""
-
-
-def _health(conn, campaign: Campaign) -> tuple[Health, Health]:
-    """(updated devices, the rest) for the health gate."""
-    row = conn.execute(
-        _HEALTH,
-        {
-            "id": campaign.id,
-            "started": campaign.starts_at,
-            "excluded": list(_HEALTH_KINDS_EXCLUDED),
-        },
-    ).fetchone()
-    return Health(row[0], row[1], row[2], row[3]), Health(row[4], 0, row[5], row[6])

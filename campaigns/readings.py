@@ -1,0 +1,123 @@
+"""What the runner reads of a campaign: its row, its opened waves, and the health gate's
+figures (updated devices against the rest), each a single query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from campaigns.gates import Health
+from campaigns.policy import Policy
+from campaigns.steps import IN_FLIGHT
+from campaigns.waves import CampaignView, WaveCounts
+
+_FINAL = ("succeeded", "failed", "skipped", "cancelled", "notified", "acknowledged")
+# Incidents that are not degraded health: the gate counts offline on its own.
+_HEALTH_KINDS_EXCLUDED = ("offline", "never_seen", "unstable_connection")
+
+
+@dataclass
+class Campaign:
+    id: int
+    name: str
+    kind: str
+    status: str
+    target_version: str | None
+    artifact_url: str | None
+    artifact_sha256: str | None
+    waves: list[float]
+    soak_s: int
+    window_start: object
+    window_end: object
+    starts_at: datetime
+    current_wave: int
+    wave_opened_at: datetime | None
+    policy: Policy
+    safe_to_use: bool | None
+    instructions: str | None
+
+
+CAMPAIGN_COLUMNS = """
+SELECT id, name, kind, status, target_version, artifact_url, artifact_sha256, waves, soak_s,
+       window_start, window_end, starts_at, current_wave, wave_opened_at, policy, safe_to_use,
+       instructions
+FROM campaigns
+"""
+ACTIVE_CAMPAIGNS = (
+    CAMPAIGN_COLUMNS
+    + """
+WHERE status IN ('scheduled', 'running', 'paused', 'halted') ORDER BY id
+"""
+)
+CAMPAIGN_BY_ID = CAMPAIGN_COLUMNS + "WHERE id = %s"
+
+
+def campaign_from_row(row) -> Campaign:
+    values = list(row)
+    values[14] = Policy(**values[14])
+    return Campaign(*values)
+
+
+def view_of(c: Campaign) -> CampaignView:
+    return CampaignView(
+        c.status, c.starts_at, c.current_wave, len(c.waves), c.wave_opened_at, c.soak_s
+    )
+
+
+def wave_counts(conn, campaign: Campaign) -> WaveCounts:
+    online = "st.status IN ('online', 'degraded')"
+    if campaign.kind == "recall_notice":
+        online = "true"  # a notice goes to the owner, whatever the device is doing
+    row = conn.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE cd.state = 'pending' AND {online}), "
+        f"count(*) FILTER (WHERE cd.state = 'pending' AND NOT coalesce({online}, false)), "
+        "count(*) FILTER (WHERE cd.state = ANY(%(flight)s)), "
+        "count(*) FILTER (WHERE cd.state = ANY(%(final)s)), max(cd.finished_at) "
+        "FROM campaign_devices cd LEFT JOIN device_state st ON st.device_id = cd.device_id "
+        "WHERE cd.campaign_id = %(id)s AND cd.wave <= %(wave)s",
+        {
+            "id": campaign.id,
+            "wave": campaign.current_wave,
+            "flight": list(IN_FLIGHT),
+            "final": list(_FINAL),
+        },
+    ).fetchone()
+    return WaveCounts(*row)
+
+
+def awaiting_ack(conn, campaign: Campaign) -> bool:
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM campaign_devices WHERE campaign_id = %s "
+        "AND state = 'notified')",
+        (campaign.id,),
+    ).fetchone()[0]
+
+
+_HEALTH = """
+SELECT count(*) FILTER (WHERE cd.attempt > 0),
+       count(*) FILTER (WHERE cd.state = 'failed'),
+       count(*) FILTER (WHERE cd.state = 'succeeded' AND st.status = 'offline'),
+       count(*) FILTER (WHERE cd.state = 'succeeded' AND EXISTS (
+           SELECT 1 FROM incidents i WHERE i.device_id = cd.device_id AND i.scope = 'device'
+             AND i.opened_at >= cd.finished_at AND i.kind <> ALL(%(excluded)s))),
+       count(*) FILTER (WHERE cd.attempt = 0),
+       count(*) FILTER (WHERE cd.attempt = 0 AND st.status = 'offline'),
+       count(*) FILTER (WHERE cd.attempt = 0 AND EXISTS (
+           SELECT 1 FROM incidents i WHERE i.device_id = cd.device_id AND i.scope = 'device'
+             AND i.opened_at >= %(started)s AND i.kind <> ALL(%(excluded)s)))
+FROM campaign_devices cd LEFT JOIN device_state st ON st.device_id = cd.device_id
+WHERE cd.campaign_id = %(id)s
+"""
+
+
+def health_of(conn, campaign: Campaign) -> tuple[Health, Health]:
+    """(updated devices, the rest) for the health gate."""
+    row = conn.execute(
+        _HEALTH,
+        {
+            "id": campaign.id,
+            "started": campaign.starts_at,
+            "excluded": list(_HEALTH_KINDS_EXCLUDED),
+        },
+    ).fetchone()
+    return Health(row[0], row[1], row[2], row[3]), Health(row[4], 0, row[5], row[6])
