@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     monitor_health_batch_limit: int = 2000
     monitor_health_min_interval_s: int = 60
     monitor_fanout_batch: int = 5000
+    # The fan-out looks for new events this often: an idle look is one index probe, and
+    # every pass saved is time a customer does not wait.
+    monitor_fanout_s: float = 0.05
     monitor_review_s: float = 5.0
 
     fleet_groups: str = Field(
@@ -104,7 +107,7 @@ class Settings(BaseSettings):
 
     alerts_workers: int = 8
     alerts_batch_size: int = 200
-    alerts_poll_s: float = 0.2
+    alerts_poll_s: float = 0.1
     alerts_lease_s: int = 120
     alerts_max_attempts: int = 8
     alerts_backoff_s: float = 5.0

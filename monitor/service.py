@@ -278,7 +278,7 @@ class Monitor:
         s = self.settings
         for name, job, every in (
             ("tick", self.tick, s.monitor_tick_s),
-            ("fan-out", self._fan_out_all, s.monitor_tick_s),
+            ("fan-out", self._fan_out_all, s.monitor_fanout_s),
             ("review", self.review, s.monitor_review_s),
             ("sizes", self.refresh_group_sizes, s.fleet_sizes_refresh_s),
             ("health", self.check_health, s.monitor_health_s),

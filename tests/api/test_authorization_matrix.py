@@ -1,0 +1,226 @@
+"""Every API route against every role, and customer A against customer B's things.
+
+The table below must name every route of the OpenAPI spec: a new route fails this test
+until someone decides who may call it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from support import add_channel, auth, make_device
+
+from api.auth import create_key
+
+ALL = {"admin", "staff", "firmware", "customer"}
+READ = {"admin", "staff", "firmware"}
+STAFF = {"admin", "staff"}
+ADMIN = {"admin"}
+FIRMWARE = {"admin", "firmware"}
+CUSTOMER = {"customer"}
+
+ALLOWED = {
+    ("POST", "/api/v1/campaigns"): FIRMWARE,
+    ("GET", "/api/v1/campaigns"): READ,
+    ("GET", "/api/v1/campaigns/{campaign_id}"): READ,
+    ("GET", "/api/v1/campaigns/{campaign_id}/devices"): READ,
+    ("POST", "/api/v1/campaigns/{campaign_id}/pause"): FIRMWARE,
+    ("POST", "/api/v1/campaigns/{campaign_id}/resume"): FIRMWARE,
+    ("POST", "/api/v1/campaigns/{campaign_id}/cancel"): FIRMWARE,
+    ("PATCH", "/api/v1/channels/{channel_id}"): STAFF,
+    ("DELETE", "/api/v1/channels/{channel_id}"): STAFF,
+    ("POST", "/api/v1/channels/{channel_id}/test"): STAFF,
+    ("POST", "/api/v1/customers"): ADMIN,
+    ("GET", "/api/v1/customers/{customer_id}"): STAFF,
+    ("PATCH", "/api/v1/customers/{customer_id}"): ADMIN,
+    ("GET", "/api/v1/customers/{customer_id}/channels"): STAFF,
+    ("POST", "/api/v1/customers/{customer_id}/channels"): STAFF,
+    ("GET", "/api/v1/devices"): ALL,
+    ("POST", "/api/v1/devices"): ADMIN,
+    ("GET", "/api/v1/devices/{device_id}"): ALL,
+    ("PATCH", "/api/v1/devices/{device_id}"): ADMIN,
+    ("DELETE", "/api/v1/devices/{device_id}"): ADMIN,
+    ("GET", "/api/v1/devices/{device_id}/history"): ALL,
+    ("GET", "/api/v1/events"): ALL,
+    ("GET", "/api/v1/fleet/online-share"): ALL,
+    ("GET", "/api/v1/fleet/summary"): ALL,
+    ("GET", "/api/v1/incidents"): ALL,
+    ("GET", "/api/v1/incidents/{incident_id}"): ALL,
+    ("POST", "/api/v1/incidents/{incident_id}/ack"): STAFF,
+    ("POST", "/api/v1/incidents/{incident_id}/comments"): STAFF,
+    ("POST", "/api/v1/incidents/{incident_id}/resolve"): STAFF,
+    ("GET", "/api/v1/keys"): ADMIN,
+    ("POST", "/api/v1/keys"): ADMIN,
+    ("DELETE", "/api/v1/keys/{key_id}"): ADMIN,
+    ("GET", "/api/v1/me"): CUSTOMER,
+    ("PATCH", "/api/v1/me"): CUSTOMER,
+    ("GET", "/api/v1/me/campaigns"): CUSTOMER,
+    ("POST", "/api/v1/me/campaigns/{campaign_id}/ack"): CUSTOMER,
+    ("GET", "/api/v1/me/channels"): CUSTOMER,
+    ("POST", "/api/v1/me/channels"): CUSTOMER,
+    ("PATCH", "/api/v1/me/channels/{channel_id}"): CUSTOMER,
+    ("DELETE", "/api/v1/me/channels/{channel_id}"): CUSTOMER,
+    ("POST", "/api/v1/me/channels/{channel_id}/test"): CUSTOMER,
+    ("GET", "/api/v1/me/devices"): CUSTOMER,
+    ("GET", "/api/v1/me/incidents"): CUSTOMER,
+    ("GET", "/api/v1/me/notifications"): CUSTOMER,
+    ("GET", "/api/v1/models"): READ,
+    ("POST", "/api/v1/models"): ADMIN,
+    ("GET", "/api/v1/models/{model_id}"): READ,
+    ("PATCH", "/api/v1/models/{model_id}"): ADMIN,
+    ("GET", "/api/v1/silences"): STAFF,
+    ("POST", "/api/v1/silences"): STAFF,
+    ("DELETE", "/api/v1/silences/{silence_id}"): STAFF,
+    ("GET", "/api/v1/staff-channels"): STAFF,
+    ("POST", "/api/v1/staff-channels"): ADMIN,
+    ("DELETE", "/api/v1/staff-channels/{channel_id}"): ADMIN,
+}
+# Routes open to everyone by design: health checks and counts, no customer data.
+OPEN = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
+# An endless stream: its scoping is tested in test_live.py.
+STREAMS = {("GET", "/api/v1/events")}
+# Routes where customer A, allowed in general, asks about B's thing: never found.
+FOREIGN = {
+    "/api/v1/devices/{device_id}",
+    "/api/v1/devices/{device_id}/history",
+    "/api/v1/incidents/{incident_id}",
+    "/api/v1/me/campaigns/{campaign_id}/ack",
+    "/api/v1/me/channels/{channel_id}",
+    "/api/v1/me/channels/{channel_id}/test",
+}
+BODIES = {
+    "/api/v1/campaigns": {
+        "name": "x",
+        "kind": "recall_notice",
+        "target": {"models": ["x"]},
+        "safe_to_use": True,
+        "instructions": "x",
+    },
+    "/api/v1/customers": {"id": "cust-new", "name": "New"},
+    "/api/v1/devices": {"id": "new-1", "model_id": "camera-v1"},
+    "/api/v1/keys": {"role": "staff"},
+    "/api/v1/models": {
+        "id": "m-new",
+        "name": "M",
+        "device_type": "sensor",
+        "kind": "home",
+        "heartbeat_interval_s": 60,
+    },
+    "/api/v1/silences": {"scope": "label", "target": "x", "duration_s": 60, "reason": "x"},
+    "/api/v1/staff-channels": {"kind": "webhook", "url": "json://127.0.0.1:9/staff"},
+    "/api/v1/customers/{customer_id}/channels": {"kind": "email", "url": "json://127.0.0.1:9/x"},
+    "/api/v1/me/channels": {"kind": "email", "url": "json://127.0.0.1:9/mine"},
+    "/api/v1/incidents/{incident_id}/comments": {"text": "x"},
+    "/api/v1/incidents/{incident_id}/resolve": {},
+}
+
+
+@pytest.fixture
+def world(conn):
+    """Customer A and customer B, each with a device, an incident, a channel, a recall."""
+    from datetime import UTC, datetime
+
+    from campaigns.store import CampaignCreate, create_campaign
+
+    ids = {}
+    for who in ("a", "b"):
+        make_device(
+            conn, f"{who}-1", customer_id=f"cust-{who}", model_id="camera-v1", serial=f"SER-{who}"
+        )
+        ids[f"channel_{who}"] = add_channel(
+            conn, f"cust-{who}", f"json://127.0.0.1:9/{who}-secret-token-8271"
+        )
+        ids[f"incident_{who}"] = conn.execute(
+            "INSERT INTO incidents (scope, device_id, kind, severity, opened_at, summary) "
+            "VALUES ('device', %s, 'offline', 'warning', now(), 'x') RETURNING id",
+            (f"{who}-1",),
+        ).fetchone()[0]
+    ids["campaign_b"] = create_campaign(
+        conn,
+        CampaignCreate.model_validate(
+            {**BODIES["/api/v1/campaigns"], "target": {"device_ids": ["b-1"]}}
+        ),
+        created_by="t",
+        now=datetime.now(UTC),
+    )[0]
+    ids["staff_channel"] = conn.execute(
+        "INSERT INTO staff_channels (apprise_url) VALUES ('json://127.0.0.1:9/s') RETURNING id"
+    ).fetchone()[0]
+    ids["silence"] = conn.execute(
+        "INSERT INTO silences (scope, target, starts_at, ends_at, reason, created_by) "
+        "VALUES ('label', 'x', now(), now() + interval '1 hour', 'x', 't') RETURNING id"
+    ).fetchone()[0]
+    ids["spare_key"] = create_key(conn, "staff")[0]
+    return ids
+
+
+def concrete(path: str, ids: dict) -> str:
+    staff = "staff-channels" in path
+    return (
+        path.replace("{campaign_id}", str(ids["campaign_b"]))
+        .replace("{channel_id}", str(ids["staff_channel"] if staff else ids["channel_b"]))
+        .replace("{customer_id}", "cust-b")
+        .replace("{device_id}", "b-1")
+        .replace("{incident_id}", str(ids["incident_b"]))
+        .replace("{key_id}", str(ids["spare_key"]))
+        .replace("{model_id}", "camera-v1")
+        .replace("{silence_id}", str(ids["silence"]))
+    )
+
+
+def spec_routes(api) -> set[tuple[str, str]]:
+    return {
+        (m.upper(), p) for p, ops in api.get("/openapi.json").json()["paths"].items() for m in ops
+    }
+
+
+def test_the_matrix_names_every_route(api):
+    assert spec_routes(api) - OPEN == set(ALLOWED)
+
+
+def test_every_route_refuses_a_missing_or_unknown_key(api, world):
+    for method, path in sorted(set(ALLOWED) - STREAMS):
+        for headers in ({}, auth("fwk_forged")):
+            response = api.request(
+                method, concrete(path, world), headers=headers, json=BODIES.get(path)
+            )
+            assert response.status_code == 401, (method, path, headers)
+
+
+def test_every_route_against_every_role(api, keys, world):
+    role_keys = {
+        "admin": keys.admin,
+        "staff": keys.staff,
+        "firmware": keys.firmware,
+        "customer": keys.customer("cust-a"),
+    }
+    # Changes last, so that what a route removes does not hide the routes after it.
+    order = sorted(set(ALLOWED) - STREAMS, key=lambda r: (r[0] == "DELETE", r[0] != "GET", r))
+    for method, path in order:
+        allowed = ALLOWED[(method, path)]
+        url = concrete(path, world)
+        for role in sorted(role_keys, key=lambda r: r in allowed):  # refusals first
+            body = BODIES.get(path, {} if method == "PATCH" else None)
+            response = api.request(method, url, headers=auth(role_keys[role]), json=body)
+            where = (method, path, role, response.status_code, response.text[:200])
+            if role not in allowed:
+                assert response.status_code == 403, where
+            elif role == "customer" and path in FOREIGN:
+                assert response.status_code == 404, where  # B's thing: as if it did not exist
+            else:
+                assert response.status_code not in (401, 403), where
+                assert response.status_code < 500, where
+            if role == "customer" and response.status_code < 400:
+                # Whatever a customer is shown, nothing of B's is in it.
+                assert "b-1" not in response.text and "cust-b" not in response.text, where
+                assert "b-secret-token-8271" not in response.text, where
+
+
+def test_no_answer_shows_a_channel_secret(api, keys, world):
+    for path in (
+        "/api/v1/customers/cust-b/channels",
+        "/api/v1/staff-channels",
+        f"/api/v1/incidents/{world['incident_b']}",
+    ):
+        assert "b-secret-token-8271" not in api.get(path, headers=auth(keys.admin)).text
+    failed = api.post(f"/api/v1/channels/{world['channel_b']}/test", headers=auth(keys.staff))
+    assert failed.json()["ok"] is False and "b-secret-token-8271" not in failed.text
