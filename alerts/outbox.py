@@ -137,7 +137,8 @@ def enqueue_customer_notices(
             now=now,
         )
         context = json.dumps(notice.context)
-        silence = silenced.get(notice.device.device_id)
+        # Silences hold incident alerts; a campaign's notices (a recall) are not alerts.
+        silence = silenced.get(notice.device.device_id) if notice.campaign_id is None else None
         if silence and deliveries and notice.incident_id is not None:
             held_by_silence.append(
                 (
