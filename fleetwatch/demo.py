@@ -239,6 +239,9 @@ def _show(conn, services, sim, inbox, stop, duration, dashboard: str) -> None:
         )
         c, st = ingest.counters, sim.stats()
         table = Table(title="Fleetwatch demo (Ctrl-C to stop)", show_header=False)
+        table.add_column()
+        # Folded, never cut: the dashboard's address must stay whole to be copied.
+        table.add_column(overflow="fold")
         for name, value in [
             ("dashboard", dashboard),
             ("devices registered", registered),
