@@ -75,7 +75,7 @@ FUZZ = settings(
 )
 
 
-def call(case, base: str, key: str) -> None:
+def check_no_server_error(case, base: str, key: str) -> None:
     case.call_and_validate(
         base_url=base,
         headers={"Authorization": f"Bearer {key}"},
@@ -88,11 +88,11 @@ def call(case, base: str, key: str) -> None:
 @FUZZ
 def test_no_input_makes_a_server_error(case, served):
     base, keys = served
-    call(case, base, keys["admin"])
+    check_no_server_error(case, base, keys["admin"])
 
 
 @schema.include(path_regex=r"^/api/v1/(me|devices|incidents|fleet)").parametrize()
 @FUZZ
 def test_no_input_from_a_customer_makes_a_server_error(case, served):
     base, keys = served
-    call(case, base, keys["customer"])
+    check_no_server_error(case, base, keys["customer"])
