@@ -6,6 +6,8 @@ until someone decides who may call it.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from support import add_channel, auth, make_device
 
@@ -215,7 +217,8 @@ def test_every_route_against_every_role(api, keys, world):
                 assert "b-secret-token-8271" not in response.text, where
 
 
-def test_no_answer_shows_a_channel_secret(api, keys, world):
+def test_no_answer_or_log_line_shows_a_channel_secret(api, keys, world, caplog):
+    caplog.set_level(logging.INFO)  # what the service logs in production
     for path in (
         "/api/v1/customers/cust-b/channels",
         "/api/v1/staff-channels",
@@ -224,3 +227,5 @@ def test_no_answer_shows_a_channel_secret(api, keys, world):
         assert "b-secret-token-8271" not in api.get(path, headers=auth(keys.admin)).text
     failed = api.post(f"/api/v1/channels/{world['channel_b']}/test", headers=auth(keys.staff))
     assert failed.json()["ok"] is False and "b-secret-token-8271" not in failed.text
+    assert failed.json()["error"]  # the reason is there, scrubbed
+    assert caplog.records and "b-secret-token-8271" not in caplog.text
