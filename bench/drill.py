@@ -1,0 +1,785 @@
+"""The fault drill (issue 6): a simulated fleet, faults injected one after another, then checks.
+
+    .venv/bin/python bench/drill.py [--devices 100000] [--minutes 10] [--silent 0.01]
+        [--time-scale 0.1] [--simulators N] [--sink-delay-ms 100] [--restart-gap 5]
+        [--steps broker,database,ingest,monitor,alerts,double,single] [--keep]
+
+Everything runs on 127.0.0.1: a private Mosquitto (persistence on, restarted on the same
+ports), a fresh database on FLEETWATCH_BENCH_DATABASE_URL (default the local server), an HTTP
+sink for every customer's json:// channel, simulator processes (~10,000 devices each), and
+the processes under test as production runs them: `.venv/bin/fleetwatch ingest`, `monitor`
+and `alerts`, configured by FLEETWATCH_* variables.
+
+    setup ─ fleet online ─ warm-up ─┬─ 1 broker restart (down long enough for a blind spot)
+                                    ├─ 2 database connections cut (pg_terminate_backend)
+                                    ├─ 3 kill -9 ingest, start it again
+                                    ├─ 4 kill -9 monitor, start it again
+                                    ├─ 5 kill -9 dispatcher, start it again
+                                    ├─ 6 two of each process
+                                    └─ 7 back to one (SIGTERM the second ones)
+                                    ─ settle ─ stop ─ checks ─ one line of JSON
+
+A known set of devices falls silent at moments the drill picks: half spread over the run,
+half in cohorts whose deadlines fall on the steps (the dispatcher's cohort is being sent
+when it is killed). Devices' offline deadlines are scaled with the fleet's time, as in the
+demo, and the monitor's timings follow from them (`plan_timings`).
+
+Checks, from the simulators' record of what the broker acknowledged (PUBACK), the sink's
+record of what arrived, and the database:
+- every heartbeat the broker acknowledged at QoS 1 is stored exactly once;
+- every silent device got exactly one offline incident and its owner exactly one offline
+  message; no device that kept beating was declared offline; none at all during a blind spot,
+  and the broker outage did open one;
+- the outbox ends empty, every notification sent, each received once (a second copy only
+  where the delivery log shows an attempt cut before its record, as the README allows);
+- each process's memory at its end is within 20% of its own after warm-up (for a dispatcher
+  or monitor, warm means after its first send or health run as well).
+
+The machine is part of the result: the report says how late the simulators were to send
+(`machine`), and a fleet one broker process cannot hold here (one descriptor per device,
+`ulimit -Hn`) is refused before anything starts (exit 2). `--steps` runs some of the faults,
+to tell which one breaks what. Exit 1 if any check fails; `--keep` keeps the database and
+logs (the logs are kept anyway when a check fails).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg
+from psycopg import conninfo
+
+from bench.drill_checks import Evidence, run_checks
+from bench.drill_support import (
+    BROKER_SPARE_FDS,
+    DrillBroker,
+    FleetProcess,
+    NotificationSink,
+    SimulatorJob,
+    SimulatorProcess,
+    broker_capacity,
+    cpu_busy_share,
+    cpu_times,
+    stamp,
+)
+from devices.registry import import_devices
+from devices.simulator.fleet import build_fleet, registry_rows
+from fleetwatch import db
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEVICES_PER_SIMULATOR = 10_000
+# Scaled offline deadlines never go below this: a reconnect takes wall-clock time.
+MIN_ALLOWANCE_S = 15
+STEPS = ("broker", "database", "ingest", "monitor", "alerts", "double", "single")
+STEP_TITLES = {
+    "broker": "restart the broker",
+    "database": "cut every database connection",
+    "ingest": "kill -9 the ingest, start it again",
+    "monitor": "kill -9 the monitor, start it again",
+    "alerts": "kill -9 the alert dispatcher, start it again",
+    "double": "two of each process",
+    "single": "back to one of each (SIGTERM the second ones)",
+}
+ROLES = ("ingest", "monitor", "alerts")
+
+
+@dataclass
+class DrillConfig:
+    devices: int = 100_000
+    minutes: float = 10.0
+    silent: float = 0.01  # a share of the fleet below 1, a count from 1 up
+    time_scale: float = 0.1
+    simulators: int = 0  # 0: one per DEVICES_PER_SIMULATOR devices
+    seed: int = 1
+    sink_delay_s: float = 0.1  # the sink answers as slowly as a remote webhook
+    restart_gap_s: float = 5.0  # a killed process is started again after this
+    database_server: str | None = None
+    keep: bool = False
+    progress_every_s: float = 0.0  # 0: about 20 lines over the run
+    steps: tuple[str, ...] = STEPS  # a subset, to find which fault breaks what
+
+    def __post_init__(self) -> None:
+        unknown = set(self.steps) - set(STEPS)
+        if unknown or not self.steps:
+            raise ValueError(f"steps must be some of {', '.join(STEPS)}; got {self.steps}")
+        if "single" in self.steps and "double" not in self.steps:
+            raise ValueError("'single' goes back from 'double': give both")
+        self.steps = tuple(s for s in STEPS if s in self.steps)
+
+    @property
+    def silent_count(self) -> int:
+        count = round(self.silent * self.devices) if self.silent < 1 else int(self.silent)
+        return max(len(self.steps), min(count, self.devices // 2))
+
+    @property
+    def simulator_count(self) -> int:
+        return self.simulators or max(1, math.ceil(self.devices / DEVICES_PER_SIMULATOR))
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Deadlines and monitor timings for a fleet living `time_scale` times real time."""
+
+    offline_after_s: dict[str, int]  # per model: every device's offline_after_s
+    interval_s: dict[str, float]  # per model: wall-clock seconds between heartbeats
+    blind_after_s: int
+    resume_grace_s: int
+    broker_down_s: float
+    lease_s: int
+
+
+def plan_timings(models: dict[str, tuple[int, int, int]], time_scale: float) -> Timings:
+    """From the models' (interval, allowed misses, grace): scaled deadlines, and a blind-spot
+    window short enough that the guard engages before any beating device's deadline passes.
+
+    A device that beat just before the broker went down is due `allowance - interval` later;
+    the guard needs `blind_after` plus a tick to engage: half that margin for each.
+    """
+    offline_after = {
+        m: max(MIN_ALLOWANCE_S, round((i * misses + grace) * time_scale))
+        for m, (i, misses, grace) in models.items()
+    }
+    interval = {m: i * time_scale for m, (i, _, _) in models.items()}
+    margin = min(offline_after[m] - interval[m] for m in models)
+    blind_after = max(2, int(margin // 2))
+    return Timings(
+        offline_after_s=offline_after,
+        interval_s=interval,
+        blind_after_s=blind_after,
+        # Devices reconnect with backoff (up to ~2x the outage) before they beat again.
+        resume_grace_s=max(20, 3 * blind_after),
+        broker_down_s=blind_after + 3.0,
+        lease_s=10,
+    )
+
+
+@dataclass
+class SilentPlan:
+    """Which devices fall silent, and when their deadline should pass (s after warm-up start)."""
+
+    due_at: dict[str, float]  # device id -> seconds after warm-up start
+    cohort: dict[str, str]  # device id -> the step its deadline was aimed at, or "spread"
+
+
+def plan_silence(
+    fleet,
+    timings: Timings,
+    *,
+    steps: tuple[str, ...],
+    count: int,
+    warm_s: float,
+    run_s: float,
+    seed: int,
+) -> SilentPlan:
+    """Half the silent devices spread over the run, half in cohorts aimed at the steps."""
+    draw = random.Random(f"drill:{seed}")
+    slot = (run_s - warm_s) / (len(steps) + 1)
+    offsets = {
+        "broker": timings.blind_after_s + 1.0,  # held by the blind spot, then found once
+        "database": 0.5,
+        "ingest": 1.0,
+        "monitor": 1.0,  # due while no monitor runs
+        "alerts": -1.5,  # being sent when the dispatcher dies
+        "double": slot / 2,
+        "single": 1.0,
+    }
+    targets: list[tuple[float, str]] = []
+    per_step = count // 2 // len(steps)
+    for i, step in enumerate(steps):
+        at = warm_s + slot * (i + 0.5) + offsets[step]
+        targets += [(at, step)] * per_step
+    spread = count - len(targets)
+    start, end = warm_s + 3, warm_s + slot * (len(steps) + 0.5)
+    targets += [(start + (end - start) * (k + 0.5) / spread, "spread") for k in range(spread)]
+
+    lead = {  # a device must have beaten after warm-up began, before it falls silent
+        d.device_id: timings.offline_after_s[d.spec.profile.model_id]
+        - timings.interval_s[d.spec.profile.model_id] / 2
+        + 2
+        for d in fleet
+    }
+    free = [d.device_id for d in fleet]
+    draw.shuffle(free)
+    due_at, cohort = {}, {}
+    for at, step in sorted(targets):
+        pick = next((i for i, d in enumerate(free) if lead[d] <= at), None)
+        if pick is None:
+            continue
+        device_id = free.pop(pick)
+        due_at[device_id], cohort[device_id] = at, step
+    return SilentPlan(due_at, cohort)
+
+
+class MachineLimit(RuntimeError):
+    """The machine cannot hold the drill asked for; nothing was checked."""
+
+
+class Drill:
+    """One run: set up, connect the fleet, warm up, play the steps, settle, check."""
+
+    def __init__(self, config: DrillConfig, *, echo=print) -> None:
+        self.config = config
+        self.echo = echo
+        self.started = time.monotonic()
+        self.workdir = Path(tempfile.mkdtemp(prefix="fw-drill-"))
+        self.broker: DrillBroker | None = None
+        self.sink: NotificationSink | None = None
+        self.server = ""
+        self.dsn = ""
+        self.dbname = ""
+        self.procs: dict[str, list[FleetProcess]] = {role: [] for role in ROLES}
+        self.sims: list[SimulatorProcess] = []
+        self.env: dict[str, str] = {}
+        self.events: list[dict] = []  # what the drill did, when (epoch seconds)
+        self.monitor_gaps: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
+        self._sampling = threading.Event()
+        self._sampler: threading.Thread | None = None
+        self._last_progress = 0.0
+        self._cpu_start: list[int] = []
+        self.failed_setup: str | None = None
+
+    # -- printing ------------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        self.echo(f"[{time.monotonic() - self.started:7.1f} s {stamp()}] {text}", flush=True)
+
+    def event(self, kind: str, **detail) -> None:
+        self.events.append({"kind": kind, "at": time.time(), **detail})
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> dict:
+        self.keep_logs = True  # unless the drill gets to a verdict of all passed
+        try:
+            self._setup()
+            self._connect_fleet()
+            self._warm_up()
+            self._play_steps()
+            self._settle()
+            evidence = self._wind_down()
+            report = run_checks(evidence)
+            self.keep_logs = self.config.keep or not report["ok"]
+        except MachineLimit:
+            self.keep_logs = False
+            raise
+        except BaseException:
+            self.say(f"drill aborted; logs kept in {self.workdir}")
+            raise
+        finally:
+            self._cleanup()
+        report["logs"] = str(self.workdir) if self.keep_logs else None
+        return report
+
+    def _setup(self) -> None:
+        c = self.config
+        capacity = broker_capacity(c.devices + 10)
+        if c.devices > capacity:
+            raise MachineLimit(
+                f"{c.devices} devices need {c.devices} connections to one broker, but a "
+                f"process here may open at most {capacity + BROKER_SPARE_FDS} files (ulimit -Hn; "
+                f"raising it needs CAP_SYS_RESOURCE): at most {capacity - 10} devices"
+            )
+        self.broker = DrillBroker(self.workdir, listeners=1 + c.simulator_count)
+        self.broker.start()
+        self.say(
+            f"broker: mosquitto on 127.0.0.1:{self.broker.ports[0]} for the services and "
+            f"{c.simulator_count} listener(s) for the simulators; persistence in "
+            f"{self.broker.dir}"
+        )
+        self.sink = NotificationSink(delay_s=c.sink_delay_s).start()
+        self.say(
+            f"sink: http://127.0.0.1:{self.sink.port}/<customer id> ({c.sink_delay_s} s replies)"
+        )
+
+        self.server = (
+            c.database_server or os.environ.get("FLEETWATCH_BENCH_DATABASE_URL") or DEFAULT_SERVER
+        )
+        self.dbname = f"fleetwatch_drill_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(self.server, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{self.dbname}"')
+        self.dsn = conninfo.make_conninfo(self.server, dbname=self.dbname)
+        db.migrate(self.dsn)
+
+        self.fleet = build_fleet(c.devices, seed=c.seed, fault_share=0.0, id_prefix="drill")
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            models = {
+                m: (i, misses, grace)
+                for m, i, misses, grace in conn.execute(
+                    "SELECT id, heartbeat_interval_s, allowed_misses, grace_s FROM device_models"
+                )
+            }
+            self.timings = plan_timings(models, c.time_scale)
+            self.run_s = c.minutes * 60
+            self.warm_s = min(60.0, max(8.0, self.run_s * 0.08))
+            self.slot_s = (self.run_s - self.warm_s) / (len(c.steps) + 1)
+            self.silent = plan_silence(
+                self.fleet,
+                self.timings,
+                steps=c.steps,
+                count=c.silent_count,
+                warm_s=self.warm_s,
+                run_s=self.run_s,
+                seed=c.seed,
+            )
+            rows = registry_rows(self.fleet)
+            for row in rows:
+                row["offline_after_s"] = self.timings.offline_after_s[row["model_id"]]
+                if row["id"] in self.silent.due_at:
+                    row["labels"].append("drill:silent")
+            report = import_devices(conn, rows)
+            if not report.ok:
+                raise RuntimeError(f"could not register the fleet: {report.errors[:3]}")
+            conn.execute(
+                "INSERT INTO contact_channels (customer_id, kind, apprise_url, label) "
+                "SELECT id, 'webhook', %s || id, 'drill sink' FROM customers",
+                (self.sink.url(""),),
+            )
+            conn.execute(
+                "INSERT INTO staff_channels (apprise_url, label) VALUES (%s, 'drill staff')",
+                (self.sink.url("staff"),),
+            )
+        t = self.timings
+        self.say(
+            f"database {self.dbname}: {c.devices} devices, {len(self.silent.due_at)} to fall "
+            f"silent; deadlines {min(t.offline_after_s.values())}-"
+            f"{max(t.offline_after_s.values())} s at time scale {c.time_scale}; blind spot "
+            f"after {t.blind_after_s} s, resume grace {t.resume_grace_s} s, lease {t.lease_s} s"
+        )
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETWATCH_")}
+        self.env.update(
+            FLEETWATCH_DATABASE_URL=self.dsn,
+            FLEETWATCH_MQTT_URL=self.broker.url(0),
+            FLEETWATCH_MQTT_PROTOCOL="5",
+            FLEETWATCH_TOPIC_PREFIX="drill",
+            FLEETWATCH_INGEST_SHARED_GROUP="drill-ingest",
+            FLEETWATCH_MONITOR_BLIND_AFTER_S=str(t.blind_after_s),
+            FLEETWATCH_MONITOR_RESUME_GRACE_S=str(t.resume_grace_s),
+            # Cohorts of silent devices are no fleet outage: they are to be alerted one by one.
+            FLEETWATCH_FLEET_MIN_PCT="50",
+            FLEETWATCH_ALERTS_LEASE_S=str(t.lease_s),
+            FLEETWATCH_LOG_LEVEL="INFO",
+        )
+        self._add_process("ingest")
+        self._start("ingest", 0)
+
+    def _add_process(self, role: str) -> FleetProcess:
+        number = len(self.procs[role]) + 1
+        env = dict(self.env)
+        if role == "ingest":
+            env["FLEETWATCH_INGEST_CLIENT_ID"] = f"drill-ingest-{number}"
+        proc = FleetProcess(f"{role}-{number}", role, env, self.workdir)
+        self.procs[role].append(proc)
+        return proc
+
+    def _start(self, role: str, index: int) -> None:
+        proc = self.procs[role][index]
+        with self._lock:
+            proc.start()
+        if role == "ingest" and not proc.wait_for_log("subscribed to", 60):
+            raise RuntimeError(f"{proc.name} did not subscribe; see {proc.log_path}")
+        self.event("start", process=proc.name)
+        self.say(f"{proc.name} started (pid {proc.proc.pid})")
+
+    def _connect_fleet(self) -> None:
+        c = self.config
+        specs = [d.spec for d in self.fleet]
+        share = math.ceil(len(specs) / c.simulator_count)
+        for i in range(c.simulator_count):
+            job = SimulatorJob(
+                index=i,
+                url=self.broker.url(1 + i),
+                prefix="drill",
+                specs=specs[i * share : (i + 1) * share],
+                time_scale=c.time_scale,
+                ack_path=str(self.workdir / f"acked-{i}.tsv"),
+            )
+            self.sims.append(SimulatorProcess(job).start())
+        self._sampling.set()
+        self._sampler = threading.Thread(target=self._sample_loop, daemon=True)
+        self._sampler.start()
+        longest = max(self.timings.interval_s.values())
+        deadline = time.monotonic() + 120 + c.devices / 200 + longest
+        self.say(f"{c.simulator_count} simulator process(es) connecting {c.devices} devices")
+        online = 0
+        while time.monotonic() < deadline:
+            self._housekeeping(progress=False)
+            online = self._count("SELECT count(*) FROM device_state WHERE status = 'online'")
+            if online == c.devices:
+                break
+            time.sleep(1)
+        else:
+            raise RuntimeError(f"only {online} of {c.devices} devices came online")
+        connected = sum(s.latest.get("connected", 0) for s in self.sims)
+        self.say(f"fleet online: {connected} connected, every device's first heartbeat stored")
+
+    def _warm_up(self) -> None:
+        self._add_process("monitor")
+        self._add_process("alerts")
+        self._start("monitor", 0)
+        self._start("alerts", 0)
+        self.warm_start = time.time()
+        self.warm_end = self.warm_start + self.warm_s
+        self._cpu_start = cpu_times()
+        silence: list[dict[str, float]] = [{} for _ in self.sims]
+        by_sim = {spec.device_id: s.job.index for s in self.sims for spec in s.job.specs}
+        self.silent_at = {}
+        for device_id, due in self.silent.due_at.items():
+            model = self.fleet_by_id[device_id].spec.profile.model_id
+            at = (
+                self.warm_start
+                + due
+                - self.timings.offline_after_s[model]
+                + self.timings.interval_s[model] / 2
+            )
+            self.silent_at[device_id] = at
+            silence[by_sim[device_id]][device_id] = at
+        for sim, plan in zip(self.sims, silence, strict=True):
+            sim.silence(plan)
+        self.say(
+            f"warm-up {self.warm_s:.0f} s; the run is {self.run_s:.0f} s, a step every "
+            f"{self.slot_s:.0f} s"
+        )
+        self._sleep_until(self.warm_end)
+        self.say("warm-up over: memory of each process noted")
+
+    @property
+    def fleet_by_id(self):
+        if not hasattr(self, "_fleet_by_id"):
+            self._fleet_by_id = {d.device_id: d for d in self.fleet}
+        return self._fleet_by_id
+
+    def _play_steps(self) -> None:
+        steps = self.config.steps
+        for i, step in enumerate(steps):
+            at = self.warm_end + self.slot_s * (i + 0.5)
+            self._sleep_until(at)
+            late = time.time() - at
+            self.say(
+                f"step {i + 1}/{len(steps)}: {STEP_TITLES[step]}"
+                + (f" ({late:.1f} s late: the step before ran long)" if late > 1 else "")
+            )
+            self.event("step", step=step)
+            getattr(self, f"_step_{step}")()
+        self.schedule_end = self.warm_start + self.run_s
+        self._sleep_until(self.schedule_end)
+        self.say("run over: settling")
+
+    def _step_broker(self) -> None:
+        down = self.timings.broker_down_s
+        self.broker.stop()
+        self.event("broker_down")
+        self.say(f"  broker stopped (SIGTERM: it saved its sessions); starting it in {down:.0f} s")
+        self._sleep_until(time.time() + down)
+        self.event("broker_up")  # before start(): devices are accepted as soon as it listens
+        self.broker.start()
+        self.say(f"  broker started again on the same ports (start #{self.broker.starts})")
+
+    def _step_database(self) -> None:
+        for attempt in (1, 2):
+            with psycopg.connect(self.server, autocommit=True) as admin:
+                cut = admin.execute(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                    "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (self.dbname,),
+                ).fetchone()[0]
+            self.say(f"  cut {cut} connection(s) to {self.dbname} (pass {attempt})")
+            self._sleep_until(time.time() + 1.0)
+
+    def _kill_and_restart(self, role: str) -> None:
+        proc = self.procs[role][0]
+        with self._lock:
+            proc.kill9()
+        self.event("kill", process=proc.name)
+        self.say(
+            f"  {proc.name} killed (SIGKILL); starting it in {self.config.restart_gap_s:.0f} s"
+        )
+        self._sleep_until(time.time() + self.config.restart_gap_s)
+        self._start(role, 0)
+
+    def _step_ingest(self) -> None:
+        self._kill_and_restart("ingest")
+
+    def _step_monitor(self) -> None:
+        down = time.time()
+        self._kill_and_restart("monitor")
+        # A fresh monitor reads its first tick after start-up (imports, migrate check).
+        self.monitor_gaps.append((down, time.time() + 5))
+
+    def _step_alerts(self) -> None:
+        self._kill_and_restart("alerts")
+
+    def _step_double(self) -> None:
+        for role in ROLES:
+            self._add_process(role)
+            self._start(role, 1)
+
+    def _step_single(self) -> None:
+        for role in ROLES:
+            proc = self.procs[role][1]
+            self.event("stop", process=proc.name)  # SIGTERM: what it gets from now on is left
+            with self._lock:
+                proc.stop()
+            self.say(f"  {proc.name} stopped (SIGTERM)")
+
+    def _settle(self) -> None:
+        t = self.timings
+        limit = time.time() + t.resume_grace_s + t.lease_s + 60
+        wanted = list(self.silent.due_at)
+        while time.time() < limit:
+            self._housekeeping()
+            state = self._settled(wanted)
+            if state is True:
+                break
+            time.sleep(0.5)
+        else:
+            self.say(f"  not settled within the settle time: {state}")
+        self._sleep_until(time.time() + 2)  # the sink's last posts
+        if state is True:
+            self.say("settled: every silent device found, outbox empty")
+        with self._lock:
+            for role in ROLES:
+                for proc in self.procs[role]:
+                    proc.sample()
+        self.end_at = time.time()
+
+    def _settled(self, wanted: list[str]) -> bool | str:
+        try:
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                found = conn.execute(
+                    "SELECT count(DISTINCT device_id) FROM incidents WHERE scope = 'device' "
+                    "AND kind = 'offline' AND device_id = ANY(%s)",
+                    (wanted,),
+                ).fetchone()[0]
+                waiting = conn.execute(
+                    "SELECT count(*) FROM notifications "
+                    "WHERE status IN ('pending', 'sending', 'held')"
+                ).fetchone()[0]
+                unrouted = conn.execute(
+                    "SELECT count(*) FROM incident_events "
+                    "WHERE notify IS NOT NULL AND fanned_out_at IS NULL"
+                ).fetchone()[0]
+        except psycopg.OperationalError as exc:
+            return f"database: {exc}"
+        if found == len(wanted) and waiting == 0 and unrouted == 0:
+            return True
+        return (
+            f"{found}/{len(wanted)} silent devices found, {waiting} in the outbox, "
+            f"{unrouted} events to route"
+        )
+
+    def _wind_down(self) -> Evidence:
+        self._sampling.clear()
+        with self._lock:
+            for role in ("monitor", "alerts"):
+                for proc in self.procs[role]:
+                    proc.stop()
+        self.say("monitor and dispatcher stopped; stopping the simulators")
+        finals = [sim.stop() for sim in self.sims]
+        self.say("simulators stopped; waiting for the ingest to store what it was sent")
+        self._wait_ingest_drained()
+        stranded = self._stranded_in_retired_sessions()
+        with self._lock:
+            for proc in self.procs["ingest"]:
+                proc.stop()
+        posts = list(self.sink.drain())
+        return Evidence(
+            config=self.config,
+            timings=self.timings,
+            dsn=self.dsn,
+            ack_files=[Path(s.job.ack_path) for s in self.sims],
+            simulators=finals,
+            posts=posts,
+            silent=self.silent,
+            silent_at=self.silent_at,
+            offline_after={
+                d.device_id: self.timings.offline_after_s[d.spec.profile.model_id]
+                for d in self.fleet
+                if d.device_id in self.silent.due_at
+            },
+            instances={proc.name: proc.instances for role in ROLES for proc in self.procs[role]},
+            warm_end=self.warm_end,
+            proc_warm_s=min(self.warm_s, self.slot_s / 2),
+            events=self.events,
+            monitor_gaps=self.monitor_gaps,
+            cpu_busy=cpu_busy_share(self._cpu_start, cpu_times()),
+            run_window=(self.warm_start, self.end_at),
+            stranded=stranded,
+            warnings={
+                proc.name: proc.log_count(" ERROR ") for role in ROLES for proc in self.procs[role]
+            },
+        )
+
+    def _wait_ingest_drained(self, quiet_s: float = 3.0, limit_s: float = 120.0) -> None:
+        last, since = None, time.monotonic()
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            total = self._count("SELECT coalesce(sum(messages_total), 0) FROM ingest_status")
+            if total != last:
+                last, since = total, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.5)
+
+    def _stranded_in_retired_sessions(self) -> dict[str, int]:
+        """Messages waiting in the sessions of ingest processes stopped for good (counted, not
+        acknowledged: a peek as the same client id, leaving the session as it was)."""
+        from bench.drill_checks import peek_session
+
+        retired = [p for p in self.procs["ingest"][1:] if not p.alive]
+        return {
+            p.env["FLEETWATCH_INGEST_CLIENT_ID"]: peek_session(
+                self.broker.ports[0], p.env["FLEETWATCH_INGEST_CLIENT_ID"]
+            )
+            for p in retired
+        }
+
+    # -- while it runs -------------------------------------------------------------------------
+
+    def _sample_loop(self) -> None:
+        while self._sampling.is_set():
+            with self._lock:
+                for role in ROLES:
+                    for proc in self.procs[role]:
+                        proc.sample()
+            time.sleep(1.0)
+
+    def _sleep_until(self, moment: float) -> None:
+        while (left := moment - time.time()) > 0:
+            time.sleep(min(0.5, left))
+            self._housekeeping()
+
+    def _housekeeping(self, progress: bool = True) -> None:
+        self.sink.drain()
+        for sim in self.sims:
+            sim.poll()
+            failure = sim.latest.get("failure")
+            if failure:
+                raise RuntimeError(f"simulator {sim.job.index} failed: {failure}")
+        every = self.config.progress_every_s or max(10.0, self.run_s / 20)
+        if progress and time.monotonic() - self._last_progress >= every:
+            self._last_progress = time.monotonic()
+            self._progress()
+
+    def _progress(self) -> None:
+        s = [sim.latest for sim in self.sims]
+        total = {
+            k: sum(x.get(k, 0) for x in s)
+            for k in ("connected", "acked", "heartbeats_dropped", "connections_lost", "unacked")
+        }
+        skipped = sum(x.get("lateness", {}).get("skipped", 0) for x in s)
+        try:
+            with psycopg.connect(self.dsn, autocommit=True, connect_timeout=3) as conn:
+                stored, offline, outbox, blind = conn.execute(
+                    "SELECT (SELECT coalesce(sum(stored_total), 0) FROM ingest_status), "
+                    "(SELECT count(*) FROM incidents WHERE scope = 'device' AND kind = 'offline'),"
+                    " (SELECT count(*) FROM notifications WHERE status IN ('pending', 'sending')),"
+                    " (SELECT count(*) FROM incidents WHERE kind = 'blind_spot' "
+                    "AND status <> 'resolved')"
+                ).fetchone()
+            db_part = f"stored {stored}, offline incidents {offline}, outbox {outbox}" + (
+                ", BLIND SPOT open" if blind else ""
+            )
+        except psycopg.OperationalError:
+            db_part = "database unreachable"
+        self.say(
+            f"  fleet: {total['connected']} connected, {total['acked']} heartbeats acked "
+            f"({total['unacked']} awaiting PUBACK, {total['heartbeats_dropped']} dropped "
+            f"offline, {skipped} beat slots skipped by late simulators); {db_part}; "
+            f"sink {len(self.sink.posts)} posts"
+        )
+
+    def _count(self, sql: str) -> int:
+        try:
+            with psycopg.connect(self.dsn, autocommit=True, connect_timeout=3) as conn:
+                return conn.execute(sql).fetchone()[0]
+        except psycopg.OperationalError:
+            return -1
+
+    def _cleanup(self) -> None:
+        self._sampling.clear()
+        for role in ROLES:
+            for proc in self.procs[role]:
+                proc.stop(10)
+        for sim in self.sims:
+            if sim.proc.is_alive():
+                sim.stop(10)
+        if self.sink is not None:
+            self.sink.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.dbname and not self.config.keep:
+            with psycopg.connect(self.server, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        elif self.dbname:
+            self.say(f"database kept: {self.dsn}")
+        if not self.keep_logs:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def run_drill(config: DrillConfig, *, echo=print) -> dict:
+    """Run the drill; return its report (the JSON line's content, plus `lines` and `details`
+    for a person). Raises MachineLimit when this machine cannot hold the fleet asked for."""
+    return Drill(config, echo=echo).run()
+
+
+def print_report(report: dict, echo=print) -> None:
+    """Figures for a person, then the one line of JSON."""
+    for line in report["lines"]:
+        echo(line)
+    figures = {k: v for k, v in report.items() if k not in ("lines", "details")}
+    echo(json.dumps(figures, separators=(",", ":")))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--silent", type=float, default=0.01, help="share (<1) or count")
+    parser.add_argument("--time-scale", type=float, default=0.1)
+    parser.add_argument("--simulators", type=int, default=0, help="default: one per 10,000")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sink-delay-ms", type=float, default=100.0)
+    parser.add_argument("--restart-gap", type=float, default=5.0, help="seconds")
+    parser.add_argument(
+        "--steps", default=",".join(STEPS), help=f"some of {','.join(STEPS)} (default: all)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database and logs")
+    args = parser.parse_args(argv)
+    config = DrillConfig(
+        devices=args.devices,
+        minutes=args.minutes,
+        silent=args.silent,
+        time_scale=args.time_scale,
+        simulators=args.simulators,
+        seed=args.seed,
+        sink_delay_s=args.sink_delay_ms / 1000,
+        restart_gap_s=args.restart_gap,
+        keep=args.keep,
+        steps=tuple(s.strip() for s in args.steps.split(",") if s.strip()),
+    )
+    try:
+        report = run_drill(config)
+    except MachineLimit as exc:
+        print(f"drill not run: {exc}", file=sys.stderr)
+        return 2
+    print_report(report)
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
