@@ -88,6 +88,9 @@ class DrillBroker:
         self.ports = [free_port() for _ in range(listeners)]
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self._write_conf()
+
+    def _write_conf(self) -> None:
         lines = [f"listener {port} 127.0.0.1" for port in self.ports]
         lines += [
             "allow_anonymous true",
@@ -115,7 +118,19 @@ class DrillBroker:
         return f"mqtt://{user}@127.0.0.1:{self.ports[listener]}"
 
     def start(self, timeout_s: float = 20.0) -> None:
-        self.starts += 1
+        """Start it; the first start picks other ports if a port was taken meanwhile (a
+        drill beside this one). A restart keeps its ports: that is what is drilled."""
+        for _ in range(1 if self.starts else 5):
+            if self._start_once(timeout_s):
+                self.starts += 1
+                return
+            if self.starts:
+                break
+            self.ports = [free_port() for _ in self.ports]
+            self._write_conf()
+        raise RuntimeError(f"mosquitto did not start; see {self.dir}/mosquitto.log")
+
+    def _start_once(self, timeout_s: float) -> bool:
         self.proc = subprocess.Popen(
             [MOSQUITTO, "-c", str(self.dir / "mosquitto.conf")],
             stdin=subprocess.DEVNULL,
@@ -124,10 +139,18 @@ class DrillBroker:
             preexec_fn=self._raise_fd_limit,
         )
         deadline = time.monotonic() + timeout_s
-        while not all(port_open(p) for p in self.ports):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mosquitto did not start; see {self.dir}/mosquitto.log")
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:  # a port in use: mosquitto exits at once
+                self.proc = None
+                return False
+            # Open ports are ours only if our process still runs a moment later.
+            if all(port_open(p) for p in self.ports):
+                time.sleep(0.2)
+                if self.proc.poll() is None:
+                    return True
             time.sleep(0.05)
+        self.stop()
+        return False
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """A clean stop (SIGTERM): Mosquitto writes its sessions and queues to disk."""
