@@ -57,7 +57,7 @@ from psycopg import conninfo
 
 from api.auth import create_key
 from api.fleet import encode_cursor
-from bench.common import bench_database, free_port
+from bench.common import bench_database, code_version, free_port
 from fleetwatch import db
 
 REPO = Path(__file__).resolve().parent.parent
@@ -663,24 +663,6 @@ def server_facts(dsn: str) -> dict[str, str]:
     return {"server_version": version, "flavour": flavour, **settings, **sizes}
 
 
-def code_version() -> str:
-    """The commit measured, and which of the files the API runs had uncommitted changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "api", "fleetwatch"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        ).stdout.split("\n")
-    except OSError:
-        return "unknown"
-    changed = sorted(line[3:] for line in dirty if line.strip())
-    return commit + (f" with uncommitted {', '.join(changed)}" if changed else "")
-
-
 def drop_database(dsn: str) -> None:
     server = server_url() or conninfo.make_conninfo(dsn, dbname="postgres")
     with psycopg.connect(server, autocommit=True) as admin:
@@ -716,7 +698,7 @@ def main() -> None:
     if not 1 <= args.sample <= args.devices // 2 or args.requests < 1:
         parser.error("--sample must be 1..devices/2 and --requests at least 1")
 
-    code = code_version()
+    code = code_version("api", "fleetwatch")
     print(f"code: {code}")
     fleet = reusable(args.devices, customers, args.sample) if args.reuse else None
     if fleet is not None:

@@ -134,3 +134,23 @@ def publish_backlog(port: int, prefix: str, devices: int, total: int, processes:
         if proc.exitcode:
             raise SystemExit(f"a publisher failed with exit code {proc.exitcode}")
     return time.perf_counter() - started
+
+
+def code_version(*paths: str) -> str:
+    """The commit measured, and which of `paths` (the code a bench runs) had uncommitted
+    changes."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", *paths],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        ).stdout.split("\n")
+    except OSError:
+        return "unknown"
+    changed = sorted(line[3:] for line in dirty if line.strip())
+    return commit + (f" with uncommitted {', '.join(changed)}" if changed else "")

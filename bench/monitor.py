@@ -20,7 +20,6 @@ import logging
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -37,7 +36,7 @@ from psycopg import sql
 
 import monitor.service
 import monitor.transitions
-from bench.common import bench_database
+from bench.common import bench_database, code_version
 from fleetwatch.settings import Settings
 from monitor.service import _DUE, Monitor
 from monitor.status import DeviceWatch, next_status
@@ -381,25 +380,6 @@ def time_find_parts(
     return queried, time.perf_counter() - started, len(rows)
 
 
-def code_version() -> str:
-    """The commit measured, and which of the files a tick runs had uncommitted changes."""
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "monitor", "alerts", "fleetwatch"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-        ).stdout.split("\n")
-    except OSError:
-        return "unknown"
-    changed = sorted(line[3:] for line in dirty if line.strip())
-    return commit + (f" with uncommitted {', '.join(changed)}" if changed else "")
-
-
 def server_facts(dsn: str) -> dict[str, str]:
     with psycopg.connect(dsn) as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
@@ -504,7 +484,7 @@ def main() -> None:
     dsn = bench_database("fleetwatch_bench_monitor")
     facts = server_facts(dsn)
     cores = os.cpu_count()
-    code = code_version()
+    code = code_version("monitor", "alerts", "fleetwatch")
     print(f"code: {code}")
     print(
         f"PostgreSQL {facts['server_version']} on the same {cores} cores "
