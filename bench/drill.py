@@ -50,6 +50,7 @@ import math
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -66,6 +67,7 @@ from psycopg import conninfo
 from bench.drill_checks import Evidence, run_checks
 from bench.drill_support import (
     BROKER_SPARE_FDS,
+    FLEETWATCH,
     DrillBroker,
     FleetProcess,
     NotificationSink,
@@ -366,7 +368,6 @@ class Drill:
             FLEETWATCH_MQTT_URL=self.broker.url(0),
             FLEETWATCH_MQTT_PROTOCOL="5",
             FLEETWATCH_TOPIC_PREFIX="drill",
-            FLEETWATCH_INGEST_SHARED_GROUP="drill-ingest",
             FLEETWATCH_MONITOR_BLIND_AFTER_S=str(t.blind_after_s),
             FLEETWATCH_MONITOR_RESUME_GRACE_S=str(t.resume_grace_s),
             # Cohorts of silent devices are no fleet outage: they are to be alerted one by one.
@@ -535,6 +536,26 @@ class Drill:
             with self._lock:
                 proc.stop()
             self.say(f"  {proc.name} stopped (SIGTERM)")
+            if role == "ingest":
+                self._retire_ingest(proc)
+
+    def _retire_ingest(self, proc: FleetProcess) -> None:
+        """Scale down as the README says: the stopped ingest's session is emptied and ended."""
+        client_id = proc.env["FLEETWATCH_INGEST_CLIENT_ID"]
+        done = subprocess.run(
+            [FLEETWATCH, "retire-ingest", "--client-id", client_id],
+            env=proc.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        (self.workdir / f"retire-{client_id}.log").write_text(done.stdout + done.stderr)
+        if done.returncode:
+            raise RuntimeError(f"retire-ingest {client_id} failed: {done.stderr[-500:]}")
+        self.event("retire", process=proc.name)
+        said = (done.stdout + done.stderr).strip().splitlines()
+        self.say(f"  {proc.name} retired: {said[-1] if said else ''}")
 
     def _settle(self) -> None:
         t = self.timings

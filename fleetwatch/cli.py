@@ -80,6 +80,23 @@ def ingest() -> None:
         service.stop()
 
 
+@app.command("retire-ingest")
+def retire_ingest(
+    client_id: Annotated[
+        str, typer.Option(help="The stopped ingest's FLEETWATCH_INGEST_CLIENT_ID.")
+    ],
+    quiet_s: Annotated[float, typer.Option(help="Done after this long with nothing new.")] = 3.0,
+) -> None:
+    """Retire a stopped ingest: store what its session holds, then end the session."""
+    from ingest.service import Ingest
+
+    dsn = _database()
+    target, settings = embedded.mqtt_target(get_settings(), start=False)
+    settings = settings.model_copy(update={"ingest_client_id": client_id})
+    stored = Ingest(settings, dsn, target).retire(quiet_s=quiet_s)
+    console.print(f"ingest {client_id} retired: {stored} queued message(s) stored")
+
+
 @app.command()
 def monitor() -> None:
     """Run the monitor: offline, Last Will and never-seen detection, incidents, outbox."""

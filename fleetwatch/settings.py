@@ -62,8 +62,10 @@ class Settings(BaseSettings):
 
     ingest_client_id: str = "fleetwatch-ingest-1"
     ingest_shared_group: str = Field(
-        default="fleetwatch-ingest",
-        description="Shared-subscription group; empty subscribes without $share.",
+        default="",
+        description="Shared-subscription group for several ingests splitting the load; "
+        "empty (one ingest, or replicas that each store everything) subscribes without "
+        "$share, which Mosquitto keeps across its own restart.",
     )
     ingest_hold_acks: bool = Field(
         default=True,
@@ -80,8 +82,12 @@ class Settings(BaseSettings):
     monitor_tick_s: float = 0.25
     monitor_will_grace_s: int = 20
     monitor_batch_limit: int = 20000
-    monitor_blind_after_s: int = 120
+    # Shorter than the tightest deadline of a model (an alarm panel's), so that a blind
+    # spot is declared before anyone would be declared offline.
+    monitor_blind_after_s: int = 60
     monitor_resume_grace_s: int = 300
+    # An ingest silent this long (not even its own ticks) no longer holds back the watermark.
+    monitor_ingest_gone_s: int = 60
     monitor_flap_count: int = 3
     monitor_flap_window_s: int = 3600
     monitor_stable_after_s: int = 3600

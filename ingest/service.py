@@ -9,6 +9,11 @@
 A message is acknowledged only after its batch is committed, so whatever the broker
 handed over survives an ingest crash: unacknowledged messages are redelivered to the
 persistent session and de-duplicated on write.
+
+Every second the ingest also publishes a tick to itself. The broker queues a session's
+messages in order, so once a tick's batch is committed, everything the broker accepted
+before the tick was sent is stored: `caught_up_at`, the watermark the monitor judges
+deadlines against (a heartbeat queued for a restarting ingest is not silence).
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import paho.mqtt.client as mqtt
 import psycopg
 import tenacity
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from fleetwatch import db
 from fleetwatch.mqtt import connect_client, make_client
@@ -33,7 +41,7 @@ from ingest.messages import (
     StatusReport,
     parse_message,
 )
-from ingest.writer import WriteResult, record_progress, write_batch
+from ingest.writer import WriteResult, forget_ingest, record_progress, write_batch
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,8 @@ MAINTENANCE_EVERY_S = 3600
 STATS_LOG_EVERY_S = 30
 # Longest wait between database reconnect attempts while it is down.
 DB_RETRY_MAX_WAIT_S = 5.0
+# How often the ingest sends itself a tick: the resolution of its watermark.
+TICK_EVERY_S = 1.0
 _DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
 
 
@@ -74,6 +84,13 @@ class IngestCounters:
         self.batches += 1
         self.last_batch_ms = batch_ms
         self.max_batch_ms = max(self.max_batch_ms, batch_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A tick the ingest sent itself at `sent_at`, back through its session."""
+
+    sent_at: datetime
 
 
 def heartbeat_topics(prefix: str, shared_group: str) -> list[str]:
@@ -123,6 +140,9 @@ class Ingest:
         self._flusher = threading.Thread(target=self._flush_loop, name="ingest-flusher")
         self._conn: psycopg.Connection | None = None
         self._service_topic = f"{self._prefix}-service/{settings.ingest_client_id}/status"
+        self._tick_topic = f"{self._prefix}-service/{settings.ingest_client_id}/tick"
+        self._broker_back_at: datetime | None = None
+        self._retiring = False
         self.client = make_client(
             target,
             settings.ingest_client_id,
@@ -140,7 +160,8 @@ class Ingest:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        # Devices reconnect to a restarted broker within seconds; the ingest should be first.
+        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -173,6 +194,60 @@ class Ingest:
                 self._conn.close()
         log.info("ingest stopped: %s", self.summary())
 
+    def retire(self, *, quiet_s: float = 3.0, limit_s: float = 300.0) -> int:
+        """Take over this client id's session, store what is queued in it, unsubscribe and
+        end the session; returns how many messages it stored. For an ingest stopped for good."""
+        self._retiring = True
+        self.start()
+        topics = [
+            *heartbeat_topics(self._prefix, self.settings.ingest_shared_group),
+            *heartbeat_topics(self._prefix, ""),
+            self._tick_topic,
+        ]
+        self.client.unsubscribe(list(dict.fromkeys(topics)))
+        last, since = -1, time.monotonic()
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                seen, waiting = self.counters.messages_in, len(self._buffer)
+            if seen != last or waiting:
+                last, since = seen, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"session {self.settings.ingest_client_id} kept receiving")
+        self._stopping.set()
+        with self._wake:
+            self._wake.notify()
+        self._flusher.join(30)
+        try:
+            self.client.publish(self._service_topic, b"", qos=1, retain=True).wait_for_publish(5)
+            props = None
+            if self.client.protocol == mqtt.MQTTv5:
+                props = Properties(PacketTypes.DISCONNECT)
+                props.SessionExpiryInterval = 0  # the broker drops the session and its queue
+            self.client.disconnect(properties=props)
+        finally:
+            self.client.loop_stop()
+        if self.client.protocol != mqtt.MQTTv5:
+            # 3.1.1 has no session expiry: a clean connect with the same id discards it
+            # (after a pause: amqtt keeps a session whose last client is still leaving).
+            time.sleep(0.5)
+            clean = make_client(self.target, self.settings.ingest_client_id, protocol="3.1.1")
+            connect_client(clean, self.target)
+            clean.loop_start()
+            deadline = time.monotonic() + 10
+            while not clean.is_connected() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            clean.disconnect()
+            clean.loop_stop()
+        if self._conn is not None:
+            forget_ingest(self._conn, self.settings.ingest_client_id)
+            self._conn.close()
+        log.info("ingest %s retired: %s", self.settings.ingest_client_id, self.summary())
+        return self.counters.stored
+
     def run_forever(self, stop_event: threading.Event) -> None:
         """Run until stop_event is set, logging a summary line now and then."""
         last = time.monotonic()
@@ -197,8 +272,20 @@ class Ingest:
             return
         with self._lock:
             self._generation += 1
+            if self._generation > 1:
+                # Back after losing the broker: the wills it sent meanwhile are suspect.
+                self._broker_back_at = datetime.now(UTC)
+        if self._retiring:
+            # Only what the session holds: no new subscription, no online status.
+            log.info(
+                "ingest retiring %s (session present: %s)",
+                self.settings.ingest_client_id,
+                flags.session_present,
+            )
+            self._connected.set()
+            return
         topics = heartbeat_topics(self._prefix, self.settings.ingest_shared_group)
-        client.subscribe([(t, 1) for t in topics])
+        client.subscribe([(t, 1) for t in [*topics, self._tick_topic]])
         client.publish(self._service_topic, b"online", qos=1, retain=True)
         log.info(
             "ingest connected to %s as %s (session present: %s), subscribed to %s",
@@ -224,6 +311,12 @@ class Ingest:
 
     def _on_message(self, client, userdata, msg):
         mid = msg.mid if msg.qos else 0
+        if msg.topic == self._tick_topic:
+            tick = _parse_tick(msg.payload)
+            if tick is not None:
+                with self._lock:
+                    self._buffer.append((self._generation, mid, tick))
+                return
         try:
             record = parse_message(
                 msg.topic,
@@ -253,19 +346,28 @@ class Ingest:
 
     def _flush_loop(self) -> None:
         last_maintenance = time.monotonic()
+        last_tick = 0.0
         while True:
             with self._wake:
                 if len(self._buffer) < self._batch_size and not self._stopping.is_set():
                     self._wake.wait(self._flush_s)
-                batch, self._buffer = self._buffer, []
+                # At most one batch at a time: a backlog after a restart is worked off in
+                # batches of the configured size, not held in one huge transaction.
+                batch = self._buffer[: self._batch_size]
+                del self._buffer[: self._batch_size]
             if batch:
                 self._flush(batch)
             if self._stopping.is_set():
-                with self._lock:
-                    rest, self._buffer = self._buffer, []
-                if rest:
-                    self._flush(rest)
-                return
+                while True:
+                    with self._lock:
+                        rest = self._buffer[: self._batch_size]
+                        del self._buffer[: self._batch_size]
+                    if not rest or self._flush(rest) is None:
+                        return
+            if time.monotonic() - last_tick >= TICK_EVERY_S and self._connected.is_set():
+                last_tick = time.monotonic()
+                if not self._retiring:
+                    self.client.publish(self._tick_topic, _now().isoformat().encode(), qos=1)
             if time.monotonic() - last_maintenance > MAINTENANCE_EVERY_S:
                 last_maintenance = time.monotonic()
                 self._with_db(
@@ -274,34 +376,44 @@ class Ingest:
                     )
                 )
 
-    def _flush(self, batch) -> None:
-        heartbeats, statuses, rejections = [], [], []
+    def _flush(self, batch) -> bool | None:
+        heartbeats, statuses, rejections, ticks = [], [], [], []
         for _, _, record in batch:
-            if isinstance(record, Heartbeat):
+            if isinstance(record, Tick):
+                ticks.append(record.sent_at)
+            elif isinstance(record, Heartbeat):
                 heartbeats.append(record)
             elif isinstance(record, StatusReport | OtaReport):
                 statuses.append(record)
             else:
                 rejections.append(record)
         started = time.perf_counter()
-        last_received = max(record.received_at for _, _, record in batch)
+        messages = len(batch) - len(ticks)
+        last_received = (
+            max(r.received_at for _, _, r in batch if not isinstance(r, Tick)) if messages else None
+        )
 
         def write(conn):
-            written = self._write(conn, heartbeats, statuses, rejections)
+            written = (
+                self._write(conn, heartbeats, statuses, rejections) if messages else WriteResult()
+            )
             record_progress(
                 conn,
                 self.settings.ingest_client_id,
                 last_received,
-                messages=len(batch),
+                messages=messages,
                 result=written,
+                caught_up_at=max(ticks) if ticks else None,
+                broker_back_at=self._broker_back_at,
             )
             return written
 
         result = self._with_db(write)
         if result is None:  # stopping while the database is down: leave unacknowledged
-            return
+            return None
         elapsed_ms = (time.perf_counter() - started) * 1000
-        self.counters.add(result, elapsed_ms)
+        if messages:
+            self.counters.add(result, elapsed_ms)
         self.counters.clock_skewed += sum(1 for h in heartbeats if h.clock_skewed)
         for rej in rejections:
             log.warning(
@@ -312,6 +424,7 @@ class Ingest:
                 rej.detail,
             )
         self._ack(batch)
+        return True
 
     def _write(self, conn, heartbeats, statuses, rejections) -> WriteResult:
         try:
@@ -399,3 +512,10 @@ class Ingest:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _parse_tick(payload: bytes) -> Tick | None:
+    try:
+        return Tick(datetime.fromisoformat(payload.decode()))
+    except (UnicodeDecodeError, ValueError):
+        return None  # not ours after all: the parser rejects it like any other

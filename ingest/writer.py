@@ -192,17 +192,23 @@ def write_batch(
                     )
             result.ota_reports = len(good_ota)
 
-        for st in sorted(good_statuses, key=lambda s: s.received_at):
-            conn.execute(
+        if good_statuses:
+            # One pipelined round trip for all of them, in the order received: after a broker
+            # restart a batch holds thousands of wills and births.
+            ordered = sorted(good_statuses, key=lambda s: s.received_at)
+            conn.cursor().executemany(
                 _INSERT_STATUS,
-                {
-                    "device_id": st.device_id,
-                    "received_at": st.received_at,
-                    "status": st.status,
-                    "retained": st.retained,
-                },
+                [
+                    {
+                        "device_id": st.device_id,
+                        "received_at": st.received_at,
+                        "status": st.status,
+                        "retained": st.retained,
+                    }
+                    for st in ordered
+                ],
             )
-            result.statuses += 1
+            result.statuses += len(ordered)
 
         if rejections:
             with conn.cursor().copy(_COPY_REJECTED) as copy:
@@ -234,27 +240,35 @@ def _unknown(record: Heartbeat | StatusReport | OtaReport) -> Rejection:
 
 _PROGRESS = """
 INSERT INTO ingest_status (client_id, last_message_at, updated_at, messages_total, stored_total,
-                           rejected_total)
-VALUES (%(client)s, %(at)s, now(), %(messages)s, %(stored)s, %(rejected)s)
+                           rejected_total, caught_up_at, broker_back_at)
+VALUES (%(client)s, coalesce(%(at)s::timestamptz, %(caught_up)s::timestamptz, now()), now(),
+        %(messages)s, %(stored)s, %(rejected)s, %(caught_up)s, %(back)s)
 ON CONFLICT (client_id) DO UPDATE SET
-    last_message_at = greatest(ingest_status.last_message_at, excluded.last_message_at),
+    -- A batch of ticks only says how far the ingest has read, not that devices spoke.
+    last_message_at = CASE WHEN %(at)s::timestamptz IS NULL THEN ingest_status.last_message_at
+                           ELSE greatest(ingest_status.last_message_at, excluded.last_message_at)
+                      END,
     updated_at = now(),
     messages_total = ingest_status.messages_total + excluded.messages_total,
     stored_total = ingest_status.stored_total + excluded.stored_total,
-    rejected_total = ingest_status.rejected_total + excluded.rejected_total
+    rejected_total = ingest_status.rejected_total + excluded.rejected_total,
+    caught_up_at = greatest(ingest_status.caught_up_at, excluded.caught_up_at),
+    broker_back_at = greatest(ingest_status.broker_back_at, excluded.broker_back_at)
 """
 
 
 def record_progress(
     conn: psycopg.Connection,
     client_id: str,
-    last_message_at: datetime,
+    last_message_at: datetime | None,
     *,
     messages: int = 0,
     result: WriteResult | None = None,
+    caught_up_at: datetime | None = None,
+    broker_back_at: datetime | None = None,
 ) -> None:
     """Note that this ingest received something at `last_message_at` (the blind-spot guard),
-    and add a batch to its running totals (/metrics)."""
+    how far it has read the broker (`caught_up_at`), and add a batch to its totals."""
     conn.execute(
         _PROGRESS,
         {
@@ -263,5 +277,12 @@ def record_progress(
             "messages": messages,
             "stored": result.stored if result else 0,
             "rejected": sum(result.rejected.values()) if result else 0,
+            "caught_up": caught_up_at,
+            "back": broker_back_at,
         },
     )
+
+
+def forget_ingest(conn: psycopg.Connection, client_id: str) -> None:
+    """Drop a retired ingest's row, so the monitor no longer waits for its watermark."""
+    conn.execute("DELETE FROM ingest_status WHERE client_id = %s", (client_id,))

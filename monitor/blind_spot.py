@@ -3,7 +3,12 @@
 If no ingest has received anything for longer than a window while the fleet should have
 sent plenty, the monitor declares nobody offline and opens one system incident for staff.
 After sight returns, offline decisions wait a grace period, so devices reconnecting after
-a broker or network outage are not declared offline in the meantime.
+a broker or network outage are not declared offline in the meantime. An ingest that
+regained the broker starts the same grace, and holds the Last Wills too: a broker going
+down sends every device's will, which says nothing about the devices.
+
+Deadlines are judged against the ingests' watermark (`horizon`), not the wall clock: a
+heartbeat still queued in the broker for a restarting ingest is not silence.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ class Sight:
     expected_per_s: float  # heartbeats per second the watched fleet should send
     blind_since: datetime | None  # the open blind-spot incident, if any
     last_blind_end: datetime | None  # when the latest blind spot ended
+    # Up to when the slowest live ingest has stored all the broker accepted (None: no
+    # ingest reports one, so the wall clock is all there is).
+    caught_up_at: datetime | None = None
+    broker_back_at: datetime | None = None  # when an ingest last regained the broker
 
 
 def is_stale(sight: Sight, now: datetime, window: timedelta) -> bool:
@@ -42,8 +51,22 @@ def is_blind(sight: Sight, now: datetime, window: timedelta) -> bool:
     return sight.expected_per_s * window.total_seconds() >= MIN_EXPECTED_MESSAGES
 
 
+def horizon(sight: Sight, now: datetime) -> datetime:
+    """The moment up to which silence is proven: `now`, or the ingests' watermark if earlier."""
+    if sight.caught_up_at is None:
+        return now
+    return min(now, sight.caught_up_at)
+
+
 def offline_held(sight: Sight, now: datetime, resume_grace: timedelta) -> bool:
     """Whether silence-based offline decisions must wait (blind, or just regained sight)."""
     if sight.blind_since is not None:
         return True
-    return sight.last_blind_end is not None and now < sight.last_blind_end + resume_grace
+    if sight.last_blind_end is not None and now < sight.last_blind_end + resume_grace:
+        return True
+    return wills_held(sight, now, resume_grace)
+
+
+def wills_held(sight: Sight, now: datetime, resume_grace: timedelta) -> bool:
+    """Whether Last Wills must wait too: an ingest has just regained the broker."""
+    return sight.broker_back_at is not None and now < sight.broker_back_at + resume_grace

@@ -14,7 +14,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from alerts.fanout import FanOut, fan_out
 from fleetwatch import db
 from fleetwatch.settings import Settings
-from monitor.blind_spot import is_blind, offline_held
+from monitor.blind_spot import horizon, is_blind, offline_held, wills_held
 from monitor.correlation import GROUP_KINDS, FleetPolicy
 from monitor.escalation import CriticalReview, EscalationPolicy, review_critical
 from monitor.flapping import FlapPolicy
@@ -104,6 +104,7 @@ class Monitor:
         self.will_grace = timedelta(seconds=settings.monitor_will_grace_s)
         self.blind_after = timedelta(seconds=settings.monitor_blind_after_s)
         self.resume_grace = timedelta(seconds=settings.monitor_resume_grace_s)
+        self.ingest_gone = timedelta(seconds=settings.monitor_ingest_gone_s)
         self.flap = FlapPolicy(
             settings.monitor_flap_count,
             settings.monitor_flap_window_s,
@@ -138,7 +139,7 @@ class Monitor:
         conn = self._connection()
         if now is None:
             now = conn.execute("SELECT now()").fetchone()[0]
-        sight = read_sight(conn, now, self.blind_after)
+        sight = read_sight(conn, now, self.blind_after, self.ingest_gone)
         if is_blind(sight, now, self.blind_after):
             if sight.blind_since is None:
                 open_blind_spot(conn, sight, now)
@@ -147,14 +148,18 @@ class Monitor:
             return result
         if sight.blind_since is not None and close_blind_spot(conn, now, self.resume_grace):
             sight = replace(sight, blind_since=None, last_blind_end=now)
+        # Deadlines count up to what the ingests have provably read, not to the wall clock.
         transitions = find_transitions(
-            conn, now, self.will_grace, self.settings.monitor_batch_limit
+            conn, horizon(sight, now), self.will_grace, self.settings.monitor_batch_limit
         )
         held = 0
         if offline_held(sight, now, self.resume_grace):
-            # Devices are still reconnecting after the outage: only their own Last Will
-            # or their return is news; silence is not yet.
-            kept = [t for t in transitions if t.reason not in ("silent", "never_reported")]
+            # Devices are still reconnecting after the outage: silence is not yet news, nor,
+            # if the broker went away, their wills (it sends them all on its way down).
+            waiting = {"silent", "never_reported"}
+            if wills_held(sight, now, self.resume_grace):
+                waiting.add("last_will")
+            kept = [t for t in transitions if t.reason not in waiting]
             held, transitions = len(transitions) - len(kept), kept
         applied = apply_transitions(
             conn, transitions, now, self.flap, then=lambda c, a: self._correlate(c, a, now)

@@ -14,7 +14,15 @@ from monitor.blind_spot import Sight, is_stale
 
 log = logging.getLogger(__name__)
 
-_LAST_MESSAGE = "SELECT max(last_message_at) FROM ingest_status"
+# The watermark is the slowest live ingest's (one not heard from in a while is gone, or
+# stuck, and is left out); if none is live, the latest any had, which then stands still.
+_INGESTS = """
+SELECT max(last_message_at),
+       coalesce(min(caught_up_at) FILTER (WHERE updated_at > now() - %(gone)s),
+                max(caught_up_at)),
+       max(broker_back_at)
+FROM ingest_status
+"""
 
 # Only asked when the flow looks stale, so a normal tick never pays for it.
 _EXPECTED_PER_S = """
@@ -50,11 +58,17 @@ RETURNING id, opened_at
 _EVENT = "INSERT INTO incident_events (incident_id, at, kind) VALUES (%s, %s, %s)"
 
 
-def read_sight(conn: psycopg.Connection, now: datetime, window: timedelta) -> Sight:
-    """The data flow as stored: last receipt, blind spots, and, if stale, the expected rate."""
-    last = conn.execute(_LAST_MESSAGE).fetchone()[0]
+def read_sight(
+    conn: psycopg.Connection,
+    now: datetime,
+    window: timedelta,
+    ingest_gone: timedelta = timedelta(seconds=60),
+) -> Sight:
+    """The data flow as stored: last receipt, watermark, blind spots, and, if stale, the
+    expected rate."""
+    last, caught_up, back = conn.execute(_INGESTS, {"gone": ingest_gone}).fetchone()
     blind_since, last_end = conn.execute(_BLIND_SPOTS).fetchone()
-    sight = Sight(last, 0.0, blind_since, last_end)
+    sight = Sight(last, 0.0, blind_since, last_end, caught_up, back)
     # The fleet-wide rate is read only on the way into a blind spot, not on every tick.
     if blind_since is None and is_stale(sight, now, window):
         sight = replace(sight, expected_per_s=float(conn.execute(_EXPECTED_PER_S).fetchone()[0]))

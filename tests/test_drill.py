@@ -9,7 +9,6 @@ module; each check is a test of its own, so a run shows every check that failed.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -22,12 +21,6 @@ from bench.drill_support import MOSQUITTO
 
 pytestmark = [
     pytest.mark.mosquitto,
-    # Not yet in the default run: one run of four here failed in its setup while another
-    # drill ran beside it. FLEETWATCH_TEST_DRILL=1 runs it (issue 6 is still open).
-    pytest.mark.skipif(
-        not os.environ.get("FLEETWATCH_TEST_DRILL"),
-        reason="the fault drill runs with FLEETWATCH_TEST_DRILL=1 (about 90 s)",
-    ),
     pytest.mark.skipif(
         MOSQUITTO is None, reason="needs the mosquitto broker (Debian package: mosquitto)"
     ),
@@ -56,13 +49,6 @@ def _assert_check(drill: dict, name: str, what: str) -> None:
     assert drill["checks"][name], f"{what}: {drill['details'][name]} (logs: {drill['logs']})"
 
 
-@pytest.mark.xfail(
-    reason="known loss, issue 6 open: heartbeats a broker routes to a shared-subscription "
-    "member while it is away (the broker restarting before the ingest reconnects, and an "
-    "ingest retired after the two-of-each step keeps its queued messages in its session) "
-    "never reach the database; the drill's report says which window lost how many",
-    strict=False,
-)
 def test_every_heartbeat_the_broker_accepted_is_stored_once(drill):
     _assert_check(
         drill,

@@ -1,0 +1,134 @@
+"""The ingest's watermark, its bounded batches and retiring it, against a real broker."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from support import count, forget_session, make_device, wait_until
+
+from ingest.service import Ingest
+
+
+def beat(seq: int) -> bytes:
+    ts = datetime.now(UTC) - timedelta(seconds=1)
+    return json.dumps({"seq": seq, "ts": ts.isoformat(), "uptime_s": seq}).encode()
+
+
+def publish_beats(publisher, prefix: str, devices: list[str], per_device: int, first: int = 0):
+    infos = [
+        publisher.publish(f"{prefix}/{device}/heartbeat", beat(seq), qos=1)
+        for seq in range(first, first + per_device)
+        for device in devices
+    ]
+    for info in infos:
+        info.wait_for_publish(10)
+
+
+def caught_up(conn, client_id: str):
+    row = conn.execute(
+        "SELECT caught_up_at FROM ingest_status WHERE client_id = %s", (client_id,)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def test_watermark_follows_the_ticks_and_stands_still_while_the_ingest_is_away(
+    conn, run_ingest, publisher, prefix
+):
+    make_device(conn, "dev-1")
+    ingest = run_ingest()
+    client_id = ingest.settings.ingest_client_id
+    wait_until(lambda: caught_up(conn, client_id))
+    first = caught_up(conn, client_id)
+    assert datetime.now(UTC) - first < timedelta(seconds=5)
+    wait_until(lambda: caught_up(conn, client_id) > first, timeout=10)
+
+    ingest.stop()
+    stopped = caught_up(conn, client_id)
+    publish_beats(publisher, prefix, ["dev-1"], 3)
+    # Nothing moves it while nobody reads the session: the monitor waits for the queue.
+    assert caught_up(conn, client_id) == stopped
+    # Ticks are bookkeeping, not traffic: the blind-spot guard does not count them.
+    last_message = conn.execute(
+        "SELECT last_message_at FROM ingest_status WHERE client_id = %s", (client_id,)
+    ).fetchone()[0]
+    assert last_message < stopped + timedelta(seconds=5)
+
+    again = run_ingest()
+    wait_until(lambda: count(conn, "SELECT count(*) FROM heartbeats") == 3)
+    wait_until(lambda: caught_up(conn, client_id) > stopped, timeout=10)
+    assert again.counters.messages_in == 3  # its own ticks are not counted as messages
+
+
+def test_a_backlog_is_worked_off_in_batches_of_the_configured_size(
+    conn, run_ingest, publisher, prefix
+):
+    devices = [f"dev-{i}" for i in range(10)]
+    for device in devices:
+        make_device(conn, device)
+    run_ingest(ingest_batch_size=7).stop()
+    publish_beats(publisher, prefix, devices, 10)
+
+    ingest = run_ingest(ingest_batch_size=7)
+    wait_until(lambda: count(conn, "SELECT count(*) FROM heartbeats") == 100, timeout=30)
+    assert ingest.counters.batches >= 100 // 7
+
+
+def session_present(target, protocol: str, client_id: str) -> bool:
+    """Whether the broker still holds a session for `client_id` (kept as it was)."""
+    v5 = protocol == "5"
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else False,
+    )
+    client.username_pw_set(target.username or "fleetwatch")
+    present = []
+    client.on_connect = lambda c, u, flags, rc, p: present.append(flags.session_present)
+    props = None
+    if v5:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 60
+    kwargs = {"clean_start": False, "properties": props} if v5 else {}
+    client.connect(target.host, target.port, **kwargs)
+    client.loop_start()
+    wait_until(lambda: present, timeout=10)
+    client.disconnect()
+    client.loop_stop()
+    forget_session(target, protocol, client_id)  # the probe's own, if it made one
+    return present[0]
+
+
+def test_retiring_a_stopped_ingest_stores_its_queue_and_ends_its_session(
+    conn, run_ingest, make_settings, publisher, prefix, broker
+):
+    devices = [f"dev-{i}" for i in range(10)]
+    for device in devices:
+        make_device(conn, device)
+    run_ingest()  # stays up
+    leaving = run_ingest(ingest_client_id=f"leaving-{prefix}")
+    leaving.stop()  # stopped as for a restart: its session, and its turns, stay
+    publish_beats(publisher, prefix, devices, 20)
+
+    settings = make_settings(ingest_client_id=f"leaving-{prefix}")
+    stored = Ingest(settings, settings.database_url, settings.mqtt_target()).retire(quiet_s=1.0)
+    if settings.ingest_shared_group:
+        # The broker kept giving the stopped member its turns: those were waiting for it.
+        assert stored > 0
+    # Whatever the broker had queued for the leaving ingest is stored now.
+    wait_until(lambda: count(conn, "SELECT count(*) FROM heartbeats") == 200, timeout=30)
+    if broker[1] == "5":
+        # (amqtt answers "session present" for the clean session the retirement used.)
+        assert not session_present(*broker, f"leaving-{prefix}")
+    assert (
+        count(conn, "SELECT count(*) FROM ingest_status WHERE client_id = %s", f"leaving-{prefix}")
+        == 0
+    )
+
+    # From now on every heartbeat goes to the ingest that stayed.
+    publish_beats(publisher, prefix, devices, 20, first=20)
+    wait_until(lambda: count(conn, "SELECT count(*) FROM heartbeats") == 400, timeout=30)
