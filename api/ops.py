@@ -69,6 +69,10 @@ SELECT coalesce(sum(messages_total), 0), coalesce(sum(stored_total), 0),
        extract(epoch FROM now() - max(last_message_at)), count(*)
 FROM ingest_status
 """
+_WATERMARKS = """
+SELECT client_id, extract(epoch FROM now() - caught_up_at) FROM ingest_status
+WHERE caught_up_at IS NOT NULL ORDER BY client_id
+"""
 _TICK = """
 SELECT duration_ms, extract(epoch FROM now() - last_run) FROM monitor_runs WHERE job = 'tick'
 """
@@ -95,6 +99,7 @@ class DatabaseCollector:
     def collect(self):
         with self._pool.connection(timeout=5) as conn:
             messages, stored, rejected, lag, ingests = conn.execute(_INGEST).fetchone()
+            watermarks = conn.execute(_WATERMARKS).fetchall()
             tick = conn.execute(_TICK).fetchone()
             outbox = dict(conn.execute(_OUTBOX).fetchall())
             failed = conn.execute(_FAILED).fetchone()[0]
@@ -116,6 +121,14 @@ class DatabaseCollector:
             float(lag) if lag is not None else float("nan"),
         )
         yield _gauge("fleetwatch_ingest_processes", "Ingest processes that ever reported", ingests)
+        behind = GaugeMetricFamily(
+            "fleetwatch_ingest_watermark_lag_seconds",
+            "How far behind now each ingest has stored all the broker accepted (its own ticks)",
+            labels=["client_id"],
+        )
+        for client_id, seconds in watermarks:
+            behind.add_metric([client_id], float(seconds))
+        yield behind
         yield _gauge(
             "fleetwatch_monitor_tick_seconds",
             "How long the last monitor tick took",

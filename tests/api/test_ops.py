@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
 from support import free_port, make_device
@@ -44,7 +44,14 @@ def test_metrics_show_ingest_monitor_and_outbox_figures(api, conn, tick):
     record_progress(
         conn, "ingest-a", now, messages=10, result=WriteResult(stored=8, rejected={"not_json": 2})
     )
-    record_progress(conn, "ingest-b", now, messages=5, result=WriteResult(stored=5))
+    record_progress(
+        conn,
+        "ingest-b",
+        now,
+        messages=5,
+        result=WriteResult(stored=5),
+        caught_up_at=now - timedelta(minutes=2),
+    )
     channel = conn.execute(
         "INSERT INTO contact_channels (customer_id, kind, apprise_url) "
         "VALUES ('cust-1', 'email', 'mailto://x@example.com') RETURNING id"
@@ -62,6 +69,10 @@ def test_metrics_show_ingest_monitor_and_outbox_figures(api, conn, tick):
     assert metric(text, "fleetwatch_ingest_stored_total") == 13
     assert metric(text, "fleetwatch_ingest_rejected_total") == 2
     assert metric(text, "fleetwatch_ingest_lag_seconds") < 60
+    # ingest-b is two minutes behind what the broker has for it; ingest-a reports no watermark.
+    behind = [ln for ln in text.splitlines() if ln.startswith("fleetwatch_ingest_watermark_lag")]
+    assert len(behind) == 1 and 'client_id="ingest-b"' in behind[0]
+    assert 120 <= float(behind[0].split()[1]) < 180
     assert 'fleetwatch_outbox_depth{status="pending"} 2.0' in text
     assert 'fleetwatch_outbox_depth{status="held"} 1.0' in text
     assert metric(text, "fleetwatch_notifications_failed_total") == 1
