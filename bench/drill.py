@@ -113,6 +113,9 @@ class DrillConfig:
     keep: bool = False
     progress_every_s: float = 0.0  # 0: about 20 lines over the run
     steps: tuple[str, ...] = STEPS  # a subset, to find which fault breaks what
+    # Run the ingests on a shared subscription instead of the default plain one (to see
+    # what Mosquitto's restart costs a group: README, "Running beyond one machine").
+    shared_group: str = ""
 
     def __post_init__(self) -> None:
         unknown = set(self.steps) - set(STEPS)
@@ -368,6 +371,7 @@ class Drill:
             FLEETWATCH_MQTT_URL=self.broker.url(0),
             FLEETWATCH_MQTT_PROTOCOL="5",
             FLEETWATCH_TOPIC_PREFIX="drill",
+            FLEETWATCH_INGEST_SHARED_GROUP=c.shared_group,
             FLEETWATCH_MONITOR_BLIND_AFTER_S=str(t.blind_after_s),
             FLEETWATCH_MONITOR_RESUME_GRACE_S=str(t.resume_grace_s),
             # Cohorts of silent devices are no fleet outage: they are to be alerted one by one.
@@ -780,6 +784,9 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", default=",".join(STEPS), help=f"some of {','.join(STEPS)} (default: all)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the database and logs")
+    parser.add_argument(
+        "--shared-group", default="", help="ingests on $share/GROUP/... (default: plain)"
+    )
     args = parser.parse_args(argv)
     config = DrillConfig(
         devices=args.devices,
@@ -791,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
         sink_delay_s=args.sink_delay_ms / 1000,
         restart_gap_s=args.restart_gap,
         keep=args.keep,
+        shared_group=args.shared_group,
         steps=tuple(s.strip() for s in args.steps.split(",") if s.strip()),
     )
     try:

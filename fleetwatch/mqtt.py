@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -69,3 +70,28 @@ def connect_client(
         kwargs["properties"] = connect_properties(client, persistent=persistent)
     connect = client.connect_async if asynchronous else client.connect
     connect(target.host, target.port, keepalive=keepalive, **kwargs)
+
+
+def end_session(client: mqtt.Client, target: MqttTarget, client_id: str) -> None:
+    """Disconnect a connected, looping client and have the broker drop its session and queue."""
+    props = None
+    if client.protocol == mqtt.MQTTv5:
+        props = Properties(PacketTypes.DISCONNECT)
+        props.SessionExpiryInterval = 0
+    try:
+        client.disconnect(properties=props)
+    finally:
+        client.loop_stop()
+    if client.protocol == mqtt.MQTTv5:
+        return
+    # 3.1.1 has no session expiry: a clean connect with the same id discards it (after a
+    # pause: amqtt keeps a session whose last client is still leaving).
+    time.sleep(0.5)
+    clean = make_client(target, client_id, protocol="3.1.1")
+    connect_client(clean, target)
+    clean.loop_start()
+    deadline = time.monotonic() + 10
+    while not clean.is_connected() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    clean.disconnect()
+    clean.loop_stop()

@@ -24,14 +24,11 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import paho.mqtt.client as mqtt
 import psycopg
 import tenacity
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from fleetwatch import db
-from fleetwatch.mqtt import connect_client, make_client
+from fleetwatch.mqtt import connect_client, end_session, make_client
 from fleetwatch.settings import MqttTarget, Settings
 from ingest.messages import (
     Heartbeat,
@@ -221,27 +218,8 @@ class Ingest:
         with self._wake:
             self._wake.notify()
         self._flusher.join(30)
-        try:
-            self.client.publish(self._service_topic, b"", qos=1, retain=True).wait_for_publish(5)
-            props = None
-            if self.client.protocol == mqtt.MQTTv5:
-                props = Properties(PacketTypes.DISCONNECT)
-                props.SessionExpiryInterval = 0  # the broker drops the session and its queue
-            self.client.disconnect(properties=props)
-        finally:
-            self.client.loop_stop()
-        if self.client.protocol != mqtt.MQTTv5:
-            # 3.1.1 has no session expiry: a clean connect with the same id discards it
-            # (after a pause: amqtt keeps a session whose last client is still leaving).
-            time.sleep(0.5)
-            clean = make_client(self.target, self.settings.ingest_client_id, protocol="3.1.1")
-            connect_client(clean, self.target)
-            clean.loop_start()
-            deadline = time.monotonic() + 10
-            while not clean.is_connected() and time.monotonic() < deadline:
-                time.sleep(0.05)
-            clean.disconnect()
-            clean.loop_stop()
+        self.client.publish(self._service_topic, b"", qos=1, retain=True).wait_for_publish(5)
+        end_session(self.client, self.target, self.settings.ingest_client_id)
         if self._conn is not None:
             forget_ingest(self._conn, self.settings.ingest_client_id)
             self._conn.close()
