@@ -56,7 +56,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -420,6 +420,7 @@ class Drill:
         longest = max(self.timings.interval_s.values())
         deadline = time.monotonic() + 120 + c.devices / 200 + longest
         self.say(f"{c.simulator_count} simulator process(es) connecting {c.devices} devices")
+        connecting = time.monotonic()
         online = 0
         while time.monotonic() < deadline:
             self._housekeeping(progress=False)
@@ -431,6 +432,19 @@ class Drill:
             raise RuntimeError(f"only {online} of {c.devices} devices came online")
         connected = sum(s.latest.get("connected", 0) for s in self.sims)
         self.say(f"fleet online: {connected} connected, every device's first heartbeat stored")
+        self._cover_reconnect(time.monotonic() - connecting)
+
+    def _cover_reconnect(self, connect_s: float) -> None:
+        """Devices come back to a restarted broker no faster than they first connected, and
+        that speed does not follow the time scale: the monitor's grace after a broker
+        outage must cover it, as an operator sets FLEETWATCH_MONITOR_RESUME_GRACE_S above
+        their fleet's reconnect time."""
+        needed = math.ceil(1.5 * connect_s)
+        if needed <= self.timings.resume_grace_s:
+            return
+        self.timings = replace(self.timings, resume_grace_s=needed)
+        self.env["FLEETWATCH_MONITOR_RESUME_GRACE_S"] = str(needed)
+        self.say(f"resume grace raised to {needed} s: 1.5 x the {connect_s:.0f} s to connect")
 
     def _warm_up(self) -> None:
         self._add_process("monitor")

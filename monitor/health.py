@@ -21,6 +21,8 @@ import logging
 import time
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from itertools import groupby
+from operator import itemgetter
 
 import psycopg
 
@@ -186,34 +188,42 @@ def plan_health(conn: psycopg.Connection, now: datetime, *, limit: int) -> Healt
     for incident_id, device_id, kind in conn.execute(_OPEN_HEALTH, {"ids": ids}):
         open_incidents.setdefault(device_id, {})[kind] = incident_id
     lookback = max((r.lookback_s(d.interval_s) for d in plan.due for r in d.rules or ()), default=0)
-    samples: dict[str, list[Sample]] = {}
+    by_id = {d.device_id: d for d in plan.due}
+    unheard = set(by_id)
     if lookback:
+        # Streamed in device order and judged device by device: the job holds one device's
+        # window at a time, not the whole batch's (hours of heartbeats for thousands).
         since = now - timedelta(seconds=lookback)
-        for device_id, ts, uptime_s, metrics in conn.execute(
-            _HEARTBEATS, {"ids": ids, "since": since, "now": now}
-        ):
-            samples.setdefault(device_id, []).append(Sample(ts, uptime_s, metrics))
-    for device in plan.due:
-        if device.rules is None:
-            continue
-        opened = open_incidents.get(device.device_id, {})
-        verdicts = evaluate_rules(
-            device.rules,
-            samples.get(device.device_id, []),
-            open_kinds=set(opened),
-            now=now,
-            interval_s=device.interval_s,
-        )
-        by_name = {r.name: r for r in device.rules}
-        for kind, verdict in verdicts.items():
-            decision = Decision(
-                device.device_id, kind, verdict, by_name.get(kind), opened.get(kind)
-            )
-            if verdict.action == "fire":
-                plan.fire.append(decision)
-            elif verdict.action == "clear":
-                plan.clear.append(decision)
+        rows = conn.cursor().stream(_HEARTBEATS, {"ids": ids, "since": since, "now": now})
+        for device_id, group in groupby(rows, key=itemgetter(0)):
+            samples = [Sample(ts, uptime_s, metrics) for _, ts, uptime_s, metrics in group]
+            _judge(plan, by_id[device_id], samples, open_incidents)
+            unheard.discard(device_id)
+    for device_id in sorted(unheard):
+        _judge(plan, by_id[device_id], [], open_incidents)
     return plan
+
+
+def _judge(
+    plan: HealthPlan,
+    device: DueDevice,
+    samples: list[Sample],
+    open_incidents: dict[str, dict[str, int]],
+) -> None:
+    """Evaluate one device's rules on its samples and note what fires or clears."""
+    if device.rules is None:
+        return
+    opened = open_incidents.get(device.device_id, {})
+    verdicts = evaluate_rules(
+        device.rules, samples, open_kinds=set(opened), now=plan.now, interval_s=device.interval_s
+    )
+    by_name = {r.name: r for r in device.rules}
+    for kind, verdict in verdicts.items():
+        decision = Decision(device.device_id, kind, verdict, by_name.get(kind), opened.get(kind))
+        if verdict.action == "fire":
+            plan.fire.append(decision)
+        elif verdict.action == "clear":
+            plan.clear.append(decision)
 
 
 def apply_health(
