@@ -368,11 +368,14 @@ def _latency(conn, ev: Evidence, incidents: dict, outbox: dict) -> dict:
         hits = outbox["deliveries"].get(row[0])
         if row[2] == "device_offline" and hits:
             arrival[row[4]] = min(ev.posts[i].at for i in hits)
-    # After the broker comes back, offline decisions wait out the resume grace by design.
+    # After the broker comes back, offline decisions wait out the resume grace by design;
+    # and a deadline in the last tick before it went down is past what the ingest could
+    # prove received (its watermark), so it waits too.
+    downs = [e["at"] for e in ev.events if e["kind"] == "broker_down"]
+    ups = [e["at"] for e in ev.events if e["kind"] == "broker_up"]
     broker_back = [
-        (e["at"], e["at"] + ev.timings.resume_grace_s + 5)
-        for e in ev.events
-        if e["kind"] == "broker_up"
+        (down - 2.0, up + ev.timings.resume_grace_s + 5)
+        for down, up in zip(downs, ups, strict=False)
     ]
     holds = incidents["blind_windows"] + ev.monitor_gaps + broker_back
     detect, notify, free_detect, free_notify = [], [], [], []
