@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 # Health batches one run may take before it yields to the next run (a fleet catching up
 # after a restart is worked off over several runs, not in one long job).
 _HEALTH_BATCHES_PER_RUN = 20
+# While offline decisions are held, at most this many held rows are read per tick (to
+# count and log them).
+HELD_SAMPLE = 1000
 
 # The last run of each job and how long it took, for /metrics.
 _RUN = """
@@ -46,7 +49,7 @@ _COLUMNS = """device_id, status, status_changed_at, overdue_at, last_seen_at, la
 _DUE = f"""
 (SELECT {_COLUMNS} FROM device_state
  WHERE status IN ('provisioned', 'online', 'degraded') AND overdue_at <= %(now)s
- ORDER BY overdue_at LIMIT %(limit)s)
+ ORDER BY overdue_at LIMIT %(silent_limit)s)
 UNION ALL
 (SELECT {_COLUMNS} FROM device_state
  WHERE status IN ('offline', 'never_seen') AND last_received_at > status_changed_at
@@ -55,7 +58,7 @@ UNION ALL
 (SELECT {_COLUMNS} FROM device_state
  WHERE connectivity = 'offline' AND connectivity_at <= %(will_cutoff)s
    AND status IN ('online', 'degraded')
- LIMIT %(limit)s)
+ LIMIT %(will_limit)s)
 """
 
 
@@ -72,16 +75,30 @@ class TickResult:
     seconds: float
     # No data from anyone: nothing was decided this tick.
     blind: bool = False
-    # Offline decisions held back (blind spot just ended).
+    # Offline decisions held back after an outage (a sample: at most HELD_SAMPLE a kind).
     held: int = 0
 
 
 def find_transitions(
-    conn: psycopg.Connection, now: datetime, will_grace: timedelta, limit: int
+    conn: psycopg.Connection,
+    now: datetime,
+    will_grace: timedelta,
+    limit: int,
+    *,
+    silent_limit: int | None = None,
+    will_limit: int | None = None,
 ) -> list[Transition]:
-    """The transitions due at `now`, decided by `next_status`."""
+    """The transitions due at `now`, decided by `next_status` (the silent and will parts
+    read at most `silent_limit` and `will_limit` rows when given)."""
     rows = conn.execute(
-        _DUE, {"now": now, "will_cutoff": now - will_grace, "limit": limit}
+        _DUE,
+        {
+            "now": now,
+            "will_cutoff": now - will_grace,
+            "limit": limit,
+            "silent_limit": limit if silent_limit is None else silent_limit,
+            "will_limit": limit if will_limit is None else will_limit,
+        },
     ).fetchall()
     seen: set[str] = set()
     transitions = []
@@ -148,17 +165,25 @@ class Monitor:
             return result
         if sight.blind_since is not None and close_blind_spot(conn, now, self.resume_grace):
             sight = replace(sight, blind_since=None, last_blind_end=now)
+        # Devices are still reconnecting after an outage: silence is not yet news, nor, if
+        # the broker went away, their wills (it sends them all on its way down). What is
+        # held is only sampled, not read in full four times a second, while the database is
+        # busy with the backlog.
+        silence_held = offline_held(sight, now, self.resume_grace)
+        will_held = wills_held(sight, now, self.resume_grace)
+        limit = self.settings.monitor_batch_limit
         # Deadlines count up to what the ingests have provably read, not to the wall clock.
         transitions = find_transitions(
-            conn, horizon(sight, now), self.will_grace, self.settings.monitor_batch_limit
+            conn,
+            horizon(sight, now),
+            self.will_grace,
+            limit,
+            silent_limit=min(limit, HELD_SAMPLE) if silence_held else limit,
+            will_limit=min(limit, HELD_SAMPLE) if will_held else limit,
         )
         held = 0
-        if offline_held(sight, now, self.resume_grace):
-            # Devices are still reconnecting after the outage: silence is not yet news, nor,
-            # if the broker went away, their wills (it sends them all on its way down).
-            waiting = {"silent", "never_reported"}
-            if wills_held(sight, now, self.resume_grace):
-                waiting.add("last_will")
+        if silence_held:
+            waiting = {"silent", "never_reported"} | ({"last_will"} if will_held else set())
             kept = [t for t in transitions if t.reason not in waiting]
             held, transitions = len(transitions) - len(kept), kept
         applied = apply_transitions(
