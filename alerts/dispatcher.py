@@ -29,8 +29,8 @@ from alerts.ratelimit import ChannelUse, deferred_until
 from alerts.redact import redact_url
 from alerts.send import AppriseSender, SendResult
 from alerts.templates import render, render_digest
-from fleetwatch import db
-from fleetwatch.settings import Settings
+from core import db
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from api import campaigns, fleet, incidents, live, me, ops, registry
 from api.summary import SummarySnapshot
-from fleetwatch.settings import MqttTarget, Settings
+from core.settings import MqttTarget, Settings
 
 log = logging.getLogger(__name__)
 

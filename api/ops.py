@@ -17,8 +17,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from psycopg_pool import ConnectionPool
 
-from fleetwatch.mqtt import connect_client, make_client
-from fleetwatch.settings import MqttTarget
+from core.mqtt import connect_client, make_client
+from core.settings import MqttTarget
 
 router = APIRouter(tags=["operations"])
 

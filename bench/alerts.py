@@ -47,7 +47,7 @@ from alerts.send import AppriseSender
 from alerts.templates import render
 from bench.common import bench_database
 from bench.sinks import DEVICE_ID, SinkProcess
-from fleetwatch.settings import Settings
+from core.settings import Settings
 from monitor.service import Monitor, TickResult
 
 SILENT_FOR_S = 240  # thermostat-v2: 60 s interval * 3 misses + 60 s grace

@@ -58,7 +58,7 @@ from psycopg import conninfo
 from api.auth import create_key
 from api.fleet import encode_cursor
 from bench.common import bench_database, code_version, free_port
-from fleetwatch import db
+from core import db
 
 REPO = Path(__file__).resolve().parent.parent
 DATABASE = "fleetwatch_bench_api"
@@ -373,7 +373,7 @@ _SERVER = """
 import sys
 import uvicorn
 from api.app import create_app
-from fleetwatch.settings import Settings
+from core.settings import Settings
 dsn, port, refresh = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 app = create_app(Settings(database_url=dsn, api_summary_refresh_s=refresh), dsn)
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)

@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 from psycopg import conninfo
 
-from fleetwatch import db
+from core import db
 from fleetwatch.embedded import start_embedded_postgres
 
 HEARTBEAT = {

@@ -78,9 +78,9 @@ from bench.drill_support import (
     cpu_times,
     stamp,
 )
+from core import db
 from devices.registry import import_devices
 from devices.simulator.fleet import build_fleet, registry_rows
-from fleetwatch import db
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEVICES_PER_SIMULATOR = 10_000

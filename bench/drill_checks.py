@@ -19,7 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from alerts.templates import TEMPLATES, render
-from fleetwatch.mqtt import RECEIVE_MAXIMUM, SESSION_EXPIRY_S
+from core.mqtt import RECEIVE_MAXIMUM, SESSION_EXPIRY_S
 
 MEMORY_GROWTH_LIMIT = 0.20
 # A process is warm once it has done its work once, in full (marker in its log, seconds

@@ -37,13 +37,13 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from core.settings import MqttTarget
 from devices.simulator import pacing, runner
 from devices.simulator.connections import Connections
 from devices.simulator.device import DeviceSpec, SimDevice
 from devices.simulator.links import publish_heartbeat
 from devices.simulator.runner import Simulator
 from devices.simulator.stats import SimulatorStats
-from fleetwatch.settings import MqttTarget
 
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 MOSQUITTO = shutil.which("mosquitto", path=SEARCH_PATH)

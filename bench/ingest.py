@@ -28,9 +28,9 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from bench.common import BenchBroker, bench_database, publish_backlog
+from core.mqtt import connect_client, make_client
+from core.settings import Settings
 from devices.registry import import_devices
-from fleetwatch.mqtt import connect_client, make_client
-from fleetwatch.settings import Settings
 from ingest.service import Ingest
 
 PREFIX = "bench"

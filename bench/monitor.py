@@ -37,7 +37,7 @@ from psycopg import sql
 import monitor.service
 import monitor.transitions
 from bench.common import bench_database, code_version
-from fleetwatch.settings import Settings
+from core.settings import Settings
 from monitor.service import _DUE, Monitor
 from monitor.status import DeviceWatch, next_status
 

@@ -41,9 +41,9 @@ from campaigns.readings import (
 from campaigns.steps import IN_FLIGHT, Decision, Observed, Progress, apply_report, check
 from campaigns.store import campaign_progress, record_event
 from campaigns.waves import in_window, next_move
-from fleetwatch import db
-from fleetwatch.mqtt import connect_client, make_client
-from fleetwatch.settings import MqttTarget, Settings
+from core import db
+from core.mqtt import connect_client, make_client
+from core.settings import MqttTarget, Settings
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import signal
 import sys
 import threading
 
+from core.logs import setup_logging
 from fleetwatch.embedded import EmbeddedBroker
-from fleetwatch.logs import setup_logging
 
 
 def main() -> None:

@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from fleetwatch import db, embedded
-from fleetwatch.logs import setup_logging
-from fleetwatch.settings import get_settings
+from core import db
+from core.logs import setup_logging
+from core.settings import get_settings
+from fleetwatch import embedded
 
 app = typer.Typer(help="Fleetwatch: device-health monitoring and alerting.", no_args_is_help=True)
 devices_app = typer.Typer(help="The device registry.", no_args_is_help=True)

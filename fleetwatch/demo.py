@@ -10,10 +10,11 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from fleetwatch import db, embedded
+from core import db
+from core.settings import get_settings
+from fleetwatch import embedded
 from fleetwatch.inbox import Inbox
 from fleetwatch.services import Services
-from fleetwatch.settings import get_settings
 from fleetwatch.webserver import serve_api
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 
-from fleetwatch.settings import MqttTarget, Settings
+from core.settings import MqttTarget, Settings
 
 log = logging.getLogger(__name__)
 

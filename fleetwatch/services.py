@@ -7,7 +7,7 @@ import threading
 
 from alerts.dispatcher import Dispatcher
 from campaigns.runner import CampaignRunner
-from fleetwatch.settings import MqttTarget, Settings
+from core.settings import MqttTarget, Settings
 from ingest.service import Ingest
 from monitor.service import Monitor
 

@@ -7,7 +7,7 @@ import threading
 
 import uvicorn
 
-from fleetwatch.settings import MqttTarget, Settings
+from core.settings import MqttTarget, Settings
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import tenacity
 
-from fleetwatch import db
-from fleetwatch.mqtt import connect_client, end_session, make_client
-from fleetwatch.settings import MqttTarget, Settings
+from core import db
+from core.mqtt import connect_client, end_session, make_client
+from core.settings import MqttTarget, Settings
 from ingest.messages import (
     Heartbeat,
     Limits,

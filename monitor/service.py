@@ -12,8 +12,8 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from alerts.fanout import FanOut, fan_out
-from fleetwatch import db
-from fleetwatch.settings import Settings
+from core import db
+from core.settings import Settings
 from monitor.blind_spot import horizon, is_blind, offline_held, wills_held
 from monitor.correlation import GROUP_KINDS, FleetPolicy
 from monitor.escalation import CriticalReview, EscalationPolicy, review_critical

@@ -22,9 +22,9 @@ from support import forget_session, free_port, mqtt_client
 from alerts.dispatcher import Dispatcher
 from api.app import create_app
 from api.auth import create_key
-from fleetwatch import db
+from core import db
+from core.settings import MqttTarget, Settings
 from fleetwatch.embedded import EmbeddedBroker, start_embedded_postgres
-from fleetwatch.settings import MqttTarget, Settings
 from ingest.service import Ingest
 from monitor.service import Monitor
 

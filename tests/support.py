@@ -9,7 +9,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import psycopg
 
-from fleetwatch.settings import MqttTarget
+from core.settings import MqttTarget
 
 
 def free_port() -> int:

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from support import count
 
-from fleetwatch import db
+from core import db
 from ingest.service import maintain_heartbeats
 
 

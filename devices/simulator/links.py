@@ -16,10 +16,10 @@ from enum import StrEnum
 
 import paho.mqtt.client as mqtt
 
+from core.mqtt import connect_client, make_client
+from core.settings import MqttTarget
 from devices.simulator.device import SimDevice
 from devices.simulator.ota import OtaUpdater
-from fleetwatch.mqtt import connect_client, make_client
-from fleetwatch.settings import MqttTarget
 
 ONLINE = "online"
 OFFLINE = "offline"

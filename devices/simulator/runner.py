@@ -28,6 +28,7 @@ from typing import Literal, NamedTuple
 
 import paho.mqtt.client as mqtt
 
+from core.settings import MqttTarget
 from devices.simulator.connections import Connections
 from devices.simulator.device import SimDevice
 from devices.simulator.links import (
@@ -47,7 +48,6 @@ from devices.simulator.ota import (
 )
 from devices.simulator.scenarios import Link
 from devices.simulator.stats import Counters, SimulatorStats
-from fleetwatch.settings import MqttTarget
 
 log = logging.getLogger(__name__)
 

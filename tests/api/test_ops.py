@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from support import free_port, make_device
 
 from api.app import create_app
-from fleetwatch.settings import MqttTarget
+from core.settings import MqttTarget
 from ingest.writer import WriteResult, record_progress
 
 

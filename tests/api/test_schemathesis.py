@@ -21,7 +21,7 @@ from support import free_port, make_device
 
 from api.app import create_app
 from api.auth import create_key
-from fleetwatch.settings import Settings
+from core.settings import Settings
 
 EXAMPLES = 25
 

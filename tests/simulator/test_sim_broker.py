@@ -21,13 +21,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from support import wait_until
 
+from core.settings import MqttTarget
 from devices.simulator import pacing, runner
 from devices.simulator.device import SimDevice
 from devices.simulator.fleet import build_fleet
 from devices.simulator.runner import Simulator
 from devices.simulator.scenarios import make_fault
 from fleetwatch.embedded import port_is_open
-from fleetwatch.settings import MqttTarget
 
 # A 60 s heartbeat interval becomes 0.6 s, a car's 300 s becomes 3 s.
 TIME_SCALE = 0.01

@@ -13,7 +13,7 @@ import pytest
 from pglite_server import pglite_connection
 from psycopg.types.json import Jsonb
 
-from fleetwatch import db
+from core import db
 
 pytestmark = pytest.mark.node
 

@@ -9,7 +9,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from fleetwatch.settings import MqttTarget
+from core.settings import MqttTarget
 
 # The largest Receive Maximum MQTT 5 allows: the broker may then keep this many QoS 1
 # messages unacknowledged towards us, which is what lets acks wait for the commit.

@@ -38,7 +38,7 @@ def connect(dsn: str, **kwargs) -> psycopg.Connection:
 def load_migrations(flavour: str) -> list[Migration]:
     """The migrations for a flavour (`postgres` or `timescaledb`), in order."""
     chosen: dict[int, Migration] = {}
-    for entry in resources.files("fleetwatch.migrations").iterdir():
+    for entry in resources.files("core.migrations").iterdir():
         match = _FILE_RE.match(entry.name)
         if not match:
             continue
