@@ -13,24 +13,23 @@ Several due notifications for one channel go out as one digest message.
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 
 from alerts.ratelimit import WINDOW as RATE_WINDOW
 from alerts.ratelimit import ChannelUse, deferred_until
-from alerts.redact import redact_url
+from alerts.redact import redact_url, scrub
 from alerts.send import AppriseSender, SendResult
 from alerts.templates import render, render_digest
 from core import db
 from core.settings import Settings
+from incidents import record_events
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +105,6 @@ WHERE id = %s AND claim_token = %s AND status = 'sending'
 _FAILED = """
 UPDATE notifications SET status = 'failed', claimed_until = NULL, last_error = %s
 WHERE id = %s AND claim_token = %s AND status = 'sending'
-"""
-_EVENT = """
-INSERT INTO incident_events (incident_id, at, kind, detail) VALUES (%s, %s, %s, %s)
 """
 
 
@@ -271,7 +267,7 @@ class Dispatcher:
                 deferred.append((until, row[0], token))
                 if row[1] is not None:
                     detail = {"channel_id": channel, "until": until.isoformat()}
-                    events.append((row[1], now, "rate_limited", json.dumps(detail)))
+                    events.append((row[1], "rate_limited", detail))
             log.info(
                 "rate limit: %d notifications for device %s wait until %s",
                 len(items),
@@ -282,15 +278,15 @@ class Dispatcher:
             return rows
         with conn.cursor() as cur:
             cur.executemany(_DEFER, deferred)
-            if events:
-                cur.executemany(_EVENT, events)
+        record_events(conn, events, now)
         self.counters.rate_limited += len(deferred)
         held = {d[1] for d in deferred}
         return [r for r in rows if r[0] not in held]
 
     def run_once(self, now: datetime | None = None) -> int:
-        """Claim, send and record one batch; return how many notifications it handled."""
-        messages = self.claim(now or datetime.now(UTC))
+        """Claim, send and record one batch at `now` (default: the database's clock); return
+        how many notifications it handled."""
+        messages = self.claim(now or db.db_now(self._connection()))
         if not messages:
             return 0
         results = list(self._pool.map(self._send, messages))
@@ -298,8 +294,17 @@ class Dispatcher:
         return sum(len(m.items) for m in messages)
 
     def _send(self, message: Message) -> SendResult:
-        title, body = message.render()
-        result = self.sender.send(message.url, title, body)
+        try:
+            title, body = message.render()
+            result = self.sender.send(message.url, title, body)
+        except Exception as exc:  # one message's failure must not stop the others
+            log.exception(
+                "send to %s raised for device %s",
+                message.label or redact_url(message.url),
+                ", ".join(sorted({c.device_id or "-" for c in message.items})),
+            )
+            error = scrub(f"internal error: {type(exc).__name__}: {exc}", message.url)[:500]
+            return SendResult(False, 0, error)
         who = ", ".join(sorted({c.device_id or "-" for c in message.items}))
         if result.ok:
             log.info(
@@ -317,7 +322,7 @@ class Dispatcher:
 
     def _record(self, messages: list[Message], results: list[SendResult]) -> None:
         conn = self._connection()
-        now = datetime.now(UTC)
+        now = db.db_now(conn)
         s = self.settings
         finished, sent, failed, retried, events = [], [], [], [], []
         for message, result in zip(messages, results, strict=True):
@@ -347,7 +352,7 @@ class Dispatcher:
                     self.counters.retried += 1
                     continue
                 if item.incident_id is not None:
-                    events.append((item.incident_id, now, kind, json.dumps(detail)))
+                    events.append((item.incident_id, kind, detail))
         # One pipelined round trip per statement, not one per notification.
         with conn.transaction(), conn.cursor() as cur:
             for statement, rows in (
@@ -355,23 +360,16 @@ class Dispatcher:
                 (_SENT, sent),
                 (_FAILED, failed),
                 (_RETRY, retried),
-                (_EVENT, events),
             ):
                 if rows:
                     cur.executemany(statement, rows)
+            record_events(conn, events, now)
 
-    def run_forever(self, stop: threading.Event) -> None:
-        """Dispatch until stop is set, sleeping when there is nothing due."""
-        while not stop.is_set():
-            try:
-                handled = self.run_once()
-            except psycopg.OperationalError as exc:
-                log.warning("dispatcher: database unreachable: %s", exc)
-                self._conn = None
-                handled = 0
-                stop.wait(1.0)
-            if not handled:
-                stop.wait(self.settings.alerts_poll_s)
+    def drop_connection(self) -> None:
+        """Forget a connection that may be broken (after a failed run)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

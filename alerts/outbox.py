@@ -1,38 +1,27 @@
-"""Writing notifications into the outbox, inside the caller's transaction.
+"""The outbox: the `notifications` table, a row per (message, channel), and every change to
+its waiting rows. The router writes rows (alerts/router.py), dispatchers claim and record
+them (alerts/dispatcher.py); the incident lifecycle cancels, holds and releases them through
+the functions here, inside its own transaction.
 
-The outbox is the `notifications` table: a row per (notification, channel), claimed and
-sent later by a dispatcher, so a state change and the messages it causes commit together.
+    pending ──claim──► sending ──► sent | failed | pending (retry, rate limit)
+       │  ▲
+  hold │  │ release
+       ▼  │
+      held ──────────► cancelled (moot: the incident is over)
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
 from alerts.context import DeviceInfo
-from alerts.routing import Channel, CustomerPrefs, route
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerNotice:
-    """One message to a device's owner about one incident."""
-
-    incident_id: int | None
-    device: DeviceInfo
-    template: str
-    severity: str
-    context: dict
-    # Kept back by a fleet incident until it resolves or customers are told of it.
-    held: bool = False
-    # A campaign's notice (recall, update) rather than an incident's.
-    campaign_id: int | None = None
-    # Only this channel, whatever its minimum severity (a recall goes to one channel at a
-    # time, the next one when it is not acknowledged).
-    only_channel: int | None = None
-
+from alerts.routing import Channel, CustomerPrefs
+from alerts.templates import HELD_IN_OUTAGE, PROBLEM_TEMPLATES
 
 _DEVICES = """
 SELECT d.id, d.name, d.serial, d.vin, m.device_type, m.name, m.critical, d.customer_id,
@@ -53,7 +42,6 @@ COPY notifications (incident_id, device_id, customer_id, channel_id, template, s
                     context, created_at, due_at, status, campaign_id) FROM STDIN
 """
 
-
 # Active silences and maintenance windows matching these devices: their alerts wait.
 _ANY_SILENCE = (
     "SELECT EXISTS (SELECT 1 FROM silences WHERE ends_at > %(now)s AND starts_at <= %(now)s)"
@@ -70,21 +58,63 @@ WHERE d.id = ANY(%(ids)s)
 GROUP BY d.id
 """
 
-_SILENCED_EVENT = """
-INSERT INTO incident_events (incident_id, at, kind, detail)
-SELECT DISTINCT ON (incident_id) incident_id, %(now)s, 'silenced', detail::jsonb
-FROM unnest(%(incidents)s::bigint[], %(details)s::text[]) AS t (incident_id, detail)
+_STAFF = """
+INSERT INTO notifications (incident_id, campaign_id, staff_channel_id, template, severity,
+                           context, created_at, due_at)
+SELECT %(incident)s, %(campaign)s, id, %(template)s, %(severity)s, %(context)s, %(now)s, %(now)s
+FROM staff_channels
+WHERE enabled
+  AND array_position(ARRAY['info', 'warning', 'critical'], %(severity)s)
+      >= array_position(ARRAY['info', 'warning', 'critical'], min_severity)
 """
 
+# An owner's message about a problem that is over is never sent (staff keep their record).
+_CANCEL_MOOT = """
+UPDATE notifications SET status = 'cancelled'
+WHERE incident_id = ANY(%(ids)b::bigint[]) AND status IN ('pending', 'held')
+  AND customer_id IS NOT NULL AND template = ANY(%(problems)s)
+RETURNING incident_id
+"""
 
-def silenced_until(
-    conn: psycopg.Connection, device_ids: list[str], now: datetime
-) -> dict[str, tuple[datetime, int]]:
-    """For each silenced device: when its last matching silence ends, and one silence's id."""
-    if not device_ids or not conn.execute(_ANY_SILENCE, {"now": now}).fetchone()[0]:
-        return {}
-    rows = conn.execute(_SILENCED, {"now": now, "ids": device_ids})
-    return {device: (ends, silence) for device, ends, silence in rows}
+_HOLD = """
+UPDATE notifications SET status = 'held'
+WHERE incident_id = ANY(%(ids)b::bigint[]) AND status = 'pending' AND template = ANY(%(held)s)
+"""
+
+_RELEASE = """
+UPDATE notifications SET status = 'pending', due_at = greatest(due_at, %(now)s)
+WHERE incident_id = ANY(%(ids)b::bigint[]) AND status = 'held'
+"""
+
+# What a resolved group held for its members still open goes out now, as if never held.
+_RELEASE_MEMBERS = """
+UPDATE notifications n SET status = 'pending', due_at = greatest(n.due_at, %(now)s)
+FROM incidents i
+WHERE i.fleet_incident_id = ANY(%(groups)s) AND i.status <> 'resolved'
+  AND n.incident_id = i.id AND n.status = 'held'
+RETURNING i.fleet_incident_id
+"""
+
+# The group lasts: each held alert becomes "we know about it"; one channel's several go out
+# as one digest, because they share a due time.
+_TELL = """
+UPDATE notifications n
+SET status = 'pending', template = 'device_offline_known_outage', due_at = %(now)s,
+    context = n.context || jsonb_build_object('outage', %(outage)s::text)
+FROM incidents i
+WHERE i.fleet_incident_id = %(id)s AND i.status <> 'resolved'
+  AND n.incident_id = i.id AND n.status = 'held'
+"""
+
+# Notices a silence held wait exactly until its end (see enqueue, due_at).
+_RELEASE_SILENCE = """
+UPDATE notifications n SET due_at = %(now)s
+WHERE n.status = 'pending' AND n.due_at = %(old_end)s AND n.device_id IN (
+    SELECT d.id FROM devices d
+    WHERE (%(scope)s = 'device' AND d.id = %(target)s)
+       OR (%(scope)s = 'model' AND d.model_id = %(target)s)
+       OR (%(scope)s = 'label' AND %(target)s = ANY (d.labels)))
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,101 +140,112 @@ def load_recipients(conn: psycopg.Connection, device_ids: list[str]) -> Recipien
     return Recipients(devices, prefs, channels)
 
 
-def enqueue_customer_notices(
-    conn: psycopg.Connection, notices: list[CustomerNotice], recipients: Recipients, now: datetime
-) -> int:
-    """Route each notice to its owner's channels and write the outbox rows; return how many.
+def silenced_until(
+    conn: psycopg.Connection, device_ids: list[str], now: datetime
+) -> dict[str, tuple[datetime, int]]:
+    """For each silenced device: when its last matching silence ends, and one silence's id."""
+    if not device_ids or not conn.execute(_ANY_SILENCE, {"now": now}).fetchone()[0]:
+        return {}
+    rows = conn.execute(_SILENCED, {"now": now, "ids": device_ids})
+    return {device: (ends, silence) for device, ends, silence in rows}
 
-    A notice for a silenced device waits until its silence ends (noted on the timeline).
-    """
-    rows = []
-    silenced = silenced_until(conn, sorted({n.device.device_id for n in notices}), now)
-    held_by_silence: list[tuple[int, str]] = []
-    for notice in notices:
-        customer = notice.device.customer_id
-        if customer is None:
-            continue
-        channels = recipients.channels.get(customer, [])
-        if notice.only_channel is not None:
-            channels = [
-                replace(c, min_severity="info") for c in channels if c.id == notice.only_channel
-            ]
-        deliveries = route(
-            severity=notice.severity,
-            critical_device=notice.device.critical,
-            prefs=recipients.prefs[customer],
-            channels=channels,
-            now=now,
-        )
-        context = json.dumps(notice.context)
-        # Silences hold incident alerts; a campaign's notices (a recall) are not alerts.
-        silence = silenced.get(notice.device.device_id) if notice.campaign_id is None else None
-        if silence and deliveries and notice.incident_id is not None:
-            held_by_silence.append(
-                (
-                    notice.incident_id,
-                    json.dumps({"until": silence[0].isoformat(), "silence_id": silence[1]}),
-                )
-            )
-        rows += [
-            (
-                notice.incident_id,
-                notice.device.device_id,
-                customer,
-                d.channel_id,
-                notice.template,
-                notice.severity,
-                context,
-                now,
-                max(d.due_at, silence[0]) if silence else d.due_at,
-                "held" if notice.held else "pending",
-                notice.campaign_id,
-            )
-            for d in deliveries
-        ]
-    if held_by_silence:
-        conn.execute(
-            _SILENCED_EVENT,
-            {
-                "now": now,
-                "incidents": [i for i, _ in held_by_silence],
-                "details": [d for _, d in held_by_silence],
-            },
-        )
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    """One outbox row for an owner's channel."""
+
+    incident_id: int | None
+    device_id: str
+    customer_id: str
+    channel_id: int
+    template: str
+    severity: str
+    context: dict
+    created_at: datetime
+    due_at: datetime
+    held: bool = False
+    campaign_id: int | None = None
+
+
+def write_customer_rows(conn: psycopg.Connection, rows: list[CustomerRow]) -> int:
+    """Write owners' outbox rows (COPY: a fleet-wide burst is thousands)."""
     if rows:
         with conn.cursor().copy(_COPY) as copy:
-            for row in rows:
-                copy.write_row(row)
+            for r in rows:
+                copy.write_row(
+                    (
+                        r.incident_id,
+                        r.device_id,
+                        r.customer_id,
+                        r.channel_id,
+                        r.template,
+                        r.severity,
+                        json.dumps(r.context),
+                        r.created_at,
+                        r.due_at,
+                        "held" if r.held else "pending",
+                        r.campaign_id,
+                    )
+                )
     return len(rows)
 
 
-_STAFF = """
-INSERT INTO notifications (incident_id, staff_channel_id, template, severity, context,
-                           created_at, due_at)
-SELECT %(incident)s, id, %(template)s, %(severity)s, %(context)s, %(now)s, %(now)s
-FROM staff_channels
-WHERE enabled
-  AND array_position(ARRAY['info', 'warning', 'critical'], %(severity)s)
-      >= array_position(ARRAY['info', 'warning', 'critical'], min_severity)
-"""
-
-
-def enqueue_staff_notice(
+def write_staff_rows(
     conn: psycopg.Connection,
-    incident_id: int,
+    *,
+    incident_id: int | None,
+    campaign_id: int | None,
     template: str,
     severity: str,
     context: dict,
     now: datetime,
 ) -> int:
-    """Queue a notice to every enabled staff channel that takes this severity."""
+    """Queue a message to every enabled staff channel that takes this severity."""
     return conn.execute(
         _STAFF,
         {
             "incident": incident_id,
+            "campaign": campaign_id,
             "template": template,
             "severity": severity,
             "context": json.dumps(context),
             "now": now,
         },
+    ).rowcount
+
+
+def cancel_moot(conn: psycopg.Connection, incident_ids: list[int]) -> Counter:
+    """Cancel owners' waiting messages about these (resolved) incidents' problems; the
+    count per incident."""
+    rows = conn.execute(_CANCEL_MOOT, {"ids": incident_ids, "problems": list(PROBLEM_TEMPLATES)})
+    return Counter(r[0] for r in rows)
+
+
+def hold(conn: psycopg.Connection, incident_ids: list[int]) -> int:
+    """Hold the waiting alerts of these incidents (members of a group incident)."""
+    return conn.execute(_HOLD, {"ids": incident_ids, "held": list(HELD_IN_OUTAGE)}).rowcount
+
+
+def release(conn: psycopg.Connection, incident_ids: list[int], now: datetime) -> int:
+    """Let these incidents' held alerts go (due now, or later if they were due later)."""
+    return conn.execute(_RELEASE, {"ids": incident_ids, "now": now}).rowcount
+
+
+def release_members(conn: psycopg.Connection, group_ids: list[int], now: datetime) -> Counter:
+    """Release what these (resolved) group incidents held for members still open."""
+    rows = conn.execute(_RELEASE_MEMBERS, {"groups": group_ids, "now": now})
+    return Counter(r[0] for r in rows)
+
+
+def tell_held(conn: psycopg.Connection, group_id: int, outage: str, now: datetime) -> int:
+    """Turn a group incident's held alerts into "we know about the outage", due now."""
+    return conn.execute(_TELL, {"now": now, "id": group_id, "outage": outage}).rowcount
+
+
+def release_silence(
+    conn: psycopg.Connection, *, old_end: datetime, scope: str, target: str, now: datetime
+) -> int:
+    """A silence ended early: the notices it held (due at its old end) are due now."""
+    return conn.execute(
+        _RELEASE_SILENCE, {"now": now, "old_end": old_end, "scope": scope, "target": target}
     ).rowcount

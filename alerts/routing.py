@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from alerts.templates import TEMPLATES
+
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
@@ -66,3 +68,50 @@ def route(
         for ch in channels
         if ch.enabled and SEVERITY_RANK[severity] >= SEVERITY_RANK[ch.min_severity]
     ]
+
+
+@dataclass(frozen=True)
+class IncidentView:
+    """What the router needs to know of the incident a notice is about."""
+
+    status: str
+    # A member of an open group incident (a fleet outage)...
+    in_outage: bool = False
+    # ...whose owners are being told that we know about it.
+    outage_told: bool = False
+    # A message about the problem reached (or is on its way to) the owner.
+    owner_told: bool = False
+
+
+@dataclass(frozen=True)
+class Fate:
+    """What becomes of a notice: queued (perhaps held, perhaps as another template) or not."""
+
+    template: str | None
+    held: bool = False
+    # Why it was dropped or held, for the notice's record.
+    reason: str = ""
+
+
+def notice_fate(template: str, audience: str, incident: IncidentView | None) -> Fate:
+    """The one rule for every owner's message about an incident (templates say what each is
+    about, alerts/templates.py):
+
+    - about a problem that is over: dropped;
+    - a recovery the owner never heard the problem of: dropped;
+    - held back by an outage the device is part of, or, once owners are told of the
+      outage, sent as that message instead.
+    Staff messages and notices without an incident always go.
+    """
+    if audience != "owner" or incident is None:
+        return Fate(template)
+    spec = TEMPLATES[template]
+    if spec.about == "problem" and incident.status == "resolved":
+        return Fate(None, reason="incident resolved")
+    if spec.about == "recovery" and not incident.owner_told:
+        return Fate(None, reason="owner never told of the problem")
+    if spec.in_outage and incident.in_outage:
+        if incident.outage_told:
+            return Fate(spec.in_outage)
+        return Fate(template, held=True, reason="held by an outage")
+    return Fate(template)

@@ -15,6 +15,15 @@ class Template:
     body: str
     # How one notification reads as a line of a digest ("3 of your devices are offline").
     digest_line: str
+    # What the message is about, which decides its fate when its incident moves on:
+    #   problem   moot once the incident is resolved: an owner's copy still waiting is
+    #             cancelled, never sent
+    #   recovery  sent to an owner only if they were told of the problem
+    #   notice    neither (a campaign's notice, a staff message)
+    about: str = "problem"
+    # While the device's incident is part of a group incident (a fleet outage), the owner's
+    # message is held; once owners are told of the outage, it is this template instead.
+    in_outage: str | None = None
 
 
 # What a customer can do, per kind of device, when it goes quiet.
@@ -61,6 +70,7 @@ TEMPLATES: dict[str, Template] = {
             "We will tell you when it is back online."
         ),
         digest_line="{device_name} ({model_name}, {identity}) offline since {since_local}",
+        in_outage="device_offline_known_outage",
     ),
     "device_back_online": Template(
         title="Your {device_kind} {device_name} is back online",
@@ -71,6 +81,7 @@ TEMPLATES: dict[str, Template] = {
             "Nothing more to do."
         ),
         digest_line="{device_name} ({model_name}, {identity}) back online after {downtime}",
+        about="recovery",
     ),
     "device_never_seen": Template(
         title="Your new {device_kind} {device_name} has not connected yet",
@@ -81,6 +92,7 @@ TEMPLATES: dict[str, Template] = {
             "What to do: finish its set-up and connect it to your network. {what_to_do}"
         ),
         digest_line="{device_name} ({model_name}, {identity}) has not connected yet",
+        in_outage="device_offline_known_outage",
     ),
     "device_unstable": Template(
         title="Your {device_kind} {device_name} keeps losing its connection",
@@ -164,6 +176,7 @@ TEMPLATES: dict[str, Template] = {
             "Offline decisions wait {grace} so that devices can reconnect first."
         ),
         digest_line="sight regained after {duration}",
+        about="recovery",
     ),
     "device_offline_known_outage": Template(
         title="We know about an outage affecting your {device_kind} {device_name}",
@@ -194,6 +207,7 @@ TEMPLATES: dict[str, Template] = {
             "offline, and their owners' alerts go out now."
         ),
         digest_line="fleet outage over: {group}",
+        about="recovery",
     ),
     "device_offline_reminder": Template(
         title="Reminder: your {device_kind} {device_name} is still offline",
@@ -226,6 +240,7 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="{device_name} ({model_name}, {identity}): update to {target_version} "
         "{when_text}",
+        about="notice",
     ),
     "ota_succeeded": Template(
         title="Your {device_kind} {device_name} is up to date",
@@ -236,6 +251,7 @@ TEMPLATES: dict[str, Template] = {
             "Nothing more to do."
         ),
         digest_line="{device_name} ({model_name}, {identity}) updated to {target_version}",
+        about="notice",
     ),
     "ota_failed": Template(
         title="The update of your {device_kind} {device_name} did not work",
@@ -246,6 +262,7 @@ TEMPLATES: dict[str, Template] = {
             "What to do: {next_steps}"
         ),
         digest_line="{device_name} ({model_name}, {identity}): update failed, {failure_text}",
+        about="notice",
     ),
     "recall_notice": Template(
         title="Safety recall: your {device_kind} {device_name}",
@@ -259,6 +276,7 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="{device_name} ({model_name}, {identity}): {campaign_name}, confirm at "
         "{ack_url}",
+        about="notice",
     ),
     "recall_repeat": Template(
         title="Reminder, safety recall: your {device_kind} {device_name}",
@@ -273,6 +291,7 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="{device_name} ({model_name}, {identity}): {campaign_name}, not yet "
         "confirmed: {ack_url}",
+        about="notice",
     ),
     "campaign_halted": Template(
         title="Campaign halted: {campaign_name}",
@@ -294,8 +313,14 @@ TEMPLATES: dict[str, Template] = {
             "throughout)."
         ),
         digest_line="campaign {campaign_id} completed",
+        about="notice",
     ),
 }
+
+# An owner's message still waiting about one of these is cancelled once its incident is over.
+PROBLEM_TEMPLATES = frozenset(name for name, t in TEMPLATES.items() if t.about == "problem")
+# What a group incident (a fleet outage) holds back for its members' owners.
+HELD_IN_OUTAGE = frozenset(name for name, t in TEMPLATES.items() if t.in_outage)
 
 DIGEST_TITLES = {
     "device_offline": "{count} of your devices are offline",

@@ -79,18 +79,32 @@ class CampaignDevice(BaseModel):
     acknowledged_at: datetime | None
 
 
-def _load(conn, campaign_id: int) -> CampaignPublic:
+def find_campaign(conn, campaign_id: int) -> CampaignPublic | None:
+    """A campaign with its progress, or None; the API and the CLI read through this."""
     row = conn.execute(f"SELECT {_COLUMNS} FROM campaigns WHERE id = %s", (campaign_id,)).fetchone()
     if row is None:
-        raise HTTPException(404, f"no campaign {campaign_id}")
+        return None
     fields = [f for f in CampaignPublic.model_fields if f != "progress"]
     return CampaignPublic(
         **dict(zip(fields, row, strict=True)), progress=campaign_progress(conn, campaign_id)
     )
 
 
-def _detail(conn, campaign_id: int) -> CampaignDetail:
-    campaign = _load(conn, campaign_id)
+def find_campaigns(conn, *, status: str | None = None, limit: int = 50) -> list[CampaignPublic]:
+    """Campaigns newest first, each with its progress."""
+    ids = conn.execute(
+        "SELECT id FROM campaigns WHERE %(status)s::text IS NULL OR status = %(status)s "
+        "ORDER BY id DESC LIMIT %(limit)s",
+        {"status": status, "limit": limit},
+    ).fetchall()
+    return [find_campaign(conn, i) for (i,) in ids]
+
+
+def campaign_with_timeline(conn, campaign_id: int) -> CampaignDetail | None:
+    """A campaign with its progress and timeline, or None."""
+    campaign = find_campaign(conn, campaign_id)
+    if campaign is None:
+        return None
     events = conn.execute(
         "SELECT at, kind, detail FROM campaign_events WHERE campaign_id = %s ORDER BY id",
         (campaign_id,),
@@ -99,6 +113,20 @@ def _detail(conn, campaign_id: int) -> CampaignDetail:
         **campaign.model_dump(),
         timeline=[CampaignEvent(at=a, kind=k, detail=d) for a, k, d in events],
     )
+
+
+def _load(conn, campaign_id: int) -> CampaignPublic:
+    campaign = find_campaign(conn, campaign_id)
+    if campaign is None:
+        raise HTTPException(404, f"no campaign {campaign_id}")
+    return campaign
+
+
+def _detail(conn, campaign_id: int) -> CampaignDetail:
+    campaign = campaign_with_timeline(conn, campaign_id)
+    if campaign is None:
+        raise HTTPException(404, f"no campaign {campaign_id}")
+    return campaign
 
 
 @router.post("/campaigns", response_model=CampaignDetail, status_code=201)
@@ -117,12 +145,7 @@ def list_campaigns(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[CampaignPublic]:
     """Campaigns, newest first, each with its progress."""
-    ids = conn.execute(
-        "SELECT id FROM campaigns WHERE %(status)s::text IS NULL OR status = %(status)s "
-        "ORDER BY id DESC LIMIT %(limit)s",
-        {"status": status, "limit": limit},
-    ).fetchall()
-    return [_load(conn, i) for (i,) in ids]
+    return find_campaigns(conn, status=status, limit=limit)
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignDetail)

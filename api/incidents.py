@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -10,6 +9,8 @@ from typing import Annotated, Literal
 import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query
 
+import incidents
+from alerts.outbox import release_silence
 from alerts.redact import redact_url
 from api.deps import CurrentKey, DbConn, StaffKey
 from api.fleet import INCIDENT_COLUMNS, decode_cursor, encode_cursor, incident_from_row
@@ -17,13 +18,13 @@ from api.models import (
     Comment,
     IncidentDetail,
     IncidentPage,
+    IncidentPublic,
     NotificationPublic,
     Resolve,
     SilenceCreate,
     SilencePublic,
     TimelineEvent,
 )
-from monitor.escalation import acknowledge
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["incidents"])
@@ -46,7 +47,44 @@ def list_incidents(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> IncidentPage:
     """Incidents newest first; `active` is open or acknowledged."""
-    where, params = ["true"], {"limit": limit + 1}
+    if since is not None and since.tzinfo is None:
+        raise HTTPException(400, "since needs a UTC offset, e.g. 2026-12-01T00:00:00Z")
+    after = decode_cursor(cursor)
+    if after is not None and (not after.isdigit() or int(after) > 2**63 - 1):
+        raise HTTPException(400, "invalid cursor: pass back the next_cursor of a page")
+    rows = find_incidents(
+        conn,
+        status=status,
+        severity=severity,
+        scope=scope,
+        kind=kind,
+        device_id=device_id,
+        since=since,
+        customer=key.customer_scope,
+        before_id=int(after) if after is not None else None,
+        limit=limit + 1,
+    )
+    items = rows[:limit]
+    more = len(rows) > limit
+    return IncidentPage(items=items, next_cursor=encode_cursor(str(items[-1].id)) if more else None)
+
+
+def find_incidents(
+    conn: psycopg.Connection,
+    *,
+    status: str | None = None,
+    severity: str | None = None,
+    scope: str | None = None,
+    kind: str | None = None,
+    device_id: str | None = None,
+    since: datetime | None = None,
+    customer: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> list[IncidentPublic]:
+    """Incidents newest first, filtered (`active`: open or acknowledged; `customer`: only
+    that customer's devices'); the API and the CLI read through this."""
+    where, params = ["true"], {"limit": limit}
     if status == "active":
         where.append("i.status <> 'resolved'")
     elif status:
@@ -62,27 +100,20 @@ def list_incidents(
             where.append(f"i.{name} = %({name})s")
             params[name] = value
     if since is not None:
-        if since.tzinfo is None:
-            raise HTTPException(400, "since needs a UTC offset, e.g. 2026-12-01T00:00:00Z")
         where.append("i.opened_at >= %(since)s")
         params["since"] = since
-    if key.customer_scope:
+    if customer:
         where.append(_CUSTOMER_INCIDENTS)
-        params["customer"] = key.customer_scope
-    after = decode_cursor(cursor)
-    if after is not None:
-        if not after.isdigit() or int(after) > 2**63 - 1:
-            raise HTTPException(400, "invalid cursor: pass back the next_cursor of a page")
+        params["customer"] = customer
+    if before_id is not None:
         where.append("i.id < %(after)s")
-        params["after"] = int(after)
+        params["after"] = before_id
     rows = conn.execute(
         f"SELECT {INCIDENT_COLUMNS} FROM incidents i WHERE {' AND '.join(where)} "
         "ORDER BY i.id DESC LIMIT %(limit)s",
         params,
     ).fetchall()
-    items = [incident_from_row(r) for r in rows[:limit]]
-    more = len(rows) > limit
-    return IncidentPage(items=items, next_cursor=encode_cursor(str(items[-1].id)) if more else None)
+    return [incident_from_row(r) for r in rows]
 
 
 def _visible(conn: psycopg.Connection, incident_id: int, customer: str | None):
@@ -156,7 +187,7 @@ def incident_detail(incident_id: IncidentId, key: CurrentKey, conn: DbConn) -> I
 def ack_incident(incident_id: IncidentId, key: StaffKey, conn: DbConn) -> IncidentDetail:
     """Someone is on it: it is not escalated any further."""
     _visible(conn, incident_id, None)
-    if not acknowledge(conn, incident_id, key.name, datetime.now(UTC)):
+    if not incidents.acknowledge(conn, incident_id, key.name, datetime.now(UTC)):
         raise HTTPException(409, f"incident {incident_id} is not open (acknowledged or resolved)")
     return incident_detail(incident_id, key, conn)
 
@@ -167,20 +198,17 @@ def resolve_incident(
 ) -> IncidentDetail:
     """Close an incident by hand (the timeline says who and why)."""
     _visible(conn, incident_id, None)
-    now = datetime.now(UTC)
     with conn.transaction():
-        done = conn.execute(
-            "UPDATE incidents SET status = 'resolved', resolved_at = %s "
-            "WHERE id = %s AND status <> 'resolved'",
-            (now, incident_id),
-        ).rowcount
+        done = incidents.resolve(
+            conn,
+            [incident_id],
+            datetime.now(UTC),
+            by=key.name,
+            note=body.note,
+            details={incident_id: {"manual": True}},
+        )
         if not done:
             raise HTTPException(409, f"incident {incident_id} is already resolved")
-        detail = {"by": key.name, "manual": True, **({"note": body.note} if body.note else {})}
-        conn.execute(
-            "INSERT INTO incident_events (incident_id, at, kind, detail) VALUES (%s, %s, %s, %s)",
-            (incident_id, now, "resolved", json.dumps(detail)),
-        )
     log.info("incident %d resolved by %s", incident_id, key.name)
     return incident_detail(incident_id, key, conn)
 
@@ -191,10 +219,7 @@ def comment_incident(
 ) -> IncidentDetail:
     """Add a note to the incident's timeline."""
     _visible(conn, incident_id, None)
-    conn.execute(
-        "INSERT INTO incident_events (incident_id, at, kind, detail) VALUES (%s, now(), %s, %s)",
-        (incident_id, "comment", json.dumps({"by": key.name, "text": body.text})),
-    )
+    incidents.comment(conn, incident_id, key.name, body.text, datetime.now(UTC))
     return incident_detail(incident_id, key, conn)
 
 
@@ -262,14 +287,9 @@ def end_silence(
             f"WHERE id = %s RETURNING {_SILENCE_COLUMNS}",
             (silence_id,),
         ).fetchone()
-        # Held notices wait exactly until the silence's end (alerts/outbox.py).
-        conn.execute(
-            "UPDATE notifications n SET due_at = now() "
-            "WHERE n.status = 'pending' AND n.due_at = %(old_end)s AND n.device_id IN ("
-            "  SELECT d.id FROM devices d WHERE (%(scope)s = 'device' AND d.id = %(target)s)"
-            "  OR (%(scope)s = 'model' AND d.model_id = %(target)s)"
-            "  OR (%(scope)s = 'label' AND %(target)s = ANY (d.labels)))",
-            {"old_end": row[0], "scope": ended[1], "target": ended[2]},
+        # Held notices wait exactly until the silence's end (alerts/router.py).
+        release_silence(
+            conn, old_end=row[0], scope=ended[1], target=ended[2], now=datetime.now(UTC)
         )
     log.info("silence %d ended by %s", silence_id, key.name)
     return SilencePublic(**dict(zip(_SILENCE_FIELDS, ended, strict=True)))

@@ -87,6 +87,14 @@ SELECT extract(epoch FROM now() - min(due_at)) FROM notifications
 WHERE status = 'pending' AND due_at <= now()
 """
 _INCIDENTS = "SELECT severity, count(*) FROM incidents WHERE status <> 'resolved' GROUP BY 1"
+_NOTICES = """
+SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM notices WHERE routed_at IS NULL
+"""
+_WORKERS = """
+SELECT worker, job, runs_total, errors_total, overruns_total,
+       extract(epoch FROM now() - last_run_at)
+FROM worker_jobs ORDER BY worker, job
+"""
 
 
 class DatabaseCollector:
@@ -106,6 +114,8 @@ class DatabaseCollector:
             attempts_failed = conn.execute(_ATTEMPTS_FAILED).fetchone()[0]
             outbox_late = conn.execute(_OVERDUE_OUTBOX).fetchone()[0]
             incidents = dict(conn.execute(_INCIDENTS).fetchall())
+            unrouted, unrouted_age = conn.execute(_NOTICES).fetchone()
+            workers = conn.execute(_WORKERS).fetchall()
         yield _counter(
             "fleetwatch_ingest_messages", "MQTT messages received by all ingests", messages
         )
@@ -164,6 +174,13 @@ class DatabaseCollector:
         for severity in ("info", "warning", "critical"):
             open_incidents.add_metric([severity], incidents.get(severity, 0))
         yield open_incidents
+        yield _gauge("fleetwatch_notices_unrouted", "Notices waiting for the router", unrouted)
+        yield _gauge(
+            "fleetwatch_notices_oldest_unrouted_seconds",
+            "How long the oldest notice not yet routed has waited",
+            float(unrouted_age) if unrouted_age is not None else 0.0,
+        )
+        yield from _worker_metrics(workers)
         summary = self._summary.get()
         devices = GaugeMetricFamily(
             "fleetwatch_devices", "Registered devices by status", labels=["status"]
@@ -171,6 +188,35 @@ class DatabaseCollector:
         for status, n in sorted(summary.by_status.items()):
             devices.add_metric([status], n)
         yield devices
+
+
+def _worker_metrics(rows):
+    """Every long-running part's jobs (core/worker.py), summed over its processes."""
+    labels = ["worker", "job"]
+    runs = CounterMetricFamily(
+        "fleetwatch_worker_runs", "Runs of each worker job, all processes", labels=labels
+    )
+    errors = CounterMetricFamily(
+        "fleetwatch_worker_errors",
+        "Runs that failed with an unexpected error (logged with its traceback)",
+        labels=labels,
+    )
+    overruns = CounterMetricFamily(
+        "fleetwatch_worker_overruns",
+        "Runs skipped because the run before was still going",
+        labels=labels,
+    )
+    age = GaugeMetricFamily(
+        "fleetwatch_worker_last_run_age_seconds",
+        "Seconds since a job last finished a run (reported every few seconds)",
+        labels=labels,
+    )
+    for worker, job, n_runs, n_errors, n_overruns, seconds in rows:
+        runs.add_metric([worker, job], n_runs)
+        errors.add_metric([worker, job], n_errors)
+        overruns.add_metric([worker, job], n_overruns)
+        age.add_metric([worker, job], float(seconds) if seconds is not None else float("nan"))
+    yield from (runs, errors, overruns, age)
 
 
 def _counter(name: str, doc: str, value) -> CounterMetricFamily:

@@ -195,13 +195,21 @@ def update_model(
 _CUSTOMER_COLUMNS = "id, name, timezone, quiet_hours_start, quiet_hours_end, max_messages_per_hour"
 
 
-def get_customer(conn, customer_id: str) -> CustomerPublic:
+def find_customer(conn, customer_id: str) -> CustomerPublic | None:
+    """A customer and their preferences, or None; the API and the CLI read through this."""
     row = conn.execute(
         f"SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE id = %s", (customer_id,)
     ).fetchone()
     if row is None:
-        raise HTTPException(404, f"no customer {customer_id!r}")
+        return None
     return CustomerPublic(**dict(zip(CustomerPublic.model_fields, row, strict=True)))
+
+
+def get_customer(conn, customer_id: str) -> CustomerPublic:
+    customer = find_customer(conn, customer_id)
+    if customer is None:
+        raise HTTPException(404, f"no customer {customer_id!r}")
+    return customer
 
 
 def update_customer_row(conn, customer_id: str, values: dict) -> CustomerPublic:
@@ -368,10 +376,15 @@ def delete_staff_channel(channel_id: RowId, key: AdminKey, conn: DbConn) -> None
 _KEY_COLUMNS = "id, prefix, role, customer_id, label, created_at, last_used_at, revoked_at"
 
 
-@router.get("/keys", response_model=list[KeyPublic], tags=["keys"])
-def list_keys(key: AdminKey, conn: DbConn) -> list[KeyPublic]:
+def find_keys(conn) -> list[KeyPublic]:
+    """Every API key (never the key itself); the API and the CLI read through this."""
     rows = conn.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY id").fetchall()
     return [KeyPublic(**dict(zip(KeyPublic.model_fields, r, strict=True))) for r in rows]
+
+
+@router.get("/keys", response_model=list[KeyPublic], tags=["keys"])
+def list_keys(key: AdminKey, conn: DbConn) -> list[KeyPublic]:
+    return find_keys(conn)
 
 
 @router.post("/keys", response_model=KeyCreated, status_code=201, tags=["keys"])

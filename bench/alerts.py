@@ -4,16 +4,17 @@
         [--dispatchers 1,2] [--processes] [--tick 0.25] [--sink http|smtp|both]
 
 Registers the fleet with set-based SQL, every device online with its deadline a day away.
-Then, for each (workers, dispatchers) pair, starts the real monitor (APScheduler, every
-`--tick` s) and real dispatchers (`run_forever`, as threads of this process, or each in its
-own process with `--processes`), gives `--silent` devices one due instant (`overdue_at`)
-two ticks ahead and `--phase` of a tick after a tick (0.05: the tick just before misses
-them, the near-worst case; `--spread 1` spreads them over a second instead), and waits
-until every notification has reached the sink. Latency is arrival - due. The dispatch rate
-is notifications / (last arrival - first claim). The baseline, measured in the same run,
-is Apprise sending the same messages to the same sink from a thread pool of the same size,
-with no database. The sink (bench/sinks.py) runs in its own process; `--sink-delay-ms`
-makes it reply as slowly as a remote service. Prints figures, then one line of JSON.
+Then, for each (workers, dispatchers) pair, starts the real monitor (its tick every
+`--tick` s) and real alerts processes (router, escalation and a dispatcher each, as threads
+of this process, or each in its own process with `--processes`), gives `--silent` devices
+one due instant (`overdue_at`) two ticks ahead and `--phase` of a tick after a tick (0.05:
+the tick just before misses them, the near-worst case; `--spread 1` spreads them over a
+second instead), and waits until every notification has reached the sink. Latency is
+arrival - due. The dispatch rate is notifications / (last arrival - first claim). The
+baseline, measured in the same run, is Apprise sending the same messages to the same sink
+from a thread pool of the same size, with no database. The sink (bench/sinks.py) runs in
+its own process; `--sink-delay-ms` makes it reply as slowly as a remote service. Prints
+figures, then one line of JSON.
 
 The silent devices are dev-000000 upwards. A `--shared` share of the fleet belongs to
 two-device customers (a household whose internet drops: both go silent, one digest).
@@ -44,6 +45,7 @@ import psycopg
 from alerts.context import DeviceInfo, device_context
 from alerts.dispatcher import Dispatcher
 from alerts.send import AppriseSender
+from alerts.service import Alerts
 from alerts.templates import render
 from bench.common import bench_database
 from bench.sinks import DEVICE_ID, SinkProcess
@@ -86,7 +88,7 @@ FROM fleet
 # ingest, as the 99 % of the fleet still sending would keep it (the monitor holds offline
 # verdicts while no ingest receives anything).
 _RESET = [
-    "TRUNCATE delivery_attempts, incident_events, notifications, incidents",
+    "TRUNCATE delivery_attempts, incident_events, notifications, notices, incidents",
     """
 INSERT INTO ingest_status (client_id, last_message_at, updated_at)
 VALUES ('bench-alerts', now(), now())
@@ -172,15 +174,17 @@ class TimedDispatcher(Dispatcher):
 
 def _dispatch_in_process(overrides: dict, dsn: str, stop, out) -> None:
     logging.basicConfig(level=logging.WARNING)
-    dispatcher = TimedDispatcher(Settings(**overrides), dsn)
+    settings = Settings(**overrides)
+    dispatcher = TimedDispatcher(settings, dsn)
     apprise.Apprise().add("json://127.0.0.1:9/warm-up")  # loads the plugins, as a running one has
     out.put("ready")
-    dispatcher.run_forever(stop)
+    Alerts(settings, dsn, dispatcher=dispatcher).run_forever(stop)
     out.put(dispatcher.finish())
 
 
 class Dispatchers:
-    """`count` real dispatchers in `run_forever`: threads of this process, or processes."""
+    """`count` real alerts processes (router, escalation, dispatcher) in `run_forever`:
+    threads of this process, or processes."""
 
     def __init__(self, overrides: dict, dsn: str, count: int, processes: bool) -> None:
         if processes:
@@ -197,7 +201,10 @@ class Dispatchers:
             self._stop, self._out = threading.Event(), None
             self._dispatchers = [TimedDispatcher(Settings(**overrides), dsn) for _ in range(count)]
             self._workers = [
-                threading.Thread(target=d.run_forever, args=(self._stop,))
+                threading.Thread(
+                    target=Alerts(Settings(**overrides), dsn, dispatcher=d).run_forever,
+                    args=(self._stop,),
+                )
                 for d in self._dispatchers
             ]
 

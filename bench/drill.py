@@ -609,8 +609,7 @@ class Drill:
                     "WHERE status IN ('pending', 'sending', 'held')"
                 ).fetchone()[0]
                 unrouted = conn.execute(
-                    "SELECT count(*) FROM incident_events "
-                    "WHERE notify IS NOT NULL AND fanned_out_at IS NULL"
+                    "SELECT count(*) FROM notices WHERE routed_at IS NULL"
                 ).fetchone()[0]
         except psycopg.OperationalError as exc:
             return f"database: {exc}"

@@ -34,8 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 from psycopg import sql
 
+import incidents
 import monitor.service
 import monitor.transitions
+from alerts.router import route_notices
 from bench.common import bench_database, code_version
 from core.settings import Settings
 from monitor.service import _DUE, Monitor
@@ -261,10 +263,11 @@ TICK_STAGES = [
     (monitor.service, "read_sight", "sight (blind-spot check)"),
     (monitor.service, "find_transitions", "find_transitions"),
     (monitor.service, "apply_transitions", "apply_transitions"),
-    (monitor.transitions, "_open", "  insert incidents (_open)"),
-    (monitor.transitions, "_flapping", "  flapping check"),
+    (monitor.transitions, "_open", "  open incidents (_open)"),
+    (incidents, "open_device_incidents", "    insert incidents and their events"),
+    (monitor.transitions, "record_notices", "    record notices"),
+    (monitor.transitions, "_flapping", "    flapping check"),
     (monitor.transitions, "_resolve", "  resolve incidents"),
-    (monitor.transitions, "_events", "  insert incident_events"),
     (monitor.service, "correlate", "  fleet correlation"),
     (monitor.service, "resolve_stable", "resolve_stable"),
 ]
@@ -279,7 +282,7 @@ class Run:
     opened: int
     notifications: int
     checked: tuple[int, int, int, int]
-    # The fan-out after the tick (routing and the outbox), which detection does not wait for.
+    # The router after the tick (notices to outbox rows), which detection does not wait for.
     fanout_seconds: float = 0.0
 
     @property
@@ -319,9 +322,15 @@ def explain_due(
 
     Returns one summary per UNION ALL part, the text plan, and whether JIT ran.
     """
+    # Every limit the tick passes is the batch limit when nothing is held.
     prepared = (
-        _DUE.replace("%(now)s", "$1").replace("%(will_cutoff)s", "$2").replace("%(limit)s", "$3")
+        _DUE.replace("%(now)s", "$1")
+        .replace("%(will_cutoff)s", "$2")
+        .replace("%(limit)s", "$3")
+        .replace("%(silent_limit)s", "$3")
+        .replace("%(will_limit)s", "$3")
     )
+    assert "%(" not in prepared, "the due query has a parameter this bench does not know"
     conn.execute("DEALLOCATE ALL")
     conn.execute(f"PREPARE bench_due (timestamptz, timestamptz, integer) AS {prepared}")
     conn.execute(sql.SQL("SET plan_cache_mode = {}").format(sql.Literal(mode)))
@@ -371,7 +380,14 @@ def time_find_parts(
     """Seconds for the due query with its fetch, and for deciding on the rows in Python."""
     started = time.perf_counter()
     rows = conn.execute(
-        _DUE, {"now": now, "will_cutoff": now - will_grace, "limit": limit}
+        _DUE,
+        {
+            "now": now,
+            "will_cutoff": now - will_grace,
+            "limit": limit,
+            "silent_limit": limit,
+            "will_limit": limit,
+        },
     ).fetchall()
     queried = time.perf_counter() - started
     started = time.perf_counter()
@@ -413,8 +429,9 @@ def overdue_run(
     result, stages = timed_tick(watcher, now)
     started = time.perf_counter()
     notifications = 0
-    while (fanned := watcher.fan_out(now)).events:
-        notifications += fanned.notifications
+    with psycopg.connect(watcher.dsn, autocommit=True) as conn:
+        while (routed := route_notices(conn, now, limit=5000)).notices:
+            notifications += routed.notifications
     fanout_seconds = time.perf_counter() - started
     with psycopg.connect(watcher.dsn) as conn:
         checked = conn.execute(_OUTCOME, {"ids": ids}).fetchone()
@@ -484,7 +501,7 @@ def main() -> None:
     dsn = bench_database("fleetwatch_bench_monitor")
     facts = server_facts(dsn)
     cores = os.cpu_count()
-    code = code_version("monitor", "alerts", "fleetwatch")
+    code = code_version("monitor", "alerts", "incidents", "core")
     print(f"code: {code}")
     print(
         f"PostgreSQL {facts['server_version']} on the same {cores} cores "
@@ -534,7 +551,7 @@ def main() -> None:
             print(
                 f"run {number}: {len(ids):,} made overdue; tick {run.seconds * 1000:.0f} ms: "
                 f"{run.due:,} due, {run.opened:,} incidents opened, "
-                f"{run.notifications:,} notifications queued by the fan-out after it "
+                f"{run.notifications:,} notifications queued by the router after it "
                 f"in {run.fanout_seconds * 1000:.0f} ms",
                 flush=True,
             )

@@ -1,15 +1,14 @@
 """What a campaign tells owners: notices before, after success and on failure, and recalls.
 
-All go through the alerts outbox, routed to the owner's channels like incident alerts; a
-recall goes to one channel at a time (the next one when it is not acknowledged).
+Recorded as notices (alerts/notices.py) and routed to the owner's channels like incident
+alerts; a recall goes to one channel at a time (the next one when it is not acknowledged).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from alerts.context import device_context, local_time
-from alerts.outbox import CustomerNotice, enqueue_customer_notices, load_recipients
+from alerts.notices import ROUTED, record_notices, to_owner
 
 SAFE = "It is safe to keep using it meanwhile."
 UNSAFE = "Stop using it until this is done."
@@ -45,13 +44,12 @@ def notify_owners(
     reason: str | None = None,
     channel: int | None = None,
 ) -> int:
-    """Queue a campaign notice to each device's owner, through the outbox.
+    """Record a campaign notice to each device's owner; return how many.
 
     `channel` picks one of the owner's channels by position (a recall's first, then next).
     """
     if not device_ids:
         return 0
-    recipients = load_recipients(conn, sorted(device_ids))
     tokens = {}
     if campaign.kind == "recall_notice":
         tokens = dict(
@@ -61,37 +59,22 @@ def notify_owners(
                 (campaign.id, device_ids),
             ).fetchall()
         )
-    notices = []
-    for device_id in device_ids:
-        device = recipients.devices.get(device_id)
-        if device is None or device.customer_id is None:
-            continue
-        context = device_context(device, since=now)
-        context.update(
-            campaign_context(campaign, device, tokens.get(device_id), reason, now, public_url)
+    notices = [
+        to_owner(
+            template,
+            SEVERITY.get(template, "info"),
+            device_id,
+            campaign_id=campaign.id,
+            context=campaign_context(campaign, tokens.get(device_id), reason, now, public_url),
+            channels=ROUTED if channel is None else f"position:{channel}",
         )
-        only = None
-        if channel is not None:
-            channels = recipients.channels.get(device.customer_id, [])
-            if not channels:
-                continue
-            only = channels[min(channel, len(channels) - 1)].id
-        notices.append(
-            CustomerNotice(
-                None,
-                device,
-                template,
-                SEVERITY.get(template, "info"),
-                context,
-                campaign_id=campaign.id,
-                only_channel=only,
-            )
-        )
-    return enqueue_customer_notices(conn, notices, recipients, now)
+        for device_id in sorted(device_ids)
+    ]
+    return record_notices(conn, notices, now)
 
 
-def campaign_context(campaign, device, token, reason, now: datetime, public_url: str) -> dict:
-    """The template fields a campaign adds to the device's own."""
+def campaign_context(campaign, token, reason, now: datetime, public_url: str) -> dict:
+    """The template fields a campaign adds to the device's own (the router adds those)."""
     context = {
         "campaign_id": campaign.id,
         "campaign_name": campaign.name,
@@ -100,7 +83,7 @@ def campaign_context(campaign, device, token, reason, now: datetime, public_url:
     if campaign.window_start is not None:
         context["when_text"] = (
             f"between {campaign.window_start:%H:%M} and {campaign.window_end:%H:%M} your "
-            f"time ({device.timezone}), in the next days"
+            "local time, in the next days"
         )
     else:
         context["when_text"] = "in the next hours"
@@ -113,5 +96,6 @@ def campaign_context(campaign, device, token, reason, now: datetime, public_url:
         context["instructions"] = campaign.instructions or ""
         context["what_to_do"] = context["instructions"]
         context["ack_url"] = f"{public_url.rstrip('/')}/recall/{token}"
-        context["notified_local"] = local_time(now, device.timezone)
+        # Shown to the owner in their own time as `notified_local` (alerts/router.py).
+        context["notified_at"] = now.isoformat()
     return context

@@ -18,14 +18,12 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
-from apscheduler.schedulers.background import BackgroundScheduler
 
-from alerts.outbox import (
-    enqueue_staff_notice,
-)
+import incidents
+from alerts.notices import record_notices, to_staff
 from campaigns.gates import evaluate_gate
 from campaigns.notices import notify_owners
 from campaigns.readings import (
@@ -44,6 +42,8 @@ from campaigns.waves import in_window, next_move
 from core import db
 from core.mqtt import connect_client, make_client
 from core.settings import MqttTarget, Settings
+from core.worker import Job, Worker
+from incidents import GroupProblem
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class TickReport:
 
 
 class CampaignRunner:
-    """Moves campaigns on every FLEETWATCHACTIVE_CAMPAIGNS_TICK_S; publishes commands over MQTT."""
+    """Moves campaigns on every FLEETWATCH_CAMPAIGNS_TICK_S; publishes commands over MQTT."""
 
     def __init__(
         self,
@@ -77,7 +77,9 @@ class CampaignRunner:
         self.dsn = dsn
         self._prefix = settings.topic_prefix
         self._conn: psycopg.Connection | None = None
-        self._scheduler = BackgroundScheduler(timezone=UTC)
+        self.worker = Worker(
+            "campaigns", [Job("tick", self.tick, settings.campaigns_tick_s, self._drop)], dsn=dsn
+        )
         self._client = None
         self._publish = publish
         if publish is None and target is not None:
@@ -93,26 +95,15 @@ class CampaignRunner:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> CampaignRunner:
-        self._scheduler.add_job(
-            self._safe_tick,
-            "interval",
-            seconds=self.settings.campaigns_tick_s,
-            id="campaigns",
-            max_instances=1,
-            coalesce=True,
-            next_run_time=datetime.now(UTC),
-        )
-        self._scheduler.start()
+        self.worker.start()
         return self
 
     def stop(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
+        self.worker.stop()
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
-        if self._conn is not None:
-            self._conn.close()
+        self._drop()
 
     def run_forever(self, stop: threading.Event) -> None:
         self.start()
@@ -121,15 +112,10 @@ class CampaignRunner:
         finally:
             self.stop()
 
-    def _safe_tick(self) -> None:
-        try:
-            self.tick()
-        except psycopg.OperationalError as exc:
-            log.warning("campaigns: database unreachable: %s", exc)
-            self._conn = None
-        except Exception:
-            log.exception("campaigns: tick failed")
-            self._conn = None
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
@@ -147,7 +133,7 @@ class CampaignRunner:
             return report
         try:
             if now is None:
-                now = conn.execute("SELECT now()").fetchone()[0]
+                now = db.db_now(conn)
             report.reports = self._apply_reports(conn, now, report)
             for row in conn.execute(ACTIVE_CAMPAIGNS).fetchall():
                 campaign = campaign_from_row(row)
@@ -317,22 +303,19 @@ class CampaignRunner:
             progress = campaign_progress(conn, campaign.id)
             record_event(conn, campaign.id, now, "completed", **progress["by_state"])
             if campaign.kind == "ota_update":
-                enqueue_staff_notice(
-                    conn,
-                    None,
-                    "campaign_completed",
-                    "info",
-                    {
-                        "campaign_id": campaign.id,
-                        "campaign_name": campaign.name,
-                        "waves": len(campaign.waves),
-                        **{
-                            k: progress["by_state"].get(k, 0)
-                            for k in ("succeeded", "failed", "skipped")
-                        },
+                context = {
+                    "campaign_id": campaign.id,
+                    "campaign_name": campaign.name,
+                    "waves": len(campaign.waves),
+                    **{
+                        k: progress["by_state"].get(k, 0)
+                        for k in ("succeeded", "failed", "skipped")
                     },
-                    now,
+                }
+                notice = to_staff(
+                    "campaign_completed", "info", campaign_id=campaign.id, context=context
                 )
+                record_notices(conn, [notice], now)
         campaign.status = "completed"
         log.info("campaign %d completed: %s", campaign.id, progress["by_state"])
 
@@ -364,24 +347,27 @@ class CampaignRunner:
                 "failures": ", ".join(f"{n} {r}" for r, n in progress["failures"].items())
                 or "none",
             }
-            incident = conn.execute(
-                "INSERT INTO incidents (scope, kind, severity, opened_at, summary, group_key, "
-                "details) VALUES ('fleet', 'campaign_halted', 'critical', %s, %s, %s, %s) "
-                "ON CONFLICT DO NOTHING RETURNING id",
-                (
-                    now,
-                    f"Campaign {campaign.id} halted: {reason}",
+            opened = incidents.open_group_incident(
+                conn,
+                GroupProblem(
+                    "fleet",
+                    "campaign_halted",
                     f"campaign:{campaign.id}",
-                    json.dumps(context),
+                    "critical",
+                    f"Campaign {campaign.id} halted: {reason}",
+                    context,
                 ),
-            ).fetchone()
-            if incident:
-                conn.execute(
-                    "INSERT INTO incident_events (incident_id, at, kind, detail) "
-                    "VALUES (%s, %s, 'opened', %s)",
-                    (incident[0], now, json.dumps({"reason": reason})),
+                now,
+            )
+            if opened:
+                notice = to_staff(
+                    "campaign_halted",
+                    "critical",
+                    incident_id=opened.id,
+                    campaign_id=campaign.id,
+                    context=context,
                 )
-                enqueue_staff_notice(conn, incident[0], "campaign_halted", "critical", context, now)
+                record_notices(conn, [notice], now)
         campaign.status = "halted"
         log.warning("campaign %d halted in wave %d: %s", campaign.id, campaign.current_wave, reason)
 

@@ -10,6 +10,7 @@ from datetime import datetime, time
 import psycopg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+import incidents
 from campaigns.policy import Policy
 from campaigns.targeting import Target
 from campaigns.waves import assign_waves
@@ -195,17 +196,10 @@ def move_campaign(
             )
         if move in ("resume", "cancel"):
             # A halt opened an incident for the team; a person deciding closes it.
-            for (incident_id,) in conn.execute(
-                "UPDATE incidents SET status = 'resolved', resolved_at = %s "
-                "WHERE group_key = %s AND kind = 'campaign_halted' AND status <> 'resolved' "
-                "RETURNING id",
-                (now, f"campaign:{campaign_id}"),
-            ).fetchall():
-                conn.execute(
-                    "INSERT INTO incident_events (incident_id, at, kind, detail) "
-                    "VALUES (%s, %s, 'resolved', %s)",
-                    (incident_id, now, json.dumps({"by": by, "campaign": move})),
-                )
+            halted = incidents.find_open_group(conn, f"campaign:{campaign_id}", "campaign_halted")
+            incidents.resolve(
+                conn, halted, now, by=by, details={i: {"campaign": move} for i in halted}
+            )
         record_event(conn, campaign_id, now, move, by=by)
     log.info("campaign %d: %s by %s", campaign_id, move, by)
     return status

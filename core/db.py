@@ -35,6 +35,11 @@ def connect(dsn: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(dsn, application_name="fleetwatch", **kwargs)
 
 
+def db_now(conn: psycopg.Connection):
+    """The database's clock: the one time every process's decisions are judged by."""
+    return conn.execute("SELECT now()").fetchone()[0]
+
+
 def load_migrations(flavour: str) -> list[Migration]:
     """The migrations for a flavour (`postgres` or `timescaledb`), in order."""
     chosen: dict[int, Migration] = {}

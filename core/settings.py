@@ -94,10 +94,6 @@ class Settings(BaseSettings):
     monitor_health_s: float = 10.0
     monitor_health_batch_limit: int = 2000
     monitor_health_min_interval_s: int = 60
-    monitor_fanout_batch: int = 5000
-    # The fan-out looks for new events this often: an idle look is one index probe, and
-    # every pass saved is time a customer does not wait.
-    monitor_fanout_s: float = 0.05
     monitor_review_s: float = 5.0
 
     fleet_groups: str = Field(
@@ -118,6 +114,11 @@ class Settings(BaseSettings):
     alerts_max_attempts: int = 8
     alerts_backoff_s: float = 5.0
     alerts_backoff_max_s: float = 900.0
+    # The router looks for new notices this often: an idle look is one index probe, and
+    # every pass saved is time a customer does not wait.
+    alerts_router_s: float = 0.05
+    alerts_router_batch: int = 5000
+    alerts_escalation_s: float = 5.0
     alerts_escalate_after_s: int = 900
     alerts_remind_every_s: int = 4 * 3600
     alerts_max_reminders: int = 3

@@ -110,16 +110,12 @@ def monitor() -> None:
 
 @app.command()
 def alerts() -> None:
-    """Run an alert dispatcher: send due notifications through Apprise."""
-    from alerts.dispatcher import Dispatcher
+    """Run the alerts process: route notices, escalate and remind, send through Apprise."""
+    from alerts.service import Alerts
 
     dsn = _database()
     db.migrate(dsn)
-    dispatcher = Dispatcher(get_settings(), dsn)
-    try:
-        dispatcher.run_forever(_stop_on_signals())
-    finally:
-        dispatcher.close()
+    Alerts(get_settings(), dsn).run_forever(_stop_on_signals())
 
 
 @app.command()
@@ -269,15 +265,14 @@ def demo(
 @incidents_app.command("list")
 def incidents_list() -> None:
     """The open and acknowledged incidents, newest first."""
+    from api.incidents import find_incidents
+
     with db.connect(_database()) as conn:
-        rows = conn.execute(
-            "SELECT id, status, severity, scope, coalesce(device_id, group_key, ''), opened_at, "
-            "summary FROM incidents WHERE status <> 'resolved' ORDER BY opened_at DESC LIMIT 200"
-        ).fetchall()
-    for incident_id, status, severity, scope, subject, opened_at, summary in rows:
+        found = find_incidents(conn, status="active", limit=200)
+    for i in found:
         typer.echo(
-            f"{incident_id}\t{status}\t{severity}\t{scope}\t{subject}\t"
-            f"{opened_at:%Y-%m-%d %H:%M:%S%z}\t{summary}"
+            f"{i.id}\t{i.status}\t{i.severity}\t{i.scope}\t{i.device_id or i.group_key or ''}\t"
+            f"{i.opened_at:%Y-%m-%d %H:%M:%S%z}\t{i.summary}"
         )
 
 
@@ -289,10 +284,10 @@ def incidents_ack(
     """Acknowledge an open incident: someone is on it, so it is not escalated."""
     from datetime import UTC, datetime
 
-    from monitor.escalation import acknowledge
+    import incidents
 
     with db.connect(_database(), autocommit=True) as conn:
-        if not acknowledge(conn, incident_id, by, datetime.now(UTC)):
+        if not incidents.acknowledge(conn, incident_id, by, datetime.now(UTC)):
             console.print(f"incident {incident_id} is not open (unknown, acknowledged or resolved)")
             raise typer.Exit(1)
     console.print(f"incident {incident_id} acknowledged by {by}")
@@ -308,14 +303,12 @@ def keys_create(
 ) -> None:
     """Make an API key and print it (only its hash is kept: it is shown this once)."""
     from api.auth import create_key
+    from api.registry import find_customer
 
     dsn = _database()
     db.migrate(dsn)
     with db.connect(dsn, autocommit=True) as conn:
-        if (
-            customer
-            and not conn.execute("SELECT 1 FROM customers WHERE id = %s", (customer,)).fetchone()
-        ):
+        if customer and find_customer(conn, customer) is None:
             console.print(f"[red]no customer {customer!r}[/red]")
             raise typer.Exit(1)
         try:
@@ -330,13 +323,15 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """The API keys: id, shown prefix, role, customer, label, revoked."""
+    from api.registry import find_keys
+
     with db.connect(_database()) as conn:
-        rows = conn.execute(
-            "SELECT id, prefix, role, coalesce(customer_id, ''), coalesce(label, ''), "
-            "revoked_at IS NOT NULL FROM api_keys ORDER BY id"
-        ).fetchall()
-    for key_id, prefix, role, customer, label, revoked in rows:
-        typer.echo(f"{key_id}\t{prefix}...\t{role}\t{customer}\t{label}" + ("\trevoked" * revoked))
+        found = find_keys(conn)
+    for k in found:
+        revoked = "\trevoked" if k.revoked_at else ""
+        typer.echo(
+            f"{k.id}\t{k.prefix}...\t{k.role}\t{k.customer_id or ''}\t{k.label or ''}{revoked}"
+        )
 
 
 @keys_app.command("revoke")
@@ -394,17 +389,14 @@ def campaigns_create(
 @campaigns_app.command("list")
 def campaigns_list() -> None:
     """Campaigns, newest first: id, status, kind, wave, counts by state, name."""
-    from campaigns.store import campaign_progress
+    from api.campaigns import find_campaigns
 
     with db.connect(_database()) as conn:
-        rows = conn.execute(
-            "SELECT id, status, kind, current_wave, jsonb_array_length(waves), name "
-            "FROM campaigns ORDER BY id DESC LIMIT 100"
-        ).fetchall()
-        for campaign_id, status, kind, wave, waves, name in rows:
-            counts = campaign_progress(conn, campaign_id)["by_state"]
-            states = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-            typer.echo(f"{campaign_id}\t{status}\t{kind}\twave {wave}/{waves}\t{states}\t{name}")
+        found = find_campaigns(conn, limit=100)
+    for c in found:
+        states = " ".join(f"{k}={v}" for k, v in sorted(c.progress["by_state"].items()))
+        wave = f"wave {c.current_wave}/{len(c.waves)}"
+        typer.echo(f"{c.id}\t{c.status}\t{c.kind}\t{wave}\t{states}\t{c.name}")
 
 
 @campaigns_app.command("show")
@@ -412,25 +404,19 @@ def campaigns_show(campaign_id: Annotated[int, typer.Argument(help="The campaign
     """One campaign: status, progress by state and wave, failures, and its timeline."""
     import json
 
-    from campaigns.store import campaign_progress
+    from api.campaigns import campaign_with_timeline
 
     with db.connect(_database()) as conn:
-        row = conn.execute(
-            "SELECT name, kind, status, current_wave, halted_reason FROM campaigns WHERE id = %s",
-            (campaign_id,),
-        ).fetchone()
-        if row is None:
-            console.print(f"[red]no campaign {campaign_id}[/red]")
-            raise typer.Exit(1)
-        typer.echo(f"{campaign_id} {row[0]} ({row[1]}): {row[2]}, wave {row[3]}")
-        if row[4]:
-            typer.echo(f"halted: {row[4]}")
-        typer.echo(json.dumps(campaign_progress(conn, campaign_id), indent=2))
-        for at, kind, detail in conn.execute(
-            "SELECT at, kind, detail FROM campaign_events WHERE campaign_id = %s ORDER BY id",
-            (campaign_id,),
-        ):
-            typer.echo(f"{at:%Y-%m-%d %H:%M:%S%z}\t{kind}\t{json.dumps(detail)}")
+        c = campaign_with_timeline(conn, campaign_id)
+    if c is None:
+        console.print(f"[red]no campaign {campaign_id}[/red]")
+        raise typer.Exit(1)
+    typer.echo(f"{c.id} {c.name} ({c.kind}): {c.status}, wave {c.current_wave}")
+    if c.halted_reason:
+        typer.echo(f"halted: {c.halted_reason}")
+    typer.echo(json.dumps(c.progress, indent=2))
+    for event in c.timeline:
+        typer.echo(f"{event.at:%Y-%m-%d %H:%M:%S%z}\t{event.kind}\t{json.dumps(event.detail)}")
 
 
 def _move(campaign_id: int, move: str, by: str) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import threading
 
-from alerts.dispatcher import Dispatcher
+from alerts.service import Alerts
 from campaigns.runner import CampaignRunner
 from core.settings import MqttTarget, Settings
 from ingest.service import Ingest
@@ -15,24 +14,20 @@ log = logging.getLogger(__name__)
 
 
 class Services:
-    """Ingest, monitor, campaign runner and alert dispatcher sharing one stop signal."""
+    """Ingest, monitor, campaign runner and the alerts process, in one process."""
 
     def __init__(self, settings: Settings, dsn: str, target: MqttTarget) -> None:
         self.ingest = Ingest(settings, dsn, target)
         self.monitor = Monitor(settings, dsn)
-        self.dispatcher = Dispatcher(settings, dsn)
+        self.alerts = Alerts(settings, dsn)
         self.campaigns = CampaignRunner(settings, dsn, target)
-        self._stop = threading.Event()
-        self._dispatch_thread = threading.Thread(
-            target=self.dispatcher.run_forever, args=(self._stop,), name="dispatcher"
-        )
 
     def start(self) -> Services:
         self.ingest.start()
         self.monitor.start()
         self.campaigns.start()
-        self._dispatch_thread.start()
-        log.info("serving: ingest, monitor, campaigns and alert dispatcher running")
+        self.alerts.start()
+        log.info("serving: ingest, monitor, campaigns and alerts running")
         return self
 
     def stop(self) -> None:
@@ -40,6 +35,4 @@ class Services:
         self.ingest.stop()
         self.monitor.stop()
         self.campaigns.stop()
-        self._stop.set()
-        self._dispatch_thread.join(30)
-        self.dispatcher.close()
+        self.alerts.stop()

@@ -2,9 +2,12 @@
 
     broker --QoS 1--> on_message (paho thread): parse -> buffer
                                                           |
-           flusher thread: every ~200 ms or batch_size -> write_batch (one transaction)
+      "flush" job: every ~200 ms, batch after batch -> write_batch (one transaction)
                                                           |
                                       commit -> PUBACK each message of the batch
+
+The jobs (flush, tick, maintenance) run on the one worker shape (core/worker.py): a run that
+fails unexpectedly is logged, counted in /metrics and tried again, its batch kept.
 
 A message is acknowledged only after its batch is committed, so whatever the broker
 handed over survives an ingest crash: unacknowledged messages are redelivered to the
@@ -30,6 +33,7 @@ import tenacity
 from core import db
 from core.mqtt import connect_client, end_session, make_client
 from core.settings import MqttTarget, Settings
+from core.worker import Job, Worker
 from ingest.messages import (
     Heartbeat,
     Limits,
@@ -128,13 +132,20 @@ class Ingest:
         self._batch_size = settings.ingest_batch_size
         self._flush_s = settings.ingest_flush_ms / 1000
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
         # Each entry: (connection generation, message id to ack or 0, parsed record).
         self._buffer: list[tuple[int, int, Heartbeat | StatusReport | OtaReport | Rejection]] = []
         self._generation = 0
         self._connected = threading.Event()
         self._stopping = threading.Event()
-        self._flusher = threading.Thread(target=self._flush_loop, name="ingest-flusher")
+        self.worker = Worker(
+            "ingest",
+            [
+                Job("flush", self._flush_available, self._flush_s),
+                Job("tick", self._send_tick, TICK_EVERY_S),
+                Job("maintenance", self._maintain, MAINTENANCE_EVERY_S),
+            ],
+            dsn=dsn,
+        )
         self._conn: psycopg.Connection | None = None
         self._service_topic = f"{self._prefix}-service/{settings.ingest_client_id}/status"
         self._tick_topic = f"{self._prefix}-service/{settings.ingest_client_id}/tick"
@@ -166,7 +177,7 @@ class Ingest:
         """Connect to the database and broker and start flushing."""
         self._conn = self._connect_db()
         maintain_heartbeats(self._conn, self.settings.heartbeat_retention_days, _now())
-        self._flusher.start()
+        self.worker.start()
         connect_client(self.client, self.target, persistent=True, asynchronous=True)
         self.client.loop_start()
         if wait_connected and not self._connected.wait(wait_connected):
@@ -178,10 +189,8 @@ class Ingest:
         if self._stopping.is_set():
             return
         self._stopping.set()
-        with self._wake:
-            self._wake.notify()
-        if self._flusher.is_alive():
-            self._flusher.join(30)
+        self.worker.stop()
+        self._drain()
         try:
             self.client.publish(self._service_topic, b"offline", qos=1, retain=True)
             self.client.disconnect()
@@ -215,9 +224,8 @@ class Ingest:
         else:
             raise RuntimeError(f"session {self.settings.ingest_client_id} kept receiving")
         self._stopping.set()
-        with self._wake:
-            self._wake.notify()
-        self._flusher.join(30)
+        self.worker.stop()
+        self._drain()
         self.client.publish(self._service_topic, b"", qos=1, retain=True).wait_for_publish(5)
         end_session(self.client, self.target, self.settings.ingest_client_id)
         if self._conn is not None:
@@ -314,45 +322,51 @@ class Ingest:
                 bytes(msg.payload),
                 datetime.now(UTC),
             )
-        with self._wake:
+        with self._lock:
             self.counters.messages_in += 1
             self._buffer.append((self._generation, mid, record))
-            if len(self._buffer) >= self._batch_size:
-                self._wake.notify()
 
-    # -- flusher thread ----------------------------------------------------------------------
+    # -- jobs --------------------------------------------------------------------------------
 
-    def _flush_loop(self) -> None:
-        last_maintenance = time.monotonic()
-        last_tick = 0.0
+    def _flush_available(self) -> bool:
+        """Write one batch of what is buffered; True when a full batch is left (run again).
+
+        At most one batch at a time: a backlog after a restart is worked off in batches of
+        the configured size, not held in one huge transaction. A batch whose write fails
+        unexpectedly goes back to the front of the buffer: retried, never lost.
+        """
+        with self._lock:
+            batch = self._buffer[: self._batch_size]
+            del self._buffer[: self._batch_size]
+        if not batch:
+            return False
+        try:
+            self._flush(batch)
+        except Exception:
+            with self._lock:
+                self._buffer[:0] = batch
+            raise
+        with self._lock:
+            return len(self._buffer) >= self._batch_size
+
+    def _drain(self) -> None:
+        """On the way out: write everything still buffered (unless the database is down)."""
         while True:
-            with self._wake:
-                if len(self._buffer) < self._batch_size and not self._stopping.is_set():
-                    self._wake.wait(self._flush_s)
-                # At most one batch at a time: a backlog after a restart is worked off in
-                # batches of the configured size, not held in one huge transaction.
-                batch = self._buffer[: self._batch_size]
+            with self._lock:
+                rest = self._buffer[: self._batch_size]
                 del self._buffer[: self._batch_size]
-            if batch:
-                self._flush(batch)
-            if self._stopping.is_set():
-                while True:
-                    with self._lock:
-                        rest = self._buffer[: self._batch_size]
-                        del self._buffer[: self._batch_size]
-                    if not rest or self._flush(rest) is None:
-                        return
-            if time.monotonic() - last_tick >= TICK_EVERY_S and self._connected.is_set():
-                last_tick = time.monotonic()
-                if not self._retiring:
-                    self.client.publish(self._tick_topic, _now().isoformat().encode(), qos=1)
-            if time.monotonic() - last_maintenance > MAINTENANCE_EVERY_S:
-                last_maintenance = time.monotonic()
-                self._with_db(
-                    lambda conn: maintain_heartbeats(
-                        conn, self.settings.heartbeat_retention_days, _now()
-                    )
-                )
+            if not rest or self._flush(rest) is None:
+                return
+
+    def _send_tick(self) -> None:
+        """The watermark: a tick to ourselves, back through our own session."""
+        if self._connected.is_set() and not self._retiring:
+            self.client.publish(self._tick_topic, _now().isoformat().encode(), qos=1)
+
+    def _maintain(self) -> None:
+        self._with_db(
+            lambda conn: maintain_heartbeats(conn, self.settings.heartbeat_retention_days, _now())
+        )
 
     def _flush(self, batch) -> bool | None:
         heartbeats, statuses, rejections, ticks = [], [], [], []

@@ -16,7 +16,6 @@ flips once (`WHERE status = old`); only the monitor whose write lands logs and n
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field, fields
@@ -26,9 +25,11 @@ from operator import itemgetter
 
 import psycopg
 
-from alerts.context import device_context, duration_text
-from alerts.outbox import CustomerNotice, enqueue_customer_notices, load_recipients
+import incidents
+from alerts.context import duration_text
+from alerts.notices import record_notices, to_owner
 from alerts.templates import HEALTH_WHAT_TO_DO
+from incidents import DeviceProblem
 from monitor.rules import Rule, RuleError, Sample, Verdict, evaluate_rules, parse_rules_text
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 # Exactly the predicate of the device_state_health index, oldest evaluation first.
 _DUE = """
 SELECT s.device_id, s.status, s.last_received_at, m.heartbeat_interval_s,
-       coalesce(d.health_rules, m.health_rules)::text, m.name, coalesce(d.name, d.id)
+       coalesce(d.health_rules, m.health_rules)::text
 FROM device_state s
 JOIN devices d ON d.id = s.device_id
 JOIN device_models m ON m.id = d.model_id
@@ -57,36 +58,6 @@ _HEARTBEATS = """
 SELECT device_id, ts, uptime_s, metrics FROM heartbeats
 WHERE device_id = ANY(%(ids)s) AND ts > %(since)s AND received_at <= %(now)s
 ORDER BY device_id, ts
-"""
-
-# A device deleted meanwhile gets no incident.
-_OPEN = """
-INSERT INTO incidents (scope, device_id, kind, severity, opened_at, summary, details)
-SELECT 'device', t.device_id, t.kind, t.severity, %(now)s, t.summary, t.details::jsonb
-FROM unnest(%(ids)s::text[], %(kinds)s::text[], %(severities)s::text[],
-            %(summaries)s::text[], %(details)s::text[])
-     AS t(device_id, kind, severity, summary, details)
-WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = t.device_id)
-ON CONFLICT DO NOTHING
-RETURNING id, device_id, kind, severity
-"""
-
-_RESOLVE = """
-UPDATE incidents SET status = 'resolved', resolved_at = %(now)s
-WHERE id = ANY(%(ids)s) AND status <> 'resolved'
-RETURNING id, device_id, kind
-"""
-
-# A problem over before its owner was told: the message still waiting is not sent.
-_CANCEL_UNSENT = """
-UPDATE notifications SET status = 'cancelled'
-WHERE incident_id = ANY(%(ids)s) AND status IN ('pending', 'held')
-"""
-
-_EVENTS = """
-INSERT INTO incident_events (incident_id, at, kind, detail)
-SELECT id, %(now)s, %(kind)s, detail::jsonb
-FROM unnest(%(ids)s::bigint[], %(details)s::text[]) AS t(id, detail)
 """
 
 # After this transaction's own writes, and any other monitor's already committed.
@@ -120,7 +91,6 @@ class DueDevice:
     interval_s: int
     # None: the list did not validate, so nothing is decided for this device.
     rules: tuple[Rule, ...] | None
-    label: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,13 +144,10 @@ def evaluate_health(
 def plan_health(conn: psycopg.Connection, now: datetime, *, limit: int) -> HealthPlan:
     """Read the due devices, their open health incidents and heartbeats; decide (no writes)."""
     plan = HealthPlan(now)
-    for device_id, status, received, interval_s, rules_text, model, name in conn.execute(
-        _DUE, {"limit": limit}
-    ):
+    for device_id, status, received, interval_s, rules_text in conn.execute(_DUE, {"limit": limit}):
         rules = _rules(rules_text, device_id)
         plan.invalid += rules is None
-        label = f"{model} {name} ({device_id})"
-        plan.due.append(DueDevice(device_id, status, received, interval_s, rules, label))
+        plan.due.append(DueDevice(device_id, status, received, interval_s, rules))
     if not plan.due:
         return plan
     ids = [d.device_id for d in plan.due]
@@ -234,10 +201,9 @@ def apply_health(
     if not plan.due:
         return result
     now = plan.now
-    labels = {d.device_id: d.label for d in plan.due}
-    ids = sorted(labels)
+    ids = sorted(d.device_id for d in plan.due)
     with conn.transaction():
-        opened = _open(conn, plan, labels) if plan.fire else []
+        opened = _open(conn, plan) if plan.fire else []
         resolved = _resolve(conn, plan) if plan.clear else []
         still = {r[0] for r in conn.execute(_STILL_DEGRADED, {"ids": ids})}
         wanted = {
@@ -266,10 +232,10 @@ def apply_health(
             result.notifications = _notify(conn, plan, opened)
     result.opened, result.resolved = len(opened), len(resolved)
     reasons = {(d.device_id, d.kind): d.verdict.reason for d in plan.fire + plan.clear}
-    for _, device_id, kind, _ in opened:
-        log.info("device %s: %s opened (%s)", device_id, kind, reasons[(device_id, kind)])
-    for _, device_id, kind in resolved:
-        log.info("device %s: %s resolved (%s)", device_id, kind, reasons[(device_id, kind)])
+    for o in opened:
+        log.info("device %s: %s opened (%s)", o.device_id, o.kind, reasons[(o.device_id, o.kind)])
+    for r in resolved:
+        log.info("device %s: %s resolved (%s)", r.device_id, r.kind, reasons[(r.device_id, r.kind)])
     for device_id, old, new in flipped:
         log.info("device %s: %s -> %s", device_id, old, new)
         if new == "degraded":
@@ -279,31 +245,24 @@ def apply_health(
     return result
 
 
-def _open(conn, plan: HealthPlan, labels: dict[str, str]) -> list[tuple]:
-    details = [_detail(d) for d in plan.fire]
-    opened = conn.execute(
-        _OPEN,
-        {
-            "now": plan.now,
-            "ids": [d.device_id for d in plan.fire],
-            "kinds": [d.kind for d in plan.fire],
-            "severities": [d.rule.severity for d in plan.fire],
-            "summaries": [f"{labels[d.device_id]}: {d.verdict.reason}" for d in plan.fire],
-            "details": [json.dumps(x) for x in details],
-        },
-    ).fetchall()
-    by_key = {(d.device_id, d.kind): detail for d, detail in zip(plan.fire, details, strict=True)}
-    _events(conn, plan.now, "opened", [(i, by_key[(dev, k)]) for i, dev, k, _ in opened])
-    return opened
+def _open(conn, plan: HealthPlan) -> list[incidents.Opened]:
+    problems = [
+        DeviceProblem(
+            d.device_id, d.kind, d.rule.severity, f"{{device}}: {d.verdict.reason}", _detail(d)
+        )
+        for d in plan.fire
+    ]
+    return incidents.open_device_incidents(conn, problems, plan.now)
 
 
-def _resolve(conn, plan: HealthPlan) -> list[tuple]:
+def _resolve(conn, plan: HealthPlan) -> list[incidents.Resolved]:
     by_id = {d.incident_id: d for d in plan.clear}
-    resolved = conn.execute(_RESOLVE, {"now": plan.now, "ids": list(by_id)}).fetchall()
-    if resolved:
-        conn.execute(_CANCEL_UNSENT, {"ids": [r[0] for r in resolved]})
-        _events(conn, plan.now, "resolved", [(r[0], _detail(by_id[r[0]])) for r in resolved])
-    return resolved
+    return incidents.resolve(
+        conn,
+        list(by_id),
+        plan.now,
+        details={i: _detail(d) for i, d in by_id.items()},
+    )
 
 
 def _detail(decision: Decision) -> dict:
@@ -314,35 +273,21 @@ def _detail(decision: Decision) -> dict:
     return detail
 
 
-def _events(conn, now: datetime, kind: str, items: list[tuple[int, dict]]) -> None:
-    if items:
-        conn.execute(
-            _EVENTS,
-            {
-                "now": now,
-                "kind": kind,
-                "ids": [i for i, _ in items],
-                "details": [json.dumps(d) for _, d in items],
-            },
-        )
-
-
-def _notify(conn, plan: HealthPlan, opened: list[tuple]) -> int:
-    """Queue the owner's message for each incident this monitor opened."""
+def _notify(conn, plan: HealthPlan, opened: list[incidents.Opened]) -> int:
+    """Record the owner's message for each incident this monitor opened."""
     fired = {(d.device_id, d.kind): d for d in plan.fire}
-    recipients = load_recipients(conn, sorted({r[1] for r in opened}))
     notices = []
-    for incident_id, device_id, kind, severity in opened:
-        device = recipients.devices.get(device_id)
-        if device is None:
-            continue
-        decision = fired[(device_id, kind)]
+    for o in opened:
+        decision = fired[(o.device_id, o.kind)]
         template = decision.rule.notice_template
-        context = device_context(device, since=plan.now)
+        context = {"since": plan.now.isoformat()}
         context.update(message_fields(decision.rule, decision.verdict))
-        context["what_to_do"] = HEALTH_WHAT_TO_DO.get(template, context["what_to_do"])
-        notices.append(CustomerNotice(incident_id, device, template, severity, context))
-    return enqueue_customer_notices(conn, notices, recipients, plan.now)
+        if template in HEALTH_WHAT_TO_DO:
+            context["what_to_do"] = HEALTH_WHAT_TO_DO[template]
+        notices.append(
+            to_owner(template, o.severity, o.device_id, incident_id=o.id, context=context)
+        )
+    return record_notices(conn, notices, plan.now)
 
 
 def message_fields(rule: Rule, verdict: Verdict) -> dict[str, str]:

@@ -6,17 +6,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import psycopg
-from apscheduler.schedulers.background import BackgroundScheduler
 
-from alerts.fanout import FanOut, fan_out
 from core import db
 from core.settings import Settings
+from core.worker import Job, Worker
 from monitor.blind_spot import horizon, is_blind, offline_held, wills_held
 from monitor.correlation import GROUP_KINDS, FleetPolicy
-from monitor.escalation import CriticalReview, EscalationPolicy, review_critical
 from monitor.flapping import FlapPolicy
 from monitor.fleet import Reviewed, correlate, load_group_sizes, review_outages
 from monitor.health import HealthResult, evaluate_health
@@ -60,12 +58,6 @@ UNION ALL
    AND status IN ('online', 'degraded')
  LIMIT %(will_limit)s)
 """
-
-
-@dataclass
-class Review:
-    fleet: Reviewed
-    critical: CriticalReview
 
 
 @dataclass
@@ -140,22 +132,30 @@ class Monitor:
             resolve_pct=settings.fleet_resolve_pct,
         )
         self._group_sizes: dict[str, int] | None = None
-        self.escalation = EscalationPolicy(
-            escalate_after_s=settings.alerts_escalate_after_s,
-            remind_every_s=settings.alerts_remind_every_s,
-            max_reminders=settings.alerts_max_reminders,
-        )
         self.ticks = 0
         self.last_tick: TickResult | None = None
         self._conns: dict[str, psycopg.Connection] = {}
-        self._scheduler = BackgroundScheduler(timezone=UTC)
+        s = settings
+        self.worker = Worker(
+            "monitor",
+            [
+                Job(name, job, every, lambda name=name: self._drop_connection(name))
+                for name, job, every in (
+                    ("tick", self.tick, s.monitor_tick_s),
+                    ("review", self.review, s.monitor_review_s),
+                    ("sizes", self.refresh_group_sizes, s.fleet_sizes_refresh_s),
+                    ("health", self.check_health, s.monitor_health_s),
+                )
+            ],
+            dsn=dsn,
+        )
 
     def tick(self, now: datetime | None = None) -> TickResult:
         """Find and apply every transition due at `now` (default: the database's clock)."""
         started = time.perf_counter()
         conn = self._connection()
         if now is None:
-            now = conn.execute("SELECT now()").fetchone()[0]
+            now = db.db_now(conn)
         sight = read_sight(conn, now, self.blind_after, self.ingest_gone)
         if is_blind(sight, now, self.blind_after):
             if sight.blind_since is None:
@@ -195,7 +195,7 @@ class Monitor:
         if transitions:
             log.info(
                 "monitor tick: %d due, changed %s, %d incidents opened, %d resolved, "
-                "%d customer notices to fan out, %d fleet incidents opened in %.3f s",
+                "%d notices recorded, %d fleet incidents opened in %.3f s",
                 result.due,
                 dict(applied.changed),
                 applied.opened,
@@ -223,25 +223,10 @@ class Monitor:
         self._group_sizes = load_group_sizes(self._connection("sizes"), self.fleet)
         return self._group_sizes
 
-    def fan_out(self, now: datetime | None = None) -> FanOut:
-        """Turn one batch of incident events into outbox rows (see alerts/fanout.py)."""
-        conn = self._connection("fan-out")
-        if now is None:
-            now = conn.execute("SELECT now()").fetchone()[0]
-        return fan_out(conn, now, limit=self.settings.monitor_fanout_batch)
-
-    def _fan_out_all(self) -> None:
-        while self.fan_out().events >= self.settings.monitor_fanout_batch:
-            pass
-
-    def review(self, now: datetime | None = None) -> Review:
-        """The periodic checks on open incidents: outages over or lasting, reminders, escalation."""
+    def review(self, now: datetime | None = None) -> Reviewed:
+        """The periodic check on open outages: over, or lasting (owners told once)."""
         conn = self._connection("review")
-        if now is None:
-            now = conn.execute("SELECT now()").fetchone()[0]
-        return Review(
-            review_outages(conn, now, self.fleet), review_critical(conn, now, self.escalation)
-        )
+        return review_outages(conn, now or db.db_now(conn), self.fleet)
 
     def check_health(self, now: datetime | None = None) -> HealthResult:
         """Evaluate the degraded-health rules of devices heard from since their last check.
@@ -250,7 +235,7 @@ class Monitor:
         """
         conn = self._connection("health")
         if now is None:
-            now = conn.execute("SELECT now()").fetchone()[0]
+            now = db.db_now(conn)
         s = self.settings
         total = HealthResult()
         for _ in range(_HEALTH_BATCHES_PER_RUN):
@@ -279,16 +264,6 @@ class Monitor:
             )
         return total
 
-    def _safe(self, job, name: str) -> None:
-        try:
-            job()
-        except psycopg.OperationalError as exc:
-            log.warning("monitor %s failed, database unreachable: %s", name, exc)
-            self._drop_connection(name)
-        except Exception:
-            log.exception("monitor %s failed", name)
-            self._drop_connection(name)
-
     def _connection(self, job: str = "tick") -> psycopg.Connection:
         # One connection per job: the scheduler runs jobs in parallel threads, and two
         # transactions must never share a connection.
@@ -304,32 +279,13 @@ class Monitor:
                 conn.close()
 
     def start(self) -> Monitor:
-        """Tick every FLEETWATCH_MONITOR_TICK_S in the background (APScheduler)."""
-        s = self.settings
-        for name, job, every in (
-            ("tick", self.tick, s.monitor_tick_s),
-            ("fan-out", self._fan_out_all, s.monitor_fanout_s),
-            ("review", self.review, s.monitor_review_s),
-            ("sizes", self.refresh_group_sizes, s.fleet_sizes_refresh_s),
-            ("health", self.check_health, s.monitor_health_s),
-        ):
-            self._scheduler.add_job(
-                self._safe,
-                "interval",
-                args=(job, name),
-                seconds=every,
-                id=f"monitor-{name}",
-                max_instances=1,
-                coalesce=True,
-                next_run_time=datetime.now(UTC),
-            )
-        self._scheduler.start()
+        """Run the tick, review, sizes and health jobs on their schedules (core/worker.py)."""
+        self.worker.start()
         return self
 
     def stop(self) -> None:
-        """Stop ticking and close the connection."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=True)
+        """Stop the jobs and close their connections."""
+        self.worker.stop()
         self._drop_connection()
 
     def run_forever(self, stop: threading.Event) -> None:

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+import incidents
 from alerts.context import duration_text
-from alerts.outbox import enqueue_staff_notice
+from alerts.notices import record_notices, to_staff
+from incidents import GroupProblem
 from monitor.blind_spot import Sight, is_stale
 
 log = logging.getLogger(__name__)
@@ -40,22 +42,10 @@ SELECT (SELECT opened_at FROM incidents
         WHERE scope = 'system' AND kind = 'blind_spot')
 """
 
-_OPEN = """
-INSERT INTO incidents (scope, kind, severity, opened_at, summary, group_key, details)
-VALUES ('system', 'blind_spot', 'critical', %(now)s,
-        'No heartbeats from anyone: offline decisions held', 'ingest',
-        jsonb_build_object('last_message_at', %(last)s::timestamptz))
-ON CONFLICT DO NOTHING
-RETURNING id
-"""
-
-_RESOLVE = """
-UPDATE incidents SET status = 'resolved', resolved_at = %(now)s
+_OPEN_BLIND_SPOT = """
+SELECT id, opened_at FROM incidents
 WHERE scope = 'system' AND kind = 'blind_spot' AND status <> 'resolved'
-RETURNING id, opened_at
 """
-
-_EVENT = "INSERT INTO incident_events (incident_id, at, kind) VALUES (%s, %s, %s)"
 
 
 def read_sight(
@@ -77,17 +67,28 @@ def read_sight(
 
 def open_blind_spot(conn: psycopg.Connection, sight: Sight, now: datetime) -> bool:
     """Open the blind-spot incident and tell staff; False if another monitor already did."""
+    since = sight.last_message_at
     with conn.transaction():
-        row = conn.execute(_OPEN, {"now": now, "last": sight.last_message_at}).fetchone()
-        if row is None:
+        opened = incidents.open_group_incident(
+            conn,
+            GroupProblem(
+                "system",
+                "blind_spot",
+                "ingest",
+                "critical",
+                "No heartbeats from anyone: offline decisions held",
+                {"last_message_at": since.isoformat() if since else None},
+            ),
+            now,
+        )
+        if opened is None:
             return False
-        conn.execute(_EVENT, (row[0], now, "opened"))
-        since = sight.last_message_at
         context = {
             "since_utc": f"{since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC" if since else "ever",
             "expected_per_min": round(sight.expected_per_s * 60),
         }
-        enqueue_staff_notice(conn, row[0], "system_blind_spot", "critical", context, now)
+        notice = to_staff("system_blind_spot", "critical", incident_id=opened.id, context=context)
+        record_notices(conn, [notice], now)
     log.warning(
         "blind spot: no message from any ingest since %s; offline decisions held",
         sight.last_message_at,
@@ -98,18 +99,20 @@ def open_blind_spot(conn: psycopg.Connection, sight: Sight, now: datetime) -> bo
 def close_blind_spot(conn: psycopg.Connection, now: datetime, grace: timedelta) -> bool:
     """Resolve the blind-spot incident and tell staff; False if there was none open."""
     with conn.transaction():
-        row = conn.execute(_RESOLVE, {"now": now}).fetchone()
+        row = conn.execute(_OPEN_BLIND_SPOT).fetchone()
         if row is None:
             return False
         incident_id, opened_at = row
-        conn.execute(_EVENT, (incident_id, now, "resolved"))
+        if not incidents.resolve(conn, [incident_id], now, reason="messages flow again"):
+            return False
         context = {
             "back_utc": f"{now.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC",
             "duration": duration_text(now - opened_at),
             "grace": duration_text(grace),
         }
-        enqueue_staff_notice(
-            conn, incident_id, "system_blind_spot_resolved", "warning", context, now
+        notice = to_staff(
+            "system_blind_spot_resolved", "warning", incident_id=incident_id, context=context
         )
+        record_notices(conn, [notice], now)
     log.info("blind spot over after %s; offline decisions wait %s", now - opened_at, grace)
     return True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -20,6 +21,8 @@ from sinks import HttpSink, SmtpSink
 from support import forget_session, free_port, mqtt_client
 
 from alerts.dispatcher import Dispatcher
+from alerts.router import route_notices
+from alerts.service import Alerts
 from api.app import create_app
 from api.auth import create_key
 from core import db
@@ -47,6 +50,8 @@ DATA_TABLES = (
     "monitor_runs",
     "campaigns",
     "ota_reports",
+    "notices",
+    "worker_jobs",
 )
 
 
@@ -180,20 +185,51 @@ def make_monitor(make_settings, dsn):
         monitor.stop()
 
 
+def route_all(dsn: str, now) -> int:
+    """Route every notice waiting, as the alerts process's router would; how many."""
+    routed = 0
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        while batch := route_notices(connection, now, limit=5000).notices:
+            routed += batch
+    return routed
+
+
 @pytest.fixture
 def tick(make_settings, dsn):
-    """Run one monitor tick and fan-out at a given `now`, as a fresh monitor process would."""
+    """Run one monitor tick at `now` and route the notices it recorded, as a fresh monitor
+    and the alerts process's router would."""
 
     def run(now, **overrides):
         monitor = Monitor(make_settings(**overrides), dsn)
         try:
             result = monitor.tick(now)
-            monitor.fan_out(now)
+            route_all(dsn, now)
             return result
         finally:
             monitor.stop()
 
     return run
+
+
+@pytest.fixture
+def route(dsn):
+    """Route the notices waiting at `now` (`route(now)`): the alerts process's router."""
+    return lambda now: route_all(dsn, now)
+
+
+@pytest.fixture
+def make_alerts(make_settings, dsn):
+    """Alerts processes (not started: tests call `route`, `review` and the dispatcher with a
+    `now`), closed afterwards."""
+    made: list[Alerts] = []
+
+    def build(**overrides) -> Alerts:
+        made.append(Alerts(make_settings(**overrides), dsn))
+        return made[-1]
+
+    yield build
+    for alerts in made:
+        alerts.close()
 
 
 @pytest.fixture
@@ -212,13 +248,22 @@ def http_sink():
     sink.stop()
 
 
+class RoutingDispatcher(Dispatcher):
+    """A dispatcher whose `run_once` first routes the notices waiting at `now`, as the alerts
+    process's router job does between its dispatch passes."""
+
+    def run_once(self, now=None):
+        route_all(self.dsn, now or datetime.now(UTC))
+        return super().run_once(now)
+
+
 @pytest.fixture
 def make_dispatcher(make_settings, dsn):
     """Alert dispatchers (not started: tests call run_once with a `now`), closed afterwards."""
     made = []
 
     def build(**overrides) -> Dispatcher:
-        dispatcher = Dispatcher(make_settings(**overrides), dsn)
+        dispatcher = RoutingDispatcher(make_settings(**overrides), dsn)
         made.append(dispatcher)
         return dispatcher
 

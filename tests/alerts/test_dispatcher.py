@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import add_channel, count, make_device, make_overdue
+from support import add_channel, count, make_device, make_overdue, wait_until
 
 from alerts.dispatcher import Dispatcher
+from alerts.send import AppriseSender
+from alerts.service import Alerts
+from monitor.service import Monitor
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -122,3 +125,60 @@ def test_gives_up_after_the_attempt_limit(conn, queued, make_dispatcher):
     assert rows == [("failed", 2)] * 3
     error = conn.execute("SELECT max(last_error) FROM notifications").fetchone()[0]
     assert "Connection error" in error
+
+
+class Exploding:
+    """Apprise, except that a send to one channel raises (a bug in a plugin, say)."""
+
+    def __init__(self, bad_path: str) -> None:
+        self.bad_path = bad_path
+        self.real = AppriseSender()
+
+    def send(self, url: str, title: str, body: str):
+        if url.endswith(self.bad_path):
+            raise RuntimeError(f"plugin bug while sending to {url}")
+        return self.real.send(url, title, body)
+
+
+def test_a_send_that_raises_is_retried_and_the_others_go(
+    conn, queued, http_sink, make_settings, dsn
+):
+    queued(lambda i: http_sink.url(f"hook{i}/token-secret{i}"))
+    dispatcher = Dispatcher(make_settings(), dsn, sender=Exploding("/token-secret0"))
+    try:
+        assert dispatcher.run_once(NOW) == 3
+    finally:
+        dispatcher.close()
+    assert sorted(http_sink.by_path()) == ["/hook1/token-secret1", "/hook2/token-secret2"]
+    status, error = conn.execute(
+        "SELECT status, last_error FROM notifications WHERE device_id = 'dev-0'"
+    ).fetchone()
+    assert status == "pending" and error.startswith("internal error: RuntimeError: plugin bug")
+    assert "token-secret0" not in error  # the channel's secrets are scrubbed
+
+
+def test_a_running_alerts_process_keeps_sending_after_a_send_raises(
+    conn, queued, http_sink, make_settings, dsn, tick
+):
+    queued(lambda i: http_sink.url(f"hook{i}"))
+    alerts = Alerts(
+        make_settings(alerts_poll_s=0.05, alerts_router_s=0.05, alerts_backoff_s=3600),
+        dsn,
+        sender=Exploding("/hook0"),
+    ).start()
+    try:
+        wait_until(lambda: len(http_sink.received()) == 2)
+        # A later device goes offline: its owner still hears, from the same process.
+        make_device(conn, "dev-later", customer_id="late", name="Later thing")
+        add_channel(conn, "late", http_sink.url("late"))
+        make_overdue(conn, ["dev-later"], datetime.now(UTC))
+        monitor = Monitor(make_settings(), dsn)
+        try:
+            monitor.tick()
+        finally:
+            monitor.stop()
+        wait_until(lambda: "/late" in http_sink.by_path())
+    finally:
+        alerts.stop()
+    assert "/hook0" not in http_sink.by_path()
+    assert count(conn, "SELECT count(*) FROM notifications WHERE status = 'sent'") == 3

@@ -5,13 +5,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from support import add_channel, count, make_device, make_overdue
 
-from monitor.escalation import (
-    EscalationPolicy,
-    OpenCritical,
-    acknowledge,
-    escalation_due,
-    reminder_due,
-)
+from alerts.escalation import EscalationPolicy, OpenCritical, escalation_due, reminder_due
+from incidents import acknowledge
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 MIN = timedelta(minutes=1)
@@ -89,11 +84,11 @@ def panel(conn, http_sink, tick, make_dispatcher):
 
 
 def test_unacknowledged_critical_incident_escalates_to_staff_once(
-    conn, panel, make_monitor, make_dispatcher, http_sink
+    conn, panel, make_alerts, make_dispatcher, http_sink
 ):
-    assert make_monitor().review(NOW + 14 * MIN).critical.escalated == 0
-    assert make_monitor().review(NOW + 15 * MIN).critical.escalated == 1
-    assert make_monitor().review(NOW + 16 * MIN).critical.escalated == 0
+    assert make_alerts().review(NOW + 14 * MIN).escalated == 0
+    assert make_alerts().review(NOW + 15 * MIN).escalated == 1
+    assert make_alerts().review(NOW + 16 * MIN).escalated == 0
     make_dispatcher().run_once(NOW + 16 * MIN)
     staff = http_sink.by_path()["/staff"]
     assert len(staff) == 1
@@ -104,22 +99,22 @@ def test_unacknowledged_critical_incident_escalates_to_staff_once(
     assert count(conn, events, panel) == 1
 
 
-def test_acknowledged_incident_is_not_escalated(conn, panel, make_monitor):
+def test_acknowledged_incident_is_not_escalated(conn, panel, make_alerts):
     assert acknowledge(conn, panel, "maria", NOW + 5 * MIN)
     assert not acknowledge(conn, panel, "maria", NOW + 6 * MIN)
-    assert make_monitor().review(NOW + HOUR).critical.escalated == 0
+    assert make_alerts().review(NOW + HOUR).escalated == 0
     assert conn.execute(
         "SELECT status, acknowledged_by FROM incidents WHERE id = %s", (panel,)
     ).fetchone() == ("acknowledged", "maria")
 
 
 def test_owner_is_reminded_while_the_panel_stays_offline_a_few_times(
-    conn, panel, make_monitor, make_dispatcher, http_sink
+    conn, panel, make_alerts, make_dispatcher, http_sink
 ):
-    monitor, dispatcher = make_monitor(), make_dispatcher()
+    alerts, dispatcher = make_alerts(), make_dispatcher()
     reminded = []
     for hours in (3, 4, 5, 8, 12, 16):
-        reminded.append(monitor.review(NOW + hours * HOUR).critical.reminded)
+        reminded.append(alerts.review(NOW + hours * HOUR).reminded)
         dispatcher.run_once(NOW + hours * HOUR)
     assert reminded == [0, 1, 0, 1, 1, 0]
     ann = http_sink.by_path()["/ann"]

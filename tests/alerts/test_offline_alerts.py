@@ -7,8 +7,11 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from support import add_channel, count, make_device, make_overdue, wait_until
 
+from alerts.router import route_notices
+from alerts.service import Alerts
 from devices.registry import import_devices
 from devices.simulator.device import SimDevice
 from devices.simulator.fleet import build_fleet, registry_rows
@@ -20,7 +23,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 
 def test_silenced_device_emails_its_owner_then_back_online(
-    conn, dsn, make_settings, run_ingest, smtp, make_dispatcher, broker, prefix, publisher
+    conn, dsn, make_settings, run_ingest, smtp, broker, prefix, publisher
 ):
     """End to end: a simulated device goes silent; its owner hears; it returns."""
     fleet = build_fleet(3, seed=5, fault_share=0, id_prefix=f"e{prefix[-6:]}")
@@ -42,10 +45,7 @@ def test_silenced_device_emails_its_owner_then_back_online(
     heard = "SELECT count(*) FROM device_state WHERE device_id = %s AND last_seen_at IS NOT NULL"
     wait_until(lambda: count(conn, heard, silenced.spec.device_id))
     monitor = Monitor(make_settings(monitor_tick_s=0.2), dsn).start()
-    dispatcher = make_dispatcher(alerts_poll_s=0.05)
-    stop = threading.Event()
-    worker = threading.Thread(target=dispatcher.run_forever, args=(stop,))
-    worker.start()
+    alerts = Alerts(make_settings(alerts_poll_s=0.05), dsn).start()
     try:
         subject, body = wait_until(lambda: smtp.received(), timeout=30)[0]
         device_id = silenced.spec.device_id
@@ -82,8 +82,7 @@ def test_silenced_device_emails_its_owner_then_back_online(
         assert timeline() == ["opened", "notified", "resolved", "notified"]
     finally:
         sim.stop()
-        stop.set()
-        worker.join(10)
+        alerts.stop()
         monitor.stop()
 
 
@@ -127,7 +126,7 @@ def test_each_owner_gets_only_their_device_and_a_digest_for_several(
     assert all(f"Room {i} " in text for i in range(3)) and "Porch" not in text
 
 
-def test_two_monitors_open_and_fan_out_each_incident_once(conn, dsn, make_settings):
+def test_two_monitors_and_two_routers_open_and_route_each_incident_once(conn, dsn, make_settings):
     ids = [f"dev-{i:03d}" for i in range(150)]
     assert import_devices(
         conn, [{"id": i, "model_id": "thermostat-v2", "customer_id": "c1"} for i in ids]
@@ -142,7 +141,8 @@ def test_two_monitors_open_and_fan_out_each_incident_once(conn, dsn, make_settin
         barrier.wait()
         results.append(monitor.tick(NOW))
         barrier.wait()
-        monitor.fan_out(NOW)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            route_notices(connection, NOW, limit=5000)
         monitor.stop()
 
     threads = [threading.Thread(target=run, args=(m,)) for m in monitors]

@@ -9,11 +9,20 @@ from campaigns.runner import CampaignRunner
 
 
 @pytest.fixture
-def runner(make_settings, dsn):
+def runner(make_settings, dsn, route):
+    """Campaign runners whose every tick is followed by the router routing what it recorded,
+    as the alerts process does beside a running runner."""
     made = []
 
+    class RoutedRunner(CampaignRunner):
+        def tick(self, now=None):
+            report = super().tick(now)
+            if now is not None:
+                route(now)
+            return report
+
     def build(devices: Devices, **overrides) -> CampaignRunner:
-        made.append(CampaignRunner(make_settings(**overrides), dsn, None, publish=devices.publish))
+        made.append(RoutedRunner(make_settings(**overrides), dsn, None, publish=devices.publish))
         return made[-1]
 
     yield build

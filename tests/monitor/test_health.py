@@ -23,14 +23,17 @@ _SEQ = itertools.count(1)
 
 
 @pytest.fixture
-def health(make_settings, dsn):
-    """Run one health check at a given `now`, as a fresh monitor process would."""
+def health(make_settings, dsn, route):
+    """Run one health check at a given `now`, as a fresh monitor process would, and route
+    the notices it recorded."""
 
     def run(now, **overrides):
         overrides.setdefault("monitor_health_min_interval_s", 0)
         monitor = Monitor(make_settings(**overrides), dsn)
         try:
-            return monitor.check_health(now)
+            result = monitor.check_health(now)
+            route(now)
+            return result
         finally:
             monitor.stop()
 
@@ -270,7 +273,7 @@ def test_two_monitors_racing_open_and_resolve_each_incident_once(conn, dsn):
         assert (first.opened, first.degraded, first.notifications) == (1, 1, 1)
         assert (second.opened, second.degraded, second.notifications) == (0, 0, 0)
         assert count(conn, "SELECT count(*) FROM incidents") == 1
-        assert count(conn, "SELECT count(*) FROM notifications") == 1
+        assert count(conn, "SELECT count(*) FROM notices") == 1
         assert [e for _, e, _ in timeline(conn, "cam-1")] == ["opened"]
         assert status(conn, "cam-1") == "degraded"
 

@@ -1,0 +1,220 @@
+"""The router: the one component that turns notices into outbox rows.
+
+Producers record notices in the transaction of what happened (alerts/notices.py) and go on;
+detection never waits for routing. This claims a batch with FOR UPDATE SKIP LOCKED and, in
+one transaction, decides each notice's fate (alerts.routing.notice_fate: moot, never told,
+held by an outage), routes it to the owner's channels (severity, quiet hours, one channel of
+a recall) or to every staff channel, holds it while a silence lasts, writes the rows and
+marks the notices routed with what became of them. Every notice is routed exactly once, by
+whichever process gets it; a process killed half-way leaves the batch to the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import psycopg
+
+from alerts.context import device_context, local_time
+from alerts.outbox import (
+    CustomerRow,
+    Recipients,
+    load_recipients,
+    silenced_until,
+    write_customer_rows,
+    write_staff_rows,
+)
+from alerts.routing import Channel, IncidentView, notice_fate, route
+from incidents import record_events
+
+log = logging.getLogger(__name__)
+
+# With what the router needs of the incident and of the group incident holding it.
+_CLAIM = """
+SELECT n.id, n.created_at, n.audience, n.template, n.severity, n.device_id, n.incident_id,
+       n.campaign_id, n.channels, n.context,
+       i.status, f.id IS NOT NULL, coalesce(f.details ? 'customers_told_at', false)
+FROM notices n
+LEFT JOIN incidents i ON i.id = n.incident_id
+LEFT JOIN incidents f ON f.id = i.fleet_incident_id AND f.status <> 'resolved'
+WHERE n.routed_at IS NULL
+ORDER BY n.id
+LIMIT %(limit)s
+FOR UPDATE OF n SKIP LOCKED
+"""
+
+# Was the owner told of the problem (or is a message on its way)?
+_TOLD = """
+SELECT DISTINCT incident_id FROM notifications
+WHERE incident_id = ANY(%(ids)s) AND status IN ('sent', 'sending') AND customer_id IS NOT NULL
+"""
+
+_DONE = """
+UPDATE notices n SET routed_at = %(now)s, outcome = t.outcome
+FROM unnest(%(ids)b::bigint[], %(outcomes)b::text[]) AS t(id, outcome)
+WHERE n.id = t.id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    created_at: datetime
+    audience: str
+    template: str
+    severity: str
+    device_id: str | None
+    incident_id: int | None
+    campaign_id: int | None
+    channels: str
+    context: dict
+    incident: IncidentView | None
+
+
+@dataclass
+class Routed:
+    notices: int = 0
+    notifications: int = 0
+    skipped: int = 0
+    held: int = 0
+
+
+def route_notices(conn: psycopg.Connection, now: datetime, *, limit: int) -> Routed:
+    """Route one batch of notices at `now`; return what it did."""
+    result = Routed()
+    with conn.transaction():
+        rows = conn.execute(_CLAIM, {"limit": limit}).fetchall()
+        if not rows:
+            return result
+        result.notices = len(rows)
+        recovering = [r[6] for r in rows if r[6] is not None and r[2] == "owner"]
+        told = {r[0] for r in conn.execute(_TOLD, {"ids": recovering})} if recovering else set()
+        claimed = [_claimed(r, told) for r in rows]
+        owners = [c for c in claimed if c.audience == "owner"]
+        recipients = load_recipients(conn, sorted({c.device_id for c in owners}))
+        silenced = silenced_until(conn, sorted({c.device_id for c in owners}), now)
+        outcomes: dict[int, str] = {}
+        customer_rows: list[CustomerRow] = []
+        silence_events = []
+        for notice in claimed:
+            if notice.audience == "staff":
+                queued = write_staff_rows(
+                    conn,
+                    incident_id=notice.incident_id,
+                    campaign_id=notice.campaign_id,
+                    template=notice.template,
+                    severity=notice.severity,
+                    context=notice.context,
+                    now=now,
+                )
+                result.notifications += queued
+                outcomes[notice.id] = f"queued {queued}"
+                continue
+            outcome, rows_for, silence = _owner_rows(notice, recipients, silenced, now)
+            outcomes[notice.id] = outcome
+            if not rows_for:
+                result.skipped += outcome != "queued 0"
+                continue
+            result.held += rows_for[0].held
+            customer_rows += rows_for
+            if silence is not None and notice.incident_id is not None:
+                detail = {"until": silence[0].isoformat(), "silence_id": silence[1]}
+                silence_events.append((notice.incident_id, "silenced", detail))
+        result.notifications += write_customer_rows(conn, customer_rows)
+        record_events(conn, list({e[0]: e for e in silence_events}.values()), now)
+        ids = sorted(outcomes)
+        conn.execute(_DONE, {"now": now, "ids": ids, "outcomes": [outcomes[i] for i in ids]})
+    log.info(
+        "router: %d notices, %d notifications queued, %d dropped, %d held by an outage",
+        result.notices,
+        result.notifications,
+        result.skipped,
+        result.held,
+    )
+    return result
+
+
+def _claimed(row: tuple, told: set[int]) -> Claimed:
+    (nid, created, audience, template, severity, device, incident_id, campaign, channels) = row[:9]
+    context, status, in_outage, outage_told = row[9:]
+    incident = None
+    if incident_id is not None and status is not None:
+        incident = IncidentView(status, in_outage, outage_told, incident_id in told)
+    return Claimed(
+        nid, created, audience, template, severity, device, incident_id, campaign, channels,
+        context, incident,
+    )  # fmt: skip
+
+
+def _owner_rows(
+    notice: Claimed,
+    recipients: Recipients,
+    silenced: dict[str, tuple[datetime, int]],
+    now: datetime,
+) -> tuple[str, list[CustomerRow], tuple[datetime, int] | None]:
+    """(outcome, outbox rows, the silence holding them) for one notice to a device's owner."""
+    device = recipients.devices.get(notice.device_id)
+    if device is None or device.customer_id is None:
+        return "device has no owner", [], None
+    fate = notice_fate(notice.template, "owner", notice.incident)
+    if fate.template is None:
+        return fate.reason, [], None
+    channels = _channels(notice.channels, recipients.channels.get(device.customer_id, []))
+    deliveries = route(
+        severity=notice.severity,
+        critical_device=device.critical,
+        prefs=recipients.prefs[device.customer_id],
+        channels=channels,
+        now=now,
+    )
+    if not deliveries:
+        return "queued 0", [], None
+    # Silences hold incident alerts; a campaign's notices (a recall) are not alerts.
+    silence = silenced.get(device.device_id) if notice.campaign_id is None else None
+    context = message_context(device, notice)
+    rows = [
+        CustomerRow(
+            incident_id=notice.incident_id,
+            device_id=device.device_id,
+            customer_id=device.customer_id,
+            channel_id=d.channel_id,
+            template=fate.template,
+            severity=notice.severity,
+            context=context,
+            created_at=now,
+            due_at=max(d.due_at, silence[0]) if silence else d.due_at,
+            held=fate.held,
+            campaign_id=notice.campaign_id,
+        )
+        for d in deliveries
+    ]
+    outcome = f"queued {len(rows)}" + (f" ({fate.reason})" if fate.held else "")
+    return outcome, rows, silence
+
+
+def _channels(policy: str, channels: list[Channel]) -> list[Channel]:
+    """The owner's channels a notice may use: all (routed by severity), or one by position."""
+    if policy.startswith("position:"):
+        if not channels:
+            return []
+        chosen = channels[min(int(policy.partition(":")[2]), len(channels) - 1)]
+        return [replace(chosen, min_severity="info")]
+    return channels
+
+
+def message_context(device, notice: Claimed) -> dict:
+    """The template fields: the device's own (from its registry row now), then the
+    producer's facts, then each `*_at` time in the owner's local time as `*_local`."""
+    facts = notice.context
+    since = datetime.fromisoformat(facts["since"]) if "since" in facts else notice.created_at
+    back = datetime.fromisoformat(facts["back"]) if "back" in facts else None
+    context = device_context(device, since=since, back=back)
+    context.update({k: v for k, v in facts.items() if k not in ("since", "back")})
+    for key, value in facts.items():
+        if key.endswith("_at") and isinstance(value, str):
+            context[f"{key[:-3]}_local"] = local_time(
+                datetime.fromisoformat(value), device.timezone
+            )
+    return context

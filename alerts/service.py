@@ -1,0 +1,102 @@
+"""The alerts process (`fleetwatch alerts`): route notices, escalate and remind, dispatch.
+
+    route     every FLEETWATCH_ALERTS_ROUTER_S: notices -> outbox rows (alerts/router.py)
+    escalate  every FLEETWATCH_ALERTS_ESCALATION_S: unacknowledged critical incidents to staff,
+              reminders to owners (alerts/escalation.py)
+    dispatch  every FLEETWATCH_ALERTS_POLL_S: due rows -> Apprise (alerts/dispatcher.py)
+
+Any number may run against one database: routing claims with SKIP LOCKED, escalation and
+reminders are guarded writes, dispatch claims under a lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+
+import psycopg
+
+from alerts.dispatcher import Dispatcher
+from alerts.escalation import CriticalReview, EscalationPolicy, review_critical
+from alerts.router import Routed, route_notices
+from core import db
+from core.settings import Settings
+from core.worker import Job, Worker
+
+log = logging.getLogger(__name__)
+
+
+class Alerts:
+    """The router, the escalation review and a dispatcher, as one worker."""
+
+    def __init__(
+        self, settings: Settings, dsn: str, *, sender=None, dispatcher: Dispatcher | None = None
+    ) -> None:
+        self.settings = settings
+        self.dsn = dsn
+        self.dispatcher = dispatcher or Dispatcher(settings, dsn, sender=sender)
+        self.escalation = EscalationPolicy(
+            escalate_after_s=settings.alerts_escalate_after_s,
+            remind_every_s=settings.alerts_remind_every_s,
+            max_reminders=settings.alerts_max_reminders,
+        )
+        self._conns: dict[str, psycopg.Connection] = {}
+        s = settings
+        self.worker = Worker(
+            "alerts",
+            [
+                Job("route", self._route_batch, s.alerts_router_s, lambda: self._drop("route")),
+                Job("escalate", self.review, s.alerts_escalation_s, lambda: self._drop("escalate")),
+                Job("dispatch", self._dispatch, s.alerts_poll_s, self.dispatcher.drop_connection),
+            ],
+            dsn=dsn,
+        )
+
+    def route(self, now: datetime | None = None) -> Routed:
+        """Route one batch of notices at `now` (default: the database's clock)."""
+        conn = self._connection("route")
+        return route_notices(conn, now or db.db_now(conn), limit=self.settings.alerts_router_batch)
+
+    def review(self, now: datetime | None = None) -> CriticalReview:
+        """Escalate and remind where due at `now` (default: the database's clock)."""
+        conn = self._connection("escalate")
+        return review_critical(conn, now or db.db_now(conn), self.escalation)
+
+    def _route_batch(self) -> bool:
+        return self.route().notices >= self.settings.alerts_router_batch
+
+    def _dispatch(self) -> bool:
+        return self.dispatcher.run_once() > 0
+
+    def _connection(self, job: str) -> psycopg.Connection:
+        # One connection per job: jobs run in parallel threads.
+        conn = self._conns.get(job)
+        if conn is None or conn.closed:
+            conn = self._conns[job] = db.connect(self.dsn, autocommit=True)
+        return conn
+
+    def _drop(self, job: str) -> None:
+        conn = self._conns.pop(job, None)
+        if conn is not None:
+            conn.close()
+
+    def start(self) -> Alerts:
+        self.worker.start()
+        return self
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.close()
+
+    def close(self) -> None:
+        self.dispatcher.close()
+        for job in list(self._conns):
+            self._drop(job)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()

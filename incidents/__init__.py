@@ -1,0 +1,56 @@
+"""Incidents: the one owner of the incident lifecycle and its timeline.
+
+    open       one open incident per device and kind, or per group and kind (unique indexes)
+    record     a line on an incident's timeline (`incident_events`)
+    acknowledge, comment
+    resolve    one behaviour for every caller (monitor, health rules, staff, campaigns):
+               the owner's messages about the problem still waiting are cancelled (moot);
+               a resolved group incident releases what it held for its open members;
+               the timeline says who, why, and how many were cancelled or released
+    attach     a device incident joins a group incident (a fleet outage): its owner's alert
+               is held; detach lets it go again
+    tell       a lasting group incident turns what it holds into "we know about it"
+
+Nothing outside this package writes `incidents` or `incident_events`
+(tests/test_architecture.py holds that). Messages are not sent from here: callers record
+notices (alerts/notices.py) and the outbox's waiting rows are changed through alerts/outbox.py.
+"""
+
+from incidents.lifecycle import (
+    acknowledge,
+    attach,
+    comment,
+    detach,
+    find_open,
+    find_open_group,
+    mark_escalated,
+    mark_reminded,
+    open_device_incidents,
+    open_group_incident,
+    open_group_incidents,
+    resolve,
+    tell_members,
+)
+from incidents.model import DeviceProblem, GroupProblem, Opened, Resolved
+from incidents.timeline import record_events
+
+__all__ = [
+    "DeviceProblem",
+    "GroupProblem",
+    "Opened",
+    "Resolved",
+    "acknowledge",
+    "attach",
+    "comment",
+    "detach",
+    "find_open",
+    "find_open_group",
+    "mark_escalated",
+    "mark_reminded",
+    "open_device_incidents",
+    "open_group_incident",
+    "open_group_incidents",
+    "record_events",
+    "resolve",
+    "tell_members",
+]
