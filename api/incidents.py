@@ -23,6 +23,7 @@ from api.models import (
     SilencePublic,
     TimelineEvent,
 )
+from contract.ids import DEVICE_ID_PATTERN
 from monitor.escalation import acknowledge
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def list_incidents(
     severity: Literal["info", "warning", "critical"] | None = None,
     scope: Literal["device", "fleet", "system"] | None = None,
     kind: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")] = None,
-    device_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+    device_id: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

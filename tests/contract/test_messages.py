@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.messages import Heartbeat, Limits, Rejection, StatusReport, parse_message
+from contract.messages import Heartbeat, Limits, Rejection, StatusReport, parse_message
 
 NOW = datetime(2026, 11, 25, 14, 2, tzinfo=UTC)
 GOOD = {
