@@ -17,9 +17,9 @@ from pydantic import BaseModel
 
 from api.auth import ApiKey
 from api.deps import CustomerKey, DbConn, ReaderKey, require
+from api.fleet import DeviceIdQuery
 from campaigns.notices import SAFE, UNSAFE
 from campaigns.store import CampaignCreate, campaign_progress, create_campaign, move_campaign
-from contract.ids import DEVICE_ID_PATTERN
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["campaigns"])
@@ -139,7 +139,7 @@ def campaign_devices(
     conn: DbConn,
     state: Annotated[str | None, Query(pattern=r"^[a-z_]{1,20}$")] = None,
     wave: Annotated[int | None, Query(ge=1, le=100)] = None,
-    after: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
+    after: DeviceIdQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CampaignDevice]:
     """The campaign's devices in id order (pass the last id as `after` for the next page)."""

@@ -12,7 +12,13 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from alerts.redact import redact_url
 from api.deps import CurrentKey, DbConn, StaffKey
-from api.fleet import INCIDENT_COLUMNS, decode_cursor, encode_cursor, incident_from_row
+from api.fleet import (
+    INCIDENT_COLUMNS,
+    DeviceIdQuery,
+    decode_cursor,
+    encode_cursor,
+    incident_from_row,
+)
 from api.models import (
     Comment,
     IncidentDetail,
@@ -23,7 +29,6 @@ from api.models import (
     SilencePublic,
     TimelineEvent,
 )
-from contract.ids import DEVICE_ID_PATTERN
 from monitor.escalation import acknowledge
 
 log = logging.getLogger(__name__)
@@ -41,7 +46,7 @@ def list_incidents(
     severity: Literal["info", "warning", "critical"] | None = None,
     scope: Literal["device", "fleet", "system"] | None = None,
     kind: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")] = None,
-    device_id: Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)] = None,
+    device_id: DeviceIdQuery = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

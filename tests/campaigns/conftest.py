@@ -13,9 +13,7 @@ def runner(make_settings, dsn):
     made = []
 
     def build(devices: Devices, **overrides) -> CampaignRunner:
-        settings = make_settings(**overrides)
-        devices.prefix = settings.topic_prefix
-        made.append(CampaignRunner(settings, dsn, None, publish=devices.publish))
+        made.append(CampaignRunner(make_settings(**overrides), dsn, None, publish=devices.publish))
         return made[-1]
 
     yield build
