@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from api.auth import ApiKey
 from api.deps import CustomerKey, DbConn, ReaderKey, require
+from api.fleet import DeviceIdQuery
 from campaigns.notices import SAFE, UNSAFE
 from campaigns.store import CampaignCreate, campaign_progress, create_campaign, move_campaign
 
@@ -161,7 +162,7 @@ def campaign_devices(
     conn: DbConn,
     state: Annotated[str | None, Query(pattern=r"^[a-z_]{1,20}$")] = None,
     wave: Annotated[int | None, Query(ge=1, le=100)] = None,
-    after: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+    after: DeviceIdQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CampaignDevice]:
     """The campaign's devices in id order (pass the last id as `after` for the next page)."""

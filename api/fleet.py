@@ -27,10 +27,12 @@ from api.models import (
     SilencePublic,
 )
 from api.summary import summarize
+from contract.ids import DEVICE_ID_PATTERN
 
 router = APIRouter(tags=["fleet"])
 
-DeviceIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN)]
+DeviceIdQuery = Annotated[str | None, Query(pattern=DEVICE_ID_PATTERN)]
 _FILTER = Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[^\x00]*$")]
 MAX_HISTORY = timedelta(days=31)
 

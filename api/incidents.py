@@ -13,7 +13,13 @@ import incidents
 from alerts.outbox import release_silence
 from alerts.redact import redact_url
 from api.deps import CurrentKey, DbConn, StaffKey
-from api.fleet import INCIDENT_COLUMNS, decode_cursor, encode_cursor, incident_from_row
+from api.fleet import (
+    INCIDENT_COLUMNS,
+    DeviceIdQuery,
+    decode_cursor,
+    encode_cursor,
+    incident_from_row,
+)
 from api.models import (
     Comment,
     IncidentDetail,
@@ -41,7 +47,7 @@ def list_incidents(
     severity: Literal["info", "warning", "critical"] | None = None,
     scope: Literal["device", "fleet", "system"] | None = None,
     kind: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")] = None,
-    device_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+    device_id: DeviceIdQuery = None,
     since: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

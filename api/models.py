@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from devices.registry import DEVICE_ID_PATTERN
+from contract.ids import DEVICE_ID_PATTERN
 
 Severity = Literal["info", "warning", "critical"]
 ChannelKind = Literal["email", "sms", "push", "webhook"]

@@ -13,7 +13,6 @@ between never sends it twice; that attempt times out and the next one has its ow
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import uuid
@@ -39,6 +38,8 @@ from campaigns.readings import (
 from campaigns.steps import IN_FLIGHT, Decision, Observed, Progress, apply_report, check
 from campaigns.store import campaign_progress, record_event
 from campaigns.waves import in_window, next_move
+from contract.commands import UpdateCommand
+from contract.topics import command_topic
 from core import db
 from core.mqtt import connect_client, make_client
 from core.settings import MqttTarget, Settings
@@ -408,16 +409,15 @@ class CampaignRunner:
                     commands.append((device, command_id, attempt))
         # Committed first: a command is never published twice, even if we die right here.
         for device, command_id, attempt in commands:
-            payload = {
-                "type": "ota_update",
-                "command_id": command_id,
-                "campaign": campaign.id,
-                "version": campaign.target_version,
-                "url": campaign.artifact_url,
-                "sha256": campaign.artifact_sha256,
-                "attempt": attempt,
-            }
-            self._publish(f"{self._prefix}/{device}/cmd", json.dumps(payload).encode())
+            command = UpdateCommand(
+                command_id=command_id,
+                campaign=campaign.id,
+                version=campaign.target_version,
+                url=campaign.artifact_url,
+                sha256=campaign.artifact_sha256,
+                attempt=attempt,
+            )
+            self._publish(command_topic(self._prefix, device), command.to_payload())
             log.info("campaign %d device %s: command %s sent", campaign.id, device, command_id)
         return len(commands)
 

@@ -12,7 +12,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-_ID = r"^[A-Za-z0-9._-]{1,64}$"
+from contract.ids import is_device_id
+
 _NPM_CARET = re.compile(r"^\^(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
 _NPM_TILDE = re.compile(r"^~(\d+)(?:\.(\d+))?(?:\.(\d+))?$")
 _BARE_COMPARATOR = re.compile(r"^(>=|<=|>|<|==|!=|=)?\s*v?(\d[0-9A-Za-z.+-]*)$")
@@ -83,8 +84,9 @@ class Target(BaseModel):
     @field_validator("models", "device_ids")
     @classmethod
     def _ids(cls, values: list[str]) -> list[str]:
+        # Model ids follow the device-id pattern too (migration 001 checks both alike).
         for value in values:
-            if not re.match(_ID, value):
+            if not is_device_id(value):
                 raise ValueError(f"not an id: {value!r}")
         return values
 

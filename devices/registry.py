@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import psycopg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-DEVICE_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+from contract.ids import DEVICE_ID_PATTERN
+
 VIN_PATTERN = r"^[A-HJ-NPR-Z0-9]{17}$"
 
 

@@ -30,18 +30,22 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import tenacity
 
-from core import db
-from core.mqtt import connect_client, end_session, make_client
-from core.settings import MqttTarget, Settings
-from core.worker import Job, Worker
-from ingest.messages import (
+from contract.messages import (
+    OFFLINE,
+    ONLINE,
     Heartbeat,
     Limits,
     OtaReport,
     Rejection,
     StatusReport,
     parse_message,
+    status_payload,
 )
+from contract.topics import ingest_subscriptions, service_status_topic, service_tick_topic
+from core import db
+from core.mqtt import connect_client, end_session, make_client
+from core.settings import MqttTarget, Settings
+from core.worker import Job, Worker
 from ingest.writer import WriteResult, forget_ingest, record_progress, write_batch
 
 log = logging.getLogger(__name__)
@@ -94,14 +98,6 @@ class Tick:
     sent_at: datetime
 
 
-def heartbeat_topics(prefix: str, shared_group: str) -> list[str]:
-    """The subscriptions: heartbeats, status and update reports, shared when grouped."""
-    topics = [f"{prefix}/+/heartbeat", f"{prefix}/+/status", f"{prefix}/+/ota"]
-    if shared_group:
-        topics = [f"$share/{shared_group}/{t}" for t in topics]
-    return topics
-
-
 def maintain_heartbeats(conn: psycopg.Connection, retention_days: int, now: datetime) -> None:
     """Create the coming days' partitions and drop those past retention (no-ops on TimescaleDB)."""
     today = now.astimezone(UTC).date()
@@ -147,8 +143,8 @@ class Ingest:
             dsn=dsn,
         )
         self._conn: psycopg.Connection | None = None
-        self._service_topic = f"{self._prefix}-service/{settings.ingest_client_id}/status"
-        self._tick_topic = f"{self._prefix}-service/{settings.ingest_client_id}/tick"
+        self._service_topic = service_status_topic(self._prefix, settings.ingest_client_id)
+        self._tick_topic = service_tick_topic(self._prefix, settings.ingest_client_id)
         self._broker_back_at: datetime | None = None
         self._retiring = False
         self.client = make_client(
@@ -163,7 +159,7 @@ class Ingest:
                 "ingest acknowledges on receipt (FLEETWATCH_INGEST_HOLD_ACKS off): a crash may "
                 "lose what was received but not yet committed"
             )
-        self.client.will_set(self._service_topic, b"offline", qos=1, retain=True)
+        self.client.will_set(self._service_topic, status_payload(OFFLINE), qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
@@ -192,7 +188,7 @@ class Ingest:
         self.worker.stop()
         self._drain()
         try:
-            self.client.publish(self._service_topic, b"offline", qos=1, retain=True)
+            self.client.publish(self._service_topic, status_payload(OFFLINE), qos=1, retain=True)
             self.client.disconnect()
         finally:
             self.client.loop_stop()
@@ -206,8 +202,8 @@ class Ingest:
         self._retiring = True
         self.start()
         topics = [
-            *heartbeat_topics(self._prefix, self.settings.ingest_shared_group),
-            *heartbeat_topics(self._prefix, ""),
+            *ingest_subscriptions(self._prefix, self.settings.ingest_shared_group),
+            *ingest_subscriptions(self._prefix),
             self._tick_topic,
         ]
         self.client.unsubscribe(list(dict.fromkeys(topics)))
@@ -270,9 +266,9 @@ class Ingest:
             )
             self._connected.set()
             return
-        topics = heartbeat_topics(self._prefix, self.settings.ingest_shared_group)
+        topics = ingest_subscriptions(self._prefix, self.settings.ingest_shared_group)
         client.subscribe([(t, 1) for t in [*topics, self._tick_topic]])
-        client.publish(self._service_topic, b"online", qos=1, retain=True)
+        client.publish(self._service_topic, status_payload(ONLINE), qos=1, retain=True)
         log.info(
             "ingest connected to %s as %s (session present: %s), subscribed to %s",
             self.target.redacted(),

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import psycopg
 
-from ingest.messages import Heartbeat, OtaReport, Rejection, StatusReport
+from contract.messages import Heartbeat, OtaReport, Rejection, StatusReport
 
 # The staging table has exactly the columns of heartbeats, whichever flavour made them.
 _CREATE_STAGE = """
@@ -43,7 +43,8 @@ ON CONFLICT DO NOTHING
 
 # Newest heartbeat per device wins; an older one arriving late (a backlog) never moves
 # the state backwards. overdue_at is the deadline the monitor reads; it counts from the
-# earlier of device time and receipt, so a clock running ahead cannot postpone it.
+# earlier of device time and receipt, so a clock running ahead cannot postpone it
+# (contract.deadline.offline_deadline is this rule in Python, held to it by a test).
 _UPSERT_STATE = """
 INSERT INTO device_state AS st (
     device_id, status, status_changed_at, last_seen_at, last_received_at, last_seq,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # The product's packages: everything a test or a benchmark is not.
-PRODUCT = ("core", "fleetwatch", "incidents", "ingest", "monitor", "alerts", "api", "devices",
+PRODUCT = ("core", "contract", "fleetwatch", "incidents", "ingest", "monitor", "alerts", "api", "devices",
            "campaigns")  # fmt: skip
 # Which package alone may write each table.
 OWNERS = {

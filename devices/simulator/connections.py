@@ -23,9 +23,8 @@ import selectors
 import time
 from collections.abc import Callable, Sequence
 
+from contract.messages import OFFLINE, ONLINE
 from devices.simulator.links import (
-    OFFLINE,
-    ONLINE,
     DeviceLink,
     LinkState,
     SocketWatcher,

@@ -7,10 +7,11 @@ datetimes; the runner owns sockets and time.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from contract.ids import DEVICE_ID_RULE, is_device_id
+from contract.messages import heartbeat_body
 from devices.simulator import scenarios
 from devices.simulator.profiles import (
     DAY_S,
@@ -22,8 +23,6 @@ from devices.simulator.profiles import (
 )
 from devices.simulator.profiles import is_active as activity_is_active
 from devices.simulator.scenarios import Fault, Link
-
-DEVICE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,8 @@ class DeviceSpec:
     fault: Fault | None = None
 
     def __post_init__(self) -> None:
-        if not DEVICE_ID_RE.fullmatch(self.device_id):
-            raise ValueError(f"device id {self.device_id!r} is not 1-64 of [A-Za-z0-9._-]")
+        if not is_device_id(self.device_id):
+            raise ValueError(f"device id {self.device_id!r} is not {DEVICE_ID_RULE}")
 
 
 class SimDevice:
@@ -213,13 +212,13 @@ class SimDevice:
         self.seq += 1
         clock = now + timedelta(seconds=scenarios.clock_offset_s(fault, elapsed))
         normal_uptime = elapsed - self._booted_s
-        body = {
-            "ts": clock.astimezone(UTC).isoformat(timespec="milliseconds"),
-            "seq": self.seq,
-            "fw": self.firmware,
-            "uptime_s": int(scenarios.uptime_s(fault, elapsed, normal_uptime)),
-            "metrics": self._metrics(now, elapsed),
-        }
+        body = heartbeat_body(
+            ts=clock,
+            seq=self.seq,
+            fw=self.firmware,
+            uptime_s=int(scenarios.uptime_s(fault, elapsed, normal_uptime)),
+            metrics=self._metrics(now, elapsed),
+        )
         self._schedule_after(now)
         return body
 

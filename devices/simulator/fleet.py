@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from contract.ids import is_device_id
 from devices.simulator import identity
-from devices.simulator.device import DEVICE_ID_RE, DeviceSpec, SimDevice
+from devices.simulator.device import DeviceSpec, SimDevice
 from devices.simulator.profiles import PROFILES, Profile
 from devices.simulator.scenarios import SCENARIOS, Fault, fits, make_fault
 
@@ -27,7 +28,7 @@ def build_fleet(
         raise ValueError("n must not be negative")
     if not 0 <= fault_share <= 1:
         raise ValueError("fault_share must be between 0 and 1")
-    if not DEVICE_ID_RE.fullmatch(f"{id_prefix}-thermo-{max(n - 1, 0):05d}"):
+    if not is_device_id(f"{id_prefix}-thermo-{max(n - 1, 0):05d}"):
         raise ValueError(f"id prefix {id_prefix!r} does not make valid device ids")
     names = list(SCENARIOS) if scenarios is None else list(scenarios)
     unknown = [name for name in names if name not in SCENARIOS]

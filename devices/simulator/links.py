@@ -9,20 +9,19 @@ sessions would leave one session per simulated device on the broker after every 
 from __future__ import annotations
 
 import contextlib
-import json
 import selectors
 import socket
 from enum import StrEnum
 
 import paho.mqtt.client as mqtt
 
+from contract.messages import OFFLINE, encode_body, status_payload
+from contract.topics import command_topic, heartbeat_topic, ota_topic, status_topic
 from core.mqtt import connect_client, make_client
 from core.settings import MqttTarget
 from devices.simulator.device import SimDevice
 from devices.simulator.ota import OtaUpdater
 
-ONLINE = "online"
-OFFLINE = "offline"
 # How long the blocking TCP connect may hold up the whole loop (paho's default is 5 s).
 CONNECT_TIMEOUT_S = 3.0
 # Heartbeats paho may hold for one device while the broker is not acknowledging; beyond
@@ -64,10 +63,10 @@ class DeviceLink:
     def __init__(self, device: SimDevice, client: mqtt.Client, prefix: str) -> None:
         self.device = device
         self.client = client
-        self.heartbeat_topic = f"{prefix}/{device.device_id}/heartbeat"
-        self.status_topic = f"{prefix}/{device.device_id}/status"
-        self.command_topic = f"{prefix}/{device.device_id}/cmd"
-        self.ota_topic = f"{prefix}/{device.device_id}/ota"
+        self.heartbeat_topic = heartbeat_topic(prefix, device.device_id)
+        self.status_topic = status_topic(prefix, device.device_id)
+        self.command_topic = command_topic(prefix, device.device_id)
+        self.ota_topic = ota_topic(prefix, device.device_id)
         self.state = LinkState.QUEUED
         self.wanted_down = False  # a fault took the link down; do not reconnect
         self.backoff_s = 0.0
@@ -92,7 +91,7 @@ def make_link(
     client = make_client(target, device_id, protocol=protocol, username=device_id)
     link = DeviceLink(device, client, prefix)
     client.user_data_set(link)
-    client.will_set(link.status_topic, OFFLINE, qos=1, retain=True)
+    client.will_set(link.status_topic, status_payload(OFFLINE), qos=1, retain=True)
     client.connect_timeout = CONNECT_TIMEOUT_S
     client.max_queued_messages_set(MAX_QUEUED_PUBLISHES)
     # Only stores host, port and session flags; `client.reconnect()` opens the socket.
@@ -102,17 +101,17 @@ def make_link(
 
 def publish_status(link: DeviceLink, status: str) -> mqtt.MQTTMessageInfo:
     """A retained `online` (birth, after connecting) or `offline` (before a clean stop)."""
-    return _publish(link, link.status_topic, status, retain=True)
+    return _publish(link, link.status_topic, status_payload(status), retain=True)
 
 
 def publish_heartbeat(link: DeviceLink, body: dict) -> mqtt.MQTTMessageInfo:
     """One heartbeat body as compact JSON at QoS 1."""
-    return _publish(link, link.heartbeat_topic, json.dumps(body, separators=(",", ":")))
+    return _publish(link, link.heartbeat_topic, encode_body(body))
 
 
 def publish_ota(link: DeviceLink, body: dict) -> mqtt.MQTTMessageInfo:
     """One update progress message as compact JSON at QoS 1."""
-    return _publish(link, link.ota_topic, json.dumps(body, separators=(",", ":")))
+    return _publish(link, link.ota_topic, encode_body(body))
 
 
 def subscribe_commands(link: DeviceLink) -> None:
@@ -120,7 +119,7 @@ def subscribe_commands(link: DeviceLink) -> None:
     link.client.subscribe(link.command_topic, qos=1)
 
 
-def _publish(link: DeviceLink, topic: str, payload: str, retain: bool = False):
+def _publish(link: DeviceLink, topic: str, payload: bytes, retain: bool = False):
     info = link.client.publish(topic, payload, qos=1, retain=retain)
     if info.rc == mqtt.MQTT_ERR_SUCCESS:
         link.unacked += 1

@@ -1,8 +1,9 @@
-"""Over-the-air updates on a simulated device: the command, the failure profile, the plan.
+"""Over-the-air updates on a simulated device: the failure profile and the plan.
 
 Pure like `device`: nothing here reads the clock or does I/O. `OtaUpdater.receive` turns one
-`ota_update` command into an `OtaPlan` (every message the device publishes on its `ota`
-topic and when, its reboot window and the firmware it comes back on); the runner plays it.
+`ota_update` command (`contract.commands.UpdateCommand`, read by its `parse_command`) into an
+`OtaPlan` (every message the device publishes on its `ota` topic and when, its reboot window
+and the firmware it comes back on); the runner plays it.
 
     accepted ─> downloading x2-3 ─> installing ─> rebooting ─ away 20-60 s ─> back on new fw
     │           │            │      │                       ├─ brick: never back
@@ -20,15 +21,17 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
+
+from contract.commands import UpdateCommand
+from contract.messages import ota_report_body
 
 if TYPE_CHECKING:
     from devices.simulator.device import SimDevice
@@ -42,56 +45,6 @@ REBOOT_S = (20.0, 60.0)  # away: disconnected cleanly, then reconnects on the ne
 LOW_BATTERY_PCT = 20.0
 # Command ids a device remembers, to ignore redeliveries; a campaign sends few per device.
 REMEMBERED_COMMANDS = 256
-
-COMMAND_TYPE = "ota_update"
-SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
-MAX_VERSION_LEN = 64  # the heartbeat's `fw` limit: a longer one would get heartbeats rejected
-
-
-class NotACommand(ValueError):
-    """A message on the cmd topic the device ignores: not JSON, unknown type, malformed."""
-
-
-@dataclass(frozen=True)
-class OtaCommand:
-    """One `ota_update` command (contract version 1)."""
-
-    command_id: str
-    campaign: int
-    version: str
-    url: str
-    sha256: str
-    attempt: int
-
-
-def parse_command(payload: bytes) -> OtaCommand:
-    """The command in `payload`; raises NotACommand (saying why) for anything else."""
-    try:
-        data = json.loads(payload)
-    except (ValueError, RecursionError):  # bad JSON or UTF-8; absurdly deep nesting
-        raise NotACommand("not JSON") from None
-    if not isinstance(data, dict):
-        raise NotACommand("not a JSON object")
-    if data.get("type") != COMMAND_TYPE:
-        raise NotACommand(f"unknown type {str(data.get('type'))[:40]!r}")
-    command_id, version, url = data.get("command_id"), data.get("version"), data.get("url")
-    if not isinstance(command_id, str) or not command_id:
-        raise NotACommand("no command_id")
-    if not _is_int(data.get("campaign")):
-        raise NotACommand("campaign is not an integer")
-    if not isinstance(version, str) or not 0 < len(version) <= MAX_VERSION_LEN:
-        raise NotACommand(f"version is not 1-{MAX_VERSION_LEN} characters")
-    if not isinstance(url, str) or not url:
-        raise NotACommand("no url")
-    if not isinstance(data.get("sha256"), str) or not SHA256_RE.fullmatch(data["sha256"]):
-        raise NotACommand("sha256 is not 64 hex characters")
-    if not _is_int(data.get("attempt")) or data["attempt"] < 1:
-        raise NotACommand("attempt is not a positive integer")
-    return OtaCommand(command_id, data["campaign"], version, url, data["sha256"], data["attempt"])
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_name(value: object) -> bool:
@@ -241,23 +194,23 @@ class OtaMessage:
     progress: int | None = None  # downloading only
     reason: str | None = None  # failed only
 
-    def body(self, command: OtaCommand) -> dict:
+    def body(self, command: UpdateCommand) -> dict:
         """The JSON body for `command`."""
-        body: dict = {"command_id": command.command_id, "campaign": command.campaign}
-        body["state"] = self.state
-        if self.progress is not None:
-            body["progress"] = self.progress
-        if self.reason is not None:
-            body["reason"] = self.reason
-        body["ts"] = self.at.astimezone(UTC).isoformat(timespec="milliseconds")
-        return body
+        return ota_report_body(
+            command_id=command.command_id,
+            campaign=command.campaign,
+            state=self.state,
+            progress=self.progress,
+            reason=self.reason,
+            ts=self.at,
+        )
 
 
 @dataclass(frozen=True)
 class OtaPlan:
     """What the device does about one command; every time is wall-clock."""
 
-    command: OtaCommand
+    command: UpdateCommand
     outcome: Outcome
     messages: tuple[OtaMessage, ...]  # in order, times never decreasing
     down_at: datetime | None  # right after `rebooting`: a clean disconnect, no Last Will
@@ -271,7 +224,7 @@ class OtaPlan:
 
 
 def plan_update(
-    command: OtaCommand,
+    command: UpdateCommand,
     *,
     device_id: str,
     seed: int,
@@ -324,13 +277,13 @@ def plan_update(
     )
 
 
-def refusal(command: OtaCommand, outcome: Outcome, now: datetime, firmware: str) -> OtaPlan:
+def refusal(command: UpdateCommand, outcome: Outcome, now: datetime, firmware: str) -> OtaPlan:
     """A single `failed` at once: the device does not take the command on (busy, low_battery)."""
     return _failed(command, outcome, [], now, firmware, busy_until=now)
 
 
 def _failed(
-    command: OtaCommand,
+    command: UpdateCommand,
     outcome: Outcome,
     messages: list[OtaMessage],
     failed_at: datetime,
@@ -370,7 +323,7 @@ class OtaUpdater:
         """Whether an accepted update has not yet reached its reboot or its failure."""
         return self._busy_until is not None and now < self._busy_until
 
-    def receive(self, command: OtaCommand, device: SimDevice, now: datetime) -> OtaPlan | None:
+    def receive(self, command: UpdateCommand, device: SimDevice, now: datetime) -> OtaPlan | None:
         """The plan for `command` arriving at `now`; None for a command id already handled."""
         if command.command_id in self._handled:
             return None

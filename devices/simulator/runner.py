@@ -28,6 +28,7 @@ from typing import Literal, NamedTuple
 
 import paho.mqtt.client as mqtt
 
+from contract.commands import NotACommand, parse_command
 from core.settings import MqttTarget
 from devices.simulator.connections import Connections
 from devices.simulator.device import SimDevice
@@ -38,14 +39,7 @@ from devices.simulator.links import (
     publish_heartbeat,
     publish_ota,
 )
-from devices.simulator.ota import (
-    NotACommand,
-    OtaPlan,
-    OtaProfile,
-    OtaUpdater,
-    as_ota_profile,
-    parse_command,
-)
+from devices.simulator.ota import OtaPlan, OtaProfile, OtaUpdater, as_ota_profile
 from devices.simulator.scenarios import Link
 from devices.simulator.stats import Counters, SimulatorStats
 

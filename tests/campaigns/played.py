@@ -7,13 +7,14 @@ simulator and a broker live in test_campaigns_e2e.py.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from support import add_channel, make_device
 
 from campaigns.store import CampaignCreate
+from contract.commands import UpdateCommand, parse_command
+from contract.topics import CMD, DeviceTopic, parse_topic
 
 SHA = "ab" * 32
 
@@ -70,28 +71,34 @@ def update_spec(**overrides) -> CampaignCreate:
 
 @dataclass
 class Devices:
-    """Plays the devices: answers each published command the way `outcome(device)` says."""
+    """Plays the devices: answers each published command the way `outcome(device)` says.
+
+    Each command is read as a device reads it (`parse_command`), from the topic a device
+    subscribes to: a command that breaks the contract fails the test.
+    """
 
     conn: object
     outcome: object = staticmethod(lambda device: "ok")
-    commands: list[tuple[datetime, str, dict]] = field(default_factory=list)
+    commands: list[tuple[datetime, str, UpdateCommand]] = field(default_factory=list)
     pending_boot: list[tuple[str, str, datetime]] = field(default_factory=list)
     now: datetime | None = None
 
     def publish(self, topic: str, payload: bytes) -> None:
-        device = topic.split("/")[1]
-        body = json.loads(payload)
-        self.commands.append((self.now, device, body))
+        # The runner's own prefix, whatever it is (test_campaigns_e2e.py subscribes to it).
+        where = parse_topic(topic, topic.split("/", 1)[0])
+        assert isinstance(where, DeviceTopic) and where.kind == CMD, topic
+        device, command = where.device_id, parse_command(payload)
+        self.commands.append((self.now, device, command))
         outcome = self.outcome(device)
         states = ["accepted", "downloading", "installing"]
         if outcome == "install_failed":
-            self.report(device, body["command_id"], [*states, "failed"], reason="install_failed")
+            self.report(device, command.command_id, [*states, "failed"], reason="install_failed")
             return
         if outcome == "silent":
             return  # the command never arrived
-        self.report(device, body["command_id"], [*states, "rebooting"])
+        self.report(device, command.command_id, [*states, "rebooting"])
         if outcome == "ok":
-            self.pending_boot.append((device, body["version"], self.now + timedelta(minutes=2)))
+            self.pending_boot.append((device, command.version, self.now + timedelta(minutes=2)))
 
     def report(self, device, command_id, states, reason=None):
         for state in states:

@@ -4,7 +4,6 @@ firmware team hear through the real dispatcher."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 
@@ -13,6 +12,8 @@ from support import add_channel, count, mqtt_client, wait_until
 
 from campaigns.runner import CampaignRunner
 from campaigns.store import CampaignCreate, create_campaign
+from contract.commands import UpdateCommand, parse_command
+from contract.topics import CMD, every_device
 from devices.registry import import_devices
 from devices.simulator.fleet import build_fleet, registry_rows
 from devices.simulator.ota import OtaProfile
@@ -69,17 +70,18 @@ def fleet_on_air(conn, broker, prefix, run_ingest, http_sink):
 
 @pytest.fixture
 def commands_heard(broker, prefix):
-    """Every command published on the broker, as a device subscription would see it."""
-    heard: list[dict] = []
+    """Every command published on the broker, as a device subscription would see it (and
+    read: one that breaks the contract raises in `parse_command` and is missing here)."""
+    heard: list[UpdateCommand] = []
     lock = threading.Lock()
     client = mqtt_client(*broker)
 
     def on_message(c, userdata, msg):
         with lock:
-            heard.append(json.loads(msg.payload))
+            heard.append(parse_command(msg.payload))
 
     client.on_message = on_message
-    client.subscribe(f"{prefix}/+/cmd", qos=1)
+    client.subscribe(every_device(prefix, CMD), qos=1)
     yield heard
     client.disconnect()
     client.loop_stop()
@@ -121,7 +123,7 @@ def test_firmware_that_bricks_devices_halts_after_the_canary_and_everyone_is_tol
         runner.stop()
 
     waves = dict(conn.execute("SELECT device_id, wave FROM campaign_devices").fetchall())
-    commanded = {c["command_id"].rsplit("-", 1)[0].split("-", 1)[1] for c in commands_heard}
+    commanded = {c.command_id.rsplit("-", 1)[0].split("-", 1)[1] for c in commands_heard}
     assert commanded and all(waves[d] == 1 for d in commanded)  # nothing beyond the canary
     failed = conn.execute(
         "SELECT device_id FROM campaign_devices WHERE state = 'failed' "
@@ -169,7 +171,7 @@ def test_a_runner_restarted_mid_campaign_finishes_it_without_a_command_twice(
         wait_until(lambda: status(conn, campaign_id) == "completed", timeout=90)
     finally:
         second.stop()
-    per_command = Counter(c["command_id"] for c in commands_heard)
+    per_command = Counter(c.command_id for c in commands_heard)
     assert len(per_command) == 24 and set(per_command.values()) == {1}
     assert count(conn, "SELECT count(*) FROM campaign_devices WHERE state = 'succeeded'") == 24
     reported = dict(conn.execute("SELECT device_id, firmware FROM device_state").fetchall())

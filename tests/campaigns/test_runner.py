@@ -188,7 +188,7 @@ def test_a_runner_killed_between_commit_and_publish_never_sends_a_command_twice(
         lambda now: status(conn, campaign_id)[0] == "completed",
         limit=100,
     )
-    ids = [c["command_id"] for _, _, c in devices.commands]
+    ids = [c.command_id for _, _, c in devices.commands]
     assert len(ids) == len(set(ids)) == 12  # each published once: 4 first tries, 8 second
     assert sum(i.endswith("-1") for i in ids) == 4
     attempts = dict(conn.execute("SELECT device_id, attempt FROM campaign_devices").fetchall())

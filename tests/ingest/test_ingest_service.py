@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from support import count, make_device, wait_until
 
+from contract.messages import OFFLINE, ONLINE, heartbeat_payload, status_payload
+from contract.topics import heartbeat_topic, status_topic
 
-def heartbeat(seq: int, *, ts: datetime | None = None, **extra) -> bytes:
-    body = {
-        "seq": seq,
-        "fw": "2.4.1",
-        "uptime_s": 100 + seq,
-        "metrics": {"battery_pct": 80.0, "temp_c": 21.5},
-        **extra,
-    }
-    if ts is not None:
-        body["ts"] = ts.isoformat()
-    return json.dumps(body).encode()
+
+def heartbeat(seq: int, *, ts: datetime | None = None) -> bytes:
+    return heartbeat_payload(
+        seq=seq,
+        ts=ts,
+        fw="2.4.1",
+        uptime_s=100 + seq,
+        metrics={"battery_pct": 80.0, "temp_c": 21.5},
+    )
 
 
 def publish(client, topic: str, payload: bytes, *, retain: bool = False) -> None:
@@ -34,7 +33,7 @@ def test_heartbeats_are_stored_and_deadline_kept(conn, run_ingest, publisher, pr
     for device in ("dev-1", "dev-2"):
         for seq in range(5):
             ts = base + timedelta(seconds=seq)
-            publish(publisher, f"{prefix}/{device}/heartbeat", heartbeat(seq, ts=ts))
+            publish(publisher, heartbeat_topic(prefix, device), heartbeat(seq, ts=ts))
 
     wait_until(lambda: count(conn, "SELECT count(*) FROM heartbeats") == 10)
     last_seq, last_seen, overdue, fw, status = conn.execute(
@@ -58,7 +57,7 @@ def test_heartbeats_published_while_ingest_is_down_arrive_once(conn, run_ingest,
     now = datetime.now(UTC)
     infos = [
         publisher.publish(
-            f"{prefix}/{devices[i % 10]}/heartbeat",
+            heartbeat_topic(prefix, devices[i % 10]),
             heartbeat(i // 10, ts=now - timedelta(milliseconds=1000 - i)),
             qos=1,
         )
@@ -87,7 +86,7 @@ def test_unacknowledged_batch_is_redelivered_and_stored_once(
     crashing._ack = lambda batch: None
     now = datetime.now(UTC)
     for seq in range(50):
-        publish(publisher, f"{prefix}/dev-1/heartbeat", heartbeat(seq, ts=now))
+        publish(publisher, heartbeat_topic(prefix, "dev-1"), heartbeat(seq, ts=now))
     wait_until(lambda: crashing.counters.stored == 50)
     crashing.stop()
 
@@ -103,7 +102,7 @@ def test_same_heartbeat_twice_is_stored_once(conn, run_ingest, publisher, prefix
     timed = heartbeat(1, ts=datetime.now(UTC))
     untimed = heartbeat(2)  # timed by receipt: the two copies get different receive times
     for payload in (timed, untimed, timed, untimed):
-        publish(publisher, f"{prefix}/dev-1/heartbeat", payload)
+        publish(publisher, heartbeat_topic(prefix, "dev-1"), payload)
     wait_until(lambda: ingest.counters.stored + ingest.counters.duplicates == 4)
     assert ingest.counters.duplicates == 2
     assert count(conn, "SELECT count(*) FROM heartbeats") == 2
@@ -115,19 +114,19 @@ def test_bad_input_is_kept_aside_and_neighbours_stored(conn, run_ingest, publish
     ingest = run_ingest()
     now = datetime.now(UTC)
     bad = [
-        (f"{prefix}/dev-1/heartbeat", b"{not json", "not_json"),
-        (f"{prefix}/dev-1/heartbeat", b'{"seq": "one"}', "bad_seq"),
-        (f"{prefix}/dev-1/heartbeat", b'{"seq": 3, "metrics": {"t": "hot"}}', "bad_metrics"),
-        (f"{prefix}/dev-1/heartbeat", b'{"seq": 4, "device_id": "dev-2"}', "id_mismatch"),
-        (f"{prefix}/dev-1/heartbeat", b'{"seq": 5, "ts": "noon"}', "bad_ts"),
-        (f"{prefix}/dev-1/heartbeat", b'{"seq": 6, "x": "' + b"y" * 5000 + b'"}', "oversize"),
-        (f"{prefix}/ghost-9/heartbeat", heartbeat(7, ts=now), "unknown_device"),
-        (f"{prefix}/dev-1/status", b"sleepy", "bad_status"),
+        (heartbeat_topic(prefix, "dev-1"), b"{not json", "not_json"),
+        (heartbeat_topic(prefix, "dev-1"), b'{"seq": "one"}', "bad_seq"),
+        (heartbeat_topic(prefix, "dev-1"), b'{"seq": 3, "metrics": {"t": "hot"}}', "bad_metrics"),
+        (heartbeat_topic(prefix, "dev-1"), b'{"seq": 4, "device_id": "dev-2"}', "id_mismatch"),
+        (heartbeat_topic(prefix, "dev-1"), b'{"seq": 5, "ts": "noon"}', "bad_ts"),
+        (heartbeat_topic(prefix, "dev-1"), b'{"seq": 6, "x": "' + b"y" * 5000 + b'"}', "oversize"),
+        (heartbeat_topic(prefix, "ghost-9"), heartbeat(7, ts=now), "unknown_device"),
+        (status_topic(prefix, "dev-1"), b"sleepy", "bad_status"),
     ]
     good = 0
     for topic, payload, _ in bad:
         publish(publisher, topic, payload)
-        publish(publisher, f"{prefix}/dev-2/heartbeat", heartbeat(good, ts=now))
+        publish(publisher, heartbeat_topic(prefix, "dev-2"), heartbeat(good, ts=now))
         good += 1
 
     wait_until(lambda: ingest.counters.rejected_total == len(bad), timeout=15)
@@ -141,7 +140,7 @@ def test_bad_input_is_kept_aside_and_neighbours_stored(conn, run_ingest, publish
         assert by_reason[reason] == (topic, payload), reason
 
     # Still alive and storing after all that.
-    publish(publisher, f"{prefix}/dev-1/heartbeat", heartbeat(100, ts=now))
+    publish(publisher, heartbeat_topic(prefix, "dev-1"), heartbeat(100, ts=now))
     wait_until(lambda: count(conn, "SELECT count(*) FROM heartbeats WHERE device_id='dev-1'"))
 
 
@@ -149,7 +148,7 @@ def test_wrong_device_clock_is_replaced_and_flagged(conn, run_ingest, publisher,
     make_device(conn, "dev-1")
     run_ingest()
     skewed = datetime(1970, 1, 1, tzinfo=UTC)
-    publish(publisher, f"{prefix}/dev-1/heartbeat", heartbeat(1, ts=skewed))
+    publish(publisher, heartbeat_topic(prefix, "dev-1"), heartbeat(1, ts=skewed))
     wait_until(lambda: count(conn, "SELECT count(*) FROM heartbeats"))
     ts, received, device_ts, from_receipt = conn.execute(
         "SELECT ts, received_at, device_ts, ts_from_receipt FROM heartbeats"
@@ -165,8 +164,8 @@ def test_status_messages_are_connectivity_events_without_replays(
 ):
     make_device(conn, "dev-1")
     run_ingest().stop()
-    publish(publisher, f"{prefix}/dev-1/status", b"online", retain=True)
-    publish(publisher, f"{prefix}/dev-1/status", b"offline", retain=True)
+    publish(publisher, status_topic(prefix, "dev-1"), status_payload(ONLINE), retain=True)
+    publish(publisher, status_topic(prefix, "dev-1"), status_payload(OFFLINE), retain=True)
     ingest = run_ingest()
     wait_until(lambda: ingest.counters.statuses >= 2)
     events = lambda: conn.execute(  # noqa: E731
@@ -181,7 +180,7 @@ def test_status_messages_are_connectivity_events_without_replays(
     wait_until(lambda: again.counters.statuses + again.counters.messages_in >= 1, timeout=5)
     wait_until(lambda: not again._buffer)
     assert [e[0] for e in events()] == ["online", "offline"]
-    publish(publisher, f"{prefix}/dev-1/status", b"", retain=True)  # clear the retained
+    publish(publisher, status_topic(prefix, "dev-1"), b"", retain=True)  # clear the retained
 
 
 def test_simulated_fleet_reaches_the_database(conn, run_ingest, broker, prefix):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
@@ -10,17 +9,18 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from support import count, forget_session, make_device, wait_until
 
+from contract.messages import heartbeat_payload
+from contract.topics import heartbeat_topic
 from ingest.service import Ingest
 
 
 def beat(seq: int) -> bytes:
-    ts = datetime.now(UTC) - timedelta(seconds=1)
-    return json.dumps({"seq": seq, "ts": ts.isoformat(), "uptime_s": seq}).encode()
+    return heartbeat_payload(seq=seq, ts=datetime.now(UTC) - timedelta(seconds=1), uptime_s=seq)
 
 
 def publish_beats(publisher, prefix: str, devices: list[str], per_device: int, first: int = 0):
     infos = [
-        publisher.publish(f"{prefix}/{device}/heartbeat", beat(seq), qos=1)
+        publisher.publish(heartbeat_topic(prefix, device), beat(seq), qos=1)
         for seq in range(first, first + per_device)
         for device in devices
     ]

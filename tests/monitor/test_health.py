@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 from support import add_channel, count, make_device
 
 from alerts.templates import render
-from ingest.messages import Heartbeat
+from contract.messages import Heartbeat
 from ingest.writer import write_batch
 from monitor.health import _DUE, apply_health, evaluate_health, plan_health
 from monitor.rules import parse_rules

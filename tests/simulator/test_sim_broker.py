@@ -15,12 +15,14 @@ import threading
 import time
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 import pytest
 from support import wait_until
 
+from contract.messages import OFFLINE, ONLINE, Heartbeat, parse_message, status_payload
+from contract.topics import HEARTBEAT, STATUS, DeviceTopic, every_device, parse_topic, status_topic
 from core.settings import MqttTarget
 from devices.simulator import pacing, runner
 from devices.simulator.device import SimDevice
@@ -31,6 +33,8 @@ from fleetwatch.embedded import port_is_open
 
 # A 60 s heartbeat interval becomes 0.6 s, a car's 300 s becomes 3 s.
 TIME_SCALE = 0.01
+# What a status topic carries: `online` (birth), `offline` (Last Will, or a clean stop).
+ONLINE_BYTES, OFFLINE_BYTES = status_payload(ONLINE), status_payload(OFFLINE)
 
 
 class Listener:
@@ -61,13 +65,18 @@ class Listener:
         with self._lock:
             return [(payload, retained) for t, payload, retained in self.messages if t == topic]
 
-    def heartbeats(self) -> dict[str, list[dict]]:
-        """Heartbeat bodies by device id, in arrival order."""
-        found: dict[str, list[dict]] = {}
+    def heartbeats(self) -> dict[str, list[Heartbeat]]:
+        """Heartbeats by device id, in arrival order, as the ingest's parser reads them."""
+        found: dict[str, list[Heartbeat]] = {}
         with self._lock:
             for topic, payload, _ in self.messages:
-                if topic.endswith("/heartbeat"):
-                    found.setdefault(topic.split("/")[1], []).append(json.loads(payload))
+                prefix = topic.split("/", 1)[0]
+                where = parse_topic(topic, prefix)
+                if isinstance(where, DeviceTopic) and where.kind == HEARTBEAT:
+                    record = parse_message(
+                        topic, payload, prefix=prefix, received_at=datetime.now(UTC)
+                    )
+                    found.setdefault(where.device_id, []).append(record)
         return found
 
     def wait_quiet(self, quiet_s: float = 0.2, timeout: float = 5.0) -> None:
@@ -99,7 +108,7 @@ def topic_prefix(target, protocol):
     """A prefix of this test's own; retained statuses under it are cleared afterwards."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
     yield prefix
-    seen = Listener(target, f"{prefix}/+/status", protocol)
+    seen = Listener(target, every_device(prefix, STATUS), protocol)
     seen.wait_quiet()
     cleaner = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
@@ -128,11 +137,11 @@ def retained_statuses(
     target: MqttTarget, prefix: str, count: int, protocol: str
 ) -> dict[str, bytes]:
     """What a newcomer sees retained on every status topic under prefix."""
-    listener = Listener(target, f"{prefix}/+/status", protocol)
+    listener = Listener(target, every_device(prefix, STATUS), protocol)
     try:
         wait_until(lambda: len(listener.messages) >= count, timeout=5)
         assert all(retained for _, _, retained in listener.messages)
-        return {topic.split("/")[1]: payload for topic, payload, _ in listener.messages}
+        return {parse_topic(t, prefix).device_id: payload for t, payload, _ in listener.messages}
     finally:
         listener.close()
 
@@ -149,27 +158,31 @@ def test_heartbeats_births_and_wills_reach_the_broker(target, topic_prefix, prot
     sim.start()
     try:
         wait_until(lambda: healthy <= set(live.heartbeats()), timeout=8)
-        wait_until(lambda: (b"offline", False) in live.on(f"{topic_prefix}/{power_lost}/status"))
+        wait_until(
+            lambda: (OFFLINE_BYTES, False) in live.on(status_topic(topic_prefix, power_lost))
+        )
         retained = retained_statuses(target, topic_prefix, len(fleet), protocol)
         stats = sim.stats()
     finally:
         sim.stop()
         live.close()
 
-    for device_id, bodies in live.heartbeats().items():
+    for device_id, beats in live.heartbeats().items():
         assert device_id in healthy | {dropped, power_lost}
-        seqs = [body["seq"] for body in bodies]
+        # Every heartbeat is one the ingest accepts, timed by the device, with all its fields.
+        assert all(isinstance(beat, Heartbeat) for beat in beats), beats
+        seqs = [beat.seq for beat in beats]
         assert seqs == sorted(seqs)
         assert len(set(seqs)) == len(seqs)
-        for body in bodies:
-            assert datetime.fromisoformat(body["ts"]).tzinfo is not None
-            assert {"fw", "uptime_s", "metrics"} <= set(body)
-            assert "rssi_dbm" in body["metrics"]
-    assert (b"online", False) in live.on(f"{topic_prefix}/{dropped}/status")
-    assert b"offline" not in [p for p, _ in live.on(f"{topic_prefix}/{dropped}/status")]
-    assert retained[power_lost] == b"offline"
-    assert retained[dropped] == b"online"  # a clean DISCONNECT discards the will
-    assert {retained[device_id] for device_id in healthy} == {b"online"}
+        for beat in beats:
+            assert not beat.ts_from_receipt
+            assert beat.fw is not None and beat.uptime_s is not None
+            assert "rssi_dbm" in json.loads(beat.metrics_json)
+    assert (ONLINE_BYTES, False) in live.on(status_topic(topic_prefix, dropped))
+    assert OFFLINE_BYTES not in [p for p, _ in live.on(status_topic(topic_prefix, dropped))]
+    assert retained[power_lost] == OFFLINE_BYTES
+    assert retained[dropped] == ONLINE_BYTES  # a clean DISCONNECT discards the will
+    assert {retained[device_id] for device_id in healthy} == {ONLINE_BYTES}
     assert stats.connected == len(healthy)
     assert stats.fault_disconnects == 2
     assert stats.heartbeats_sent >= len(healthy)
@@ -183,18 +196,18 @@ def test_stopping_leaves_a_retained_offline_for_each_connected_device(
     sim = Simulator(
         target, prefix=topic_prefix, fleet=fleet, protocol=protocol, time_scale=TIME_SCALE
     )
-    live = Listener(target, f"{topic_prefix}/+/status", protocol)
+    live = Listener(target, every_device(topic_prefix, STATUS), protocol)
     sim.start()
     wait_until(lambda: sim.stats().all_connected_s is not None and sim.stats().connected == 4)
     sim.stop()
     # Some brokers (amqtt) finish handling the last publishes after the sockets closed.
-    wait_until(lambda: [p for _, p, _ in live.messages].count(b"offline") == 4, timeout=5)
+    wait_until(lambda: [p for _, p, _ in live.messages].count(OFFLINE_BYTES) == 4, timeout=5)
     live.close()
 
     assert sim.stats().running is False
     retained = retained_statuses(target, topic_prefix, len(fleet), protocol)
-    assert retained.pop(fleet[0].device_id) == b"online"
-    assert set(retained.values()) == {b"offline"}
+    assert retained.pop(fleet[0].device_id) == ONLINE_BYTES
+    assert set(retained.values()) == {OFFLINE_BYTES}
 
 
 def test_one_device_failing_does_not_stop_the_others(target, topic_prefix, protocol, monkeypatch):
@@ -218,7 +231,7 @@ def test_one_device_failing_does_not_stop_the_others(target, topic_prefix, proto
 
     monkeypatch.setattr(runner, "make_link", make_link)
     monkeypatch.setattr(pacing, "RECONNECT_MIN_S", 0.05)
-    live = Listener(target, f"{topic_prefix}/+/heartbeat", protocol)
+    live = Listener(target, every_device(topic_prefix, HEARTBEAT), protocol)
     sim = Simulator(
         target, prefix=topic_prefix, fleet=fleet, protocol=protocol, time_scale=TIME_SCALE
     )
@@ -269,7 +282,7 @@ def test_simulator_reconnects_after_a_broker_restart(tmp_path, monkeypatch):
         broker.wait(5)
         wait_until(lambda: sim.stats().connected == 0, timeout=5)
         broker = start_broker()
-        live = Listener(target, "fleet/+/heartbeat")
+        live = Listener(target, every_device("fleet", HEARTBEAT))
         wait_until(lambda: sim.stats().connected == 5, timeout=8)
         wait_until(lambda: len(live.heartbeats()) == 5, timeout=5)
         live.close()

@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from contract.ids import is_device_id
 from devices.simulator.fleet import build_fleet, registry_rows
 from devices.simulator.identity import REGIONS, vin_check_digit
 from devices.simulator.scenarios import SCENARIOS
 
 VIN_RE = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
-ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_no_fault_share_means_no_faults():
 
 def test_registry_rows_have_valid_unique_ids_serials_and_vins(rows):
     ids = [r["id"] for r in rows]
-    assert all(ID_RE.fullmatch(i) for i in ids)
+    assert all(is_device_id(i) for i in ids)
     assert len(set(ids)) == len(ids)
     serials = [(r["model_id"], r["serial"]) for r in rows]
     assert len(set(serials)) == len(serials)

@@ -17,19 +17,29 @@ from itertools import pairwise
 import pytest
 from support import mqtt_client, wait_until
 
+from contract.commands import UpdateCommand
+from contract.messages import ONLINE, OtaReport, parse_message, status_payload
+from contract.topics import (
+    HEARTBEAT,
+    OTA,
+    STATUS,
+    DeviceTopic,
+    command_topic,
+    device_topic,
+    every_device,
+    parse_topic,
+    status_topic,
+)
 from devices.simulator import ota
 from devices.simulator.device import DeviceSpec, Owner, SimDevice
 from devices.simulator.fleet import build_fleet
 from devices.simulator.ota import (
     DEFAULT_RATES,
-    NotACommand,
-    OtaCommand,
     OtaProfile,
     OtaRates,
     OtaUpdater,
     Outcome,
     load_ota_profile,
-    parse_command,
 )
 from devices.simulator.profiles import PROFILES
 from devices.simulator.runner import Simulator
@@ -40,10 +50,11 @@ OWNER = Owner("cust-00001", "Anna Schmidt", "Europe/Berlin", "eu-central")
 SHA = "0123456789abcdef" * 4
 NOTHING_FAILS = OtaProfile({("*", "*"): {}})
 TIME_SCALE = 0.01
+ONLINE_BYTES = status_payload(ONLINE)
 
 
-def make_command(command_id: str = "c12-dev-001-1", version: str = "2.5.0") -> OtaCommand:
-    return OtaCommand(
+def make_command(command_id: str = "c12-dev-001-1", version: str = "2.5.0") -> UpdateCommand:
+    return UpdateCommand(
         command_id=command_id,
         campaign=12,
         version=version,
@@ -260,38 +271,6 @@ def test_a_failed_update_says_why_and_never_reboots(reason, reached):
     assert all(a.at <= b.at for a, b in pairwise(plan.messages))
 
 
-GOOD = {
-    "type": "ota_update",
-    "command_id": "c12-dev-001-1",
-    "campaign": 12,
-    "version": "2.5.0",
-    "url": "https://updates.example.com/fw/2.5.0.bin",
-    "sha256": SHA,
-    "attempt": 1,
-}
-NOT_COMMANDS = (
-    (b"\xff\xfe", "not JSON"),
-    (b"{not json", "not JSON"),
-    (b"[1, 2]", "not a JSON object"),
-    (json.dumps({**GOOD, "type": "reboot"}).encode(), "unknown type"),
-    (json.dumps({**GOOD, "command_id": ""}).encode(), "command_id"),
-    (json.dumps({**GOOD, "campaign": "12"}).encode(), "campaign"),
-    (json.dumps({**GOOD, "version": "9" * 65}).encode(), "version"),
-    (json.dumps({**GOOD, "sha256": "abc"}).encode(), "sha256"),
-    (json.dumps({**GOOD, "attempt": 0}).encode(), "attempt"),
-)
-
-
-def test_a_contract_command_parses():
-    assert parse_command(json.dumps(GOOD).encode()) == make_command()
-
-
-@pytest.mark.parametrize(("payload", "why"), NOT_COMMANDS)
-def test_anything_else_on_the_cmd_topic_is_not_a_command(payload, why):
-    with pytest.raises(NotACommand, match=why):
-        parse_command(payload)
-
-
 def test_load_ota_profile_reads_its_entries(tmp_path):
     path = tmp_path / "profile.json"
     entries = [
@@ -365,7 +344,7 @@ class Recorder:
         self.client = mqtt_client(*broker)
         self.client.on_message = self._record
         self.client.on_subscribe = lambda *args: self._subscribed.release()
-        self._subscribe([f"{prefix}/+/ota", f"{prefix}/+/heartbeat"])
+        self._subscribe([every_device(prefix, OTA), every_device(prefix, HEARTBEAT)])
 
     def watch_status(self, count: int) -> None:
         """Subscribe to the status topics; wait for `count` retained ones.
@@ -374,8 +353,12 @@ class Recorder:
         subscriptions with retained messages matching them, and a subscription made then
         (a device's cmd topic) makes it drop the connecting device.
         """
-        self._subscribe([f"{self.prefix}/+/status"])
-        wait_until(lambda: sum(t.endswith("/status") for t, _, _ in self.messages) >= count)
+        self._subscribe([every_device(self.prefix, STATUS)])
+        wait_until(lambda: sum(self._kind(t) == STATUS for t, _, _ in self.messages) >= count)
+
+    def _kind(self, topic: str) -> str | None:
+        where = parse_topic(topic, self.prefix)
+        return where.kind if isinstance(where, DeviceTopic) else None
 
     def _subscribe(self, topics: list[str]) -> None:
         self.client.subscribe([(topic, 1) for topic in topics])
@@ -389,15 +372,15 @@ class Recorder:
         return [payload for payload, _ in self.retained_or_not(device_id, leaf)]
 
     def retained_or_not(self, device_id: str, leaf: str) -> list[tuple[bytes, bool]]:
-        topic = f"{self.prefix}/{device_id}/{leaf}"
+        topic = device_topic(self.prefix, device_id, leaf)
         with self._lock:
             return [(payload, retained) for t, payload, retained in self.messages if t == topic]
 
     def ota(self, device_id: str) -> list[dict]:
-        return [json.loads(p) for p in self.on(device_id, "ota")]
+        return [json.loads(p) for p in self.on(device_id, OTA)]
 
     def heartbeats(self, device_id: str) -> list[dict]:
-        return [json.loads(p) for p in self.on(device_id, "heartbeat")]
+        return [json.loads(p) for p in self.on(device_id, HEARTBEAT)]
 
     def close(self) -> None:
         self.client.disconnect()
@@ -415,7 +398,7 @@ def fleet(broker, prefix):
     yield devices
     cleaner = mqtt_client(*broker)
     for device in devices:
-        topic = f"{prefix}/{device.device_id}/status"
+        topic = status_topic(prefix, device.device_id)
         cleaner.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
     cleaner.disconnect()
     cleaner.loop_stop()
@@ -457,17 +440,17 @@ def start_simulator(broker, prefix, fleet, live):
         assert sim.failure is None
 
 
-def send(broker, prefix: str, device_id: str, payload: bytes | dict) -> None:
-    if isinstance(payload, dict):
-        payload = json.dumps(payload).encode()
+def send(broker, prefix: str, device_id: str, payload: bytes | UpdateCommand) -> None:
+    if isinstance(payload, UpdateCommand):
+        payload = payload.to_payload()
     client = mqtt_client(*broker)
-    client.publish(f"{prefix}/{device_id}/cmd", payload, qos=1).wait_for_publish(5)
+    client.publish(command_topic(prefix, device_id), payload, qos=1).wait_for_publish(5)
     client.disconnect()
     client.loop_stop()
 
 
-def ota_command(command_id: str) -> dict:
-    return {**GOOD, "command_id": command_id, "version": "9.0.0"}
+def ota_command(command_id: str) -> UpdateCommand:
+    return make_command(command_id, version="9.0.0")
 
 
 def test_device_reports_each_step_then_beats_on_the_new_firmware(
@@ -481,6 +464,10 @@ def test_device_reports_each_step_then_beats_on_the_new_firmware(
     stats = sim.stats()
 
     reports = live.ota(device_id)
+    for payload in live.on(device_id, OTA):  # each one the ingest stores
+        topic = device_topic(prefix, device_id, OTA)
+        record = parse_message(topic, payload, prefix=prefix, received_at=datetime.now(UTC))
+        assert isinstance(record, OtaReport), record
     kinds = [r["state"] for r in reports]
     assert kinds[0] == "accepted" and kinds[-2:] == ["installing", "rebooting"]
     assert set(kinds[1:-2]) == {"downloading"} and 2 <= len(kinds[1:-2]) <= 3
@@ -496,7 +483,7 @@ def test_device_reports_each_step_then_beats_on_the_new_firmware(
     assert beats[switched]["uptime_s"] < 100  # counted from the reboot
     assert [b["seq"] for b in beats] == sorted({b["seq"] for b in beats})
     # Retained from before the command, then the new birth: a reboot leaves no will.
-    assert live.retained_or_not(device_id, "status") == [(b"online", True), (b"online", False)]
+    assert live.retained_or_not(device_id, STATUS) == [(ONLINE_BYTES, True), (ONLINE_BYTES, False)]
     assert (stats.reboots, stats.bricked, stats.commands_received) == (1, 0, 1)
     assert (stats.ota_messages_dropped, stats.errors, stats.connections_lost) == (0, 0, 0)
     assert stats.ota_messages_sent == len(reports)
@@ -515,7 +502,7 @@ def test_bricked_device_sends_rebooting_then_nothing_while_the_others_beat_on(
 
     assert len(live.heartbeats(bricked)) == beats
     assert len(live.heartbeats(other)) > others
-    assert live.retained_or_not(bricked, "status") == [(b"online", True)]
+    assert live.retained_or_not(bricked, STATUS) == [(ONLINE_BYTES, True)]
     stats = sim.stats()
     assert (stats.reboots, stats.bricked, stats.connected) == (1, 1, len(fleet) - 1)
 
@@ -526,7 +513,8 @@ def test_a_repeated_command_is_answered_once_and_junk_is_ignored(
     sim = start_simulator(NOTHING_FAILS)
     device_id = fleet[0].device_id
     command = ota_command("c3-a-1")
-    for payload in (command, command, b"{not json", {**command, "type": "reboot"}):
+    reboot = json.dumps({**json.loads(command.to_payload()), "type": "reboot"}).encode()
+    for payload in (command, command, b"{not json", reboot):
         send(broker, prefix, device_id, payload)
     wait_until(lambda: any(b["fw"] == "9.0.0" for b in live.heartbeats(device_id)), timeout=10)
     send(broker, prefix, device_id, command)  # redelivered after the reboot

@@ -5,7 +5,19 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.messages import Heartbeat, Limits, Rejection, StatusReport, parse_message
+from contract.messages import (
+    OFFLINE,
+    ONLINE,
+    Heartbeat,
+    Limits,
+    OtaReport,
+    Rejection,
+    StatusReport,
+    heartbeat_payload,
+    ota_report_payload,
+    parse_message,
+    status_payload,
+)
 
 NOW = datetime(2026, 11, 25, 14, 2, tzinfo=UTC)
 GOOD = {
@@ -110,3 +122,53 @@ def test_metrics_count_is_bounded():
 def test_limits_are_configurable():
     small = Limits(max_payload_bytes=10)
     assert parse(payload={"seq": 1, "fw": "1.0.0"}, limits=small).reason == "oversize"
+
+
+# -- the encoders devices use: what they build, the parser takes back -----------------------
+
+
+def test_an_encoded_heartbeat_parses_to_what_was_encoded():
+    at = datetime(2026, 11, 25, 14, 1, 30, 123456, tzinfo=UTC)
+    metrics = {"battery_pct": 87.5, "rssi_dbm": -67}
+    payload = heartbeat_payload(
+        seq=812, ts=at, fw="2.4.1", uptime_s=86400, metrics=metrics, device_id="dev-1"
+    )
+    hb = parse("fleet/dev-1/heartbeat", payload)
+    assert isinstance(hb, Heartbeat)
+    assert (hb.seq, hb.fw, hb.uptime_s) == (812, "2.4.1", 86400)
+    assert hb.ts == at.replace(microsecond=123000)  # devices send milliseconds
+    assert not hb.ts_from_receipt
+    assert json.loads(hb.metrics_json) == metrics
+
+
+def test_a_heartbeat_without_optional_fields_carries_only_seq():
+    assert json.loads(heartbeat_payload(seq=1)) == {"seq": 1}
+    hb = parse(payload=heartbeat_payload(seq=1))
+    assert hb.ts_from_receipt and hb.fw is None and hb.uptime_s is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"state": "accepted"}, ("accepted", None, None)),
+        ({"state": "downloading", "progress": 40}, ("downloading", 40, None)),
+        ({"state": "failed", "reason": "low_battery", "ts": NOW}, ("failed", None, "low_battery")),
+    ],
+)
+def test_an_encoded_update_report_parses_to_what_was_encoded(fields, expected):
+    payload = ota_report_payload(command_id="c12-dev-1-1", campaign=12, **fields)
+    report = parse("fleet/dev-1/ota", payload)
+    assert isinstance(report, OtaReport)
+    assert (report.command_id, report.campaign_id) == ("c12-dev-1-1", 12)
+    assert (report.state, report.progress, report.reason) == expected
+
+
+@pytest.mark.parametrize("status", [ONLINE, OFFLINE])
+def test_an_encoded_status_parses_back(status):
+    report = parse("fleet/dev-1/status", status_payload(status))
+    assert isinstance(report, StatusReport) and report.status == status
+
+
+def test_only_online_and_offline_are_statuses():
+    with pytest.raises(ValueError, match="status must be"):
+        status_payload("sleepy")

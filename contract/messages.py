@@ -1,19 +1,24 @@
-"""Parse MQTT messages into small frozen records right at the edge; pure and fast.
+"""Heartbeats, statuses and update reports: the records the ingest makes of them, the
+parser that makes them, and the encoders devices (the simulator, the tests) build them with.
 
 Every message becomes exactly one of `Heartbeat`, `StatusReport`, `OtaReport` or `Rejection`:
-nothing raises, so one bad message can never take its batch or the ingest down.
+nothing raises, so one bad message can never take its batch or the ingest down. Pure and
+fast: the parser is the ingest's hot path.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
-DEVICE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+from contract.ids import COMMAND_ID_RE
+from contract.topics import HEARTBEAT, OTA, STATUS, BadTopic, parse_topic
+
+ONLINE = "online"  # a device's birth message on its status topic...
+OFFLINE = "offline"  # ...and its Last Will
 MAX_METRICS = 64
 MAX_FW_LEN = 64
 MAX_METRIC_NAME_LEN = 64
@@ -78,7 +83,6 @@ class OtaReport:
 
 
 OTA_STATES = frozenset({"accepted", "downloading", "installing", "rebooting", "failed"})
-COMMAND_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_REASON_LEN = 200
 
 
@@ -106,22 +110,20 @@ def parse_message(
     def reject(reason: str, detail: str, device_id: str | None = None) -> Rejection:
         return Rejection(topic, device_id, reason, detail, bytes(payload), received_at)
 
-    parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != prefix:
-        return reject("bad_topic", f"expected {prefix}/<device_id>/<kind>")
-    _, device_id, kind = parts
-    if not DEVICE_ID_RE.fullmatch(device_id):
-        return reject("bad_device_id", "device id must be 1-64 of [A-Za-z0-9._-]")
+    where = parse_topic(topic, prefix)
+    if isinstance(where, BadTopic):
+        return reject(where.reason, where.detail)
+    device_id, kind = where.device_id, where.kind
     if len(payload) > limits.max_payload_bytes:
         return reject("oversize", f"{len(payload)} bytes > {limits.max_payload_bytes}", device_id)
-    if kind == "heartbeat":
+    if kind == HEARTBEAT:
         return _parse_heartbeat(topic, device_id, payload, received_at, limits, reject)
-    if kind == "status":
+    if kind == STATUS:
         status = payload.strip().decode("utf-8", "replace").lower()
-        if status not in ("online", "offline"):
+        if status not in (ONLINE, OFFLINE):
             return reject("bad_status", "status must be 'online' or 'offline'", device_id)
         return StatusReport(device_id, status, received_at, retained, topic, payload)
-    if kind == "ota":
+    if kind == OTA:
         return _parse_ota(topic, device_id, payload, received_at, reject)
     return reject("unknown_kind", f"no handler for topic kind {kind!r}", device_id)
 
@@ -240,3 +242,74 @@ def _metrics_problem(metrics) -> str | None:
         if abs(value) > MAX_METRIC_MAGNITUDE:
             return f"metric {name[:64]!r} is out of range"
     return None
+
+
+# -- what devices send: the simulator and the tests build their messages with these ---------
+# They do not check what they are given: a test may build a message the parser refuses.
+
+
+def format_ts(ts: datetime) -> str:
+    """A device's time as it sends it: RFC 3339 in UTC, to the millisecond."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def heartbeat_body(
+    *,
+    seq: int,
+    ts: datetime | None = None,
+    fw: str | None = None,
+    uptime_s: int | None = None,
+    metrics: dict[str, float] | None = None,
+    device_id: str | None = None,
+) -> dict:
+    """A heartbeat's JSON object; fields given as None are left out (`ts`: timed by receipt)."""
+    body: dict = {} if device_id is None else {"device_id": device_id}
+    if ts is not None:
+        body["ts"] = format_ts(ts)
+    body["seq"] = seq
+    for name, value in (("fw", fw), ("uptime_s", uptime_s), ("metrics", metrics)):
+        if value is not None:
+            body[name] = value
+    return body
+
+
+def ota_report_body(
+    *,
+    command_id: str,
+    campaign: int | None,
+    state: str,
+    progress: int | None = None,
+    reason: str | None = None,
+    ts: datetime | None = None,
+) -> dict:
+    """An update report's JSON object: one step of the command `command_id`."""
+    body: dict = {"command_id": command_id, "campaign": campaign, "state": state}
+    if progress is not None:
+        body["progress"] = progress
+    if reason is not None:
+        body["reason"] = reason
+    if ts is not None:
+        body["ts"] = format_ts(ts)
+    return body
+
+
+def encode_body(body: dict) -> bytes:
+    """A heartbeat's or update report's object as the compact JSON a device publishes."""
+    return orjson.dumps(body)
+
+
+def heartbeat_payload(**fields) -> bytes:
+    """The payload of a heartbeat (the arguments of `heartbeat_body`)."""
+    return encode_body(heartbeat_body(**fields))
+
+
+def ota_report_payload(**fields) -> bytes:
+    """The payload of an update report (the arguments of `ota_report_body`)."""
+    return encode_body(ota_report_body(**fields))
+
+
+def status_payload(status: str) -> bytes:
+    """The payload of a status message: `online` (birth) or `offline` (Last Will)."""
+    if status not in (ONLINE, OFFLINE):
+        raise ValueError(f"status must be {ONLINE!r} or {OFFLINE!r}, not {status!r}")
+    return status.encode()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.messages import Heartbeat, OtaReport, Rejection, StatusReport, parse_message
+from contract.messages import Heartbeat, OtaReport, Rejection, StatusReport, parse_message
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 RECORDS = (Heartbeat, StatusReport, OtaReport, Rejection)
