@@ -12,7 +12,7 @@ the tick just before misses them, the near-worst case; `--spread 1` spreads them
 second instead), and waits until every notification has reached the sink. Latency is
 arrival - due. The dispatch rate is notifications / (last arrival - first claim). The
 baseline, measured in the same run, is Apprise sending the same messages to the same sink
-from a thread pool of the same size, with no database. The sink (bench/sinks.py) runs in
+from a thread pool of the same size, with no database. The sink (harness/sinks.py) runs in
 its own process; `--sink-delay-ms` makes it reply as slowly as a remote service. Prints
 figures, then one line of JSON.
 
@@ -28,7 +28,6 @@ import logging
 import math
 import multiprocessing
 import os
-import statistics
 import sys
 import threading
 import time
@@ -48,8 +47,10 @@ from alerts.send import AppriseSender
 from alerts.service import Alerts
 from alerts.templates import render
 from bench.common import bench_database
-from bench.sinks import DEVICE_ID, SinkProcess
 from core.settings import Settings
+from harness.sinks import NUMBERED_DEVICE_ID as DEVICE_ID
+from harness.sinks import SinkProcess
+from harness.stats import latency_summary as _stats
 from monitor.service import Monitor, TickResult
 
 SILENT_FOR_S = 240  # thermostat-v2: 60 s interval * 3 misses + 60 s grace
@@ -369,19 +370,6 @@ def _process_cpu(pids: list[int]) -> float:
             fields = stat.read().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
-
-
-def _pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def _stats(values: list[float]) -> dict:
-    return {
-        "median": round(statistics.median(values), 3),
-        "p99": round(_pct(values, 99), 3),
-        "max": round(max(values), 3),
-    }
 
 
 def summarise(monitor, stats, timeline, due, arrived, workers, dispatchers) -> dict:

@@ -35,14 +35,10 @@ import argparse
 import contextlib
 import itertools
 import json
-import math
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,8 +53,10 @@ from psycopg import conninfo
 
 from api.auth import create_key
 from api.fleet import encode_cursor
-from bench.common import bench_database, code_version, free_port
+from bench.common import bench_database, bench_server, code_version
 from core import db
+from harness.apiserver import ApiProcess
+from harness.stats import percentile
 
 REPO = Path(__file__).resolve().parent.parent
 DATABASE = "fleetwatch_bench_api"
@@ -271,23 +269,9 @@ class Fleet:
     reused: bool = False
 
 
-def server_url() -> str | None:
-    """The server bench_database would use, when it is not the embedded one."""
-    server = os.environ.get("FLEETWATCH_BENCH_DATABASE_URL") or os.environ.get(
-        "FLEETWATCH_DATABASE_URL"
-    )
-    if server:
-        return server
-    try:
-        socket.create_connection(("127.0.0.1", 5432), 0.5).close()
-    except OSError:
-        return None
-    return "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
 def reusable(devices: int, customers: int, sample: int) -> Fleet | None:
     """The kept database, if it holds a fleet of this size."""
-    server = server_url()
+    server = bench_server()
     if server is None:
         return None
     dsn = conninfo.make_conninfo(server, dbname=DATABASE)
@@ -368,63 +352,6 @@ def load(devices: int, customers: int, sample: int, seed: int) -> Fleet:
     return Fleet(dsn, now, chosen, heartbeats, load_s, steps)
 
 
-# The API in its own process, as it is deployed: one uvicorn worker.
-_SERVER = """
-import sys
-import uvicorn
-from api.app import create_app
-from core.settings import Settings
-dsn, port, refresh = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-app = create_app(Settings(database_url=dsn, api_summary_refresh_s=refresh), dsn)
-uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-"""
-
-
-class ApiProcess:
-    """uvicorn serving `create_app` on a free port of 127.0.0.1, in a child process."""
-
-    def __init__(self, dsn: str, refresh_s: float) -> None:
-        self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="fw-bench-api-", suffix=".log")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", _SERVER, dsn, str(self.port), str(refresh_s)],
-            cwd=REPO,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"the API process exited:\n{self.output()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise SystemExit(f"the API did not answer within 60 s:\n{self.output()}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")[-4000:]
-
-    def cpu_s(self) -> float:
-        return process_cpu_s(self.proc.pid)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
 def process_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) a process has used so far; 0 if it is gone."""
     try:
@@ -478,7 +405,7 @@ class Watch:
         return {
             "at": time.monotonic(),
             "machine": machine_cpu(),
-            "api": self.api.cpu_s(),
+            "api": process_cpu_s(self.api.pid),
             "bench": process_cpu_s(os.getpid()),
             "backends": {pid: process_cpu_s(pid) for pid in backends},
         }
@@ -499,12 +426,6 @@ class Watch:
             # CPU of everything else on the machine, in cores: others' tests, say.
             "other_cores": max(0.0, busy_s - api_s - db_s - bench_s) / (after["at"] - before["at"]),
         }
-
-
-def pct(values: list[float], p: float) -> float:
-    """The nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
 NextPath = Callable[[httpx.Response | None], str]
@@ -555,8 +476,8 @@ def measure(client: httpx.Client, endpoint: Endpoint, requests: int, warmup: int
     ms = [s * 1000 for s in seconds]
     return {
         "median_ms": round(statistics.median(ms), 2),
-        "p95_ms": round(pct(ms, 95), 2),
-        "p99_ms": round(pct(ms, 99), 2),
+        "p95_ms": round(percentile(ms, 95), 2),
+        "p99_ms": round(percentile(ms, 99), 2),
         "max_ms": round(max(ms), 2),
         "per_s": round(requests / wall, 1),
         "requests": requests,
@@ -664,7 +585,7 @@ def server_facts(dsn: str) -> dict[str, str]:
 
 
 def drop_database(dsn: str) -> None:
-    server = server_url() or conninfo.make_conninfo(dsn, dbname="postgres")
+    server = bench_server() or conninfo.make_conninfo(dsn, dbname="postgres")
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
 
@@ -727,7 +648,14 @@ def main() -> None:
 
     with psycopg.connect(fleet.dsn, autocommit=True) as conn:
         _key_id, key = create_key(conn, "staff", label="bench")
-    api = ApiProcess(fleet.dsn, args.summary_refresh)
+    # The API in its own process, as it is deployed: one uvicorn worker.
+    api = ApiProcess(
+        {
+            "FLEETWATCH_DATABASE_URL": fleet.dsn,
+            "FLEETWATCH_API_SUMMARY_REFRESH_S": str(args.summary_refresh),
+        },
+        cwd=REPO,
+    ).start()
     watch = Watch(fleet.dsn, api)
     results: dict[str, dict] = {}
     try:
@@ -766,7 +694,7 @@ def main() -> None:
             drop_database(fleet.dsn)
 
     pooled = results["baseline_before"]["samples_ms"] + results["baseline_after"]["samples_ms"]
-    baseline_p95 = round(pct(pooled, 95), 2)
+    baseline_p95 = round(percentile(pooled, 95), 2)
     for r in results.values():
         del r["samples_ms"]
     print(

@@ -1,14 +1,13 @@
-"""What the benchmarks share: a bench Mosquitto, a bench database, a backlog publisher."""
+"""What the benchmarks share: a bench database, a backlog publisher, the code measured.
+
+The broker, sinks and API server they stand up come from the harness (harness/)."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
-import shutil
-import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from psycopg import conninfo
 
 from core import db
 from fleetwatch.embedded import start_embedded_postgres
+from harness.ports import port_open
 
 HEARTBEAT = {
     "ts": "",
@@ -28,57 +28,23 @@ HEARTBEAT = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class BenchBroker:
-    """A private Mosquitto: in memory, unlimited offline queue, so a backlog can be drained."""
-
-    def __init__(self) -> None:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
-            raise SystemExit("bench needs the mosquitto binary (Debian package mosquitto)")
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="fw-bench-mqtt-")
-        conf = Path(self.dir) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 0\nmax_inflight_messages 0\n"
-        )
-        self.proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit("bench mosquitto did not start")
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://bench@127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def bench_database(name: str) -> str:
-    """A fresh, migrated database for a benchmark on the configured or local server."""
+def bench_server() -> str | None:
+    """The PostgreSQL server benchmarks use: FLEETWATCH_BENCH_DATABASE_URL, else
+    FLEETWATCH_DATABASE_URL, else the local one on 5432 if it answers; None if none does."""
     server = os.environ.get("FLEETWATCH_BENCH_DATABASE_URL") or os.environ.get(
         "FLEETWATCH_DATABASE_URL"
     )
-    if not server:
-        try:
-            socket.create_connection(("127.0.0.1", 5432), 0.5).close()
-            server = "postgresql://postgres@127.0.0.1:5432/postgres"
-        except OSError:
-            server = start_embedded_postgres(Path(".fleetwatch/bench-pg"))
+    if server:
+        return server
+    if port_open(5432, timeout_s=0.5):
+        return "postgresql://postgres@127.0.0.1:5432/postgres"
+    return None
+
+
+def bench_database(name: str) -> str:
+    """A fresh, migrated database for a benchmark on the bench server (an embedded one when
+    there is none)."""
+    server = bench_server() or start_embedded_postgres(Path(".fleetwatch/bench-pg"))
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')

@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import paho.mqtt.client as mqtt
 import psycopg
 
-from bench.common import BenchBroker, bench_database, publish_backlog
+from bench.common import bench_database, publish_backlog
 from core.mqtt import connect_client, make_client
 from core.settings import Settings
 from devices.registry import import_devices
+from harness.mosquitto import Mosquitto
 from ingest.service import Ingest
 
 PREFIX = "bench"
@@ -38,9 +39,9 @@ PREFIX = "bench"
 BARE_GROUP, INGEST_GROUP, SCALE_GROUP = "bench-bare", "bench-ingest", "bench-scale"
 
 
-def bare_drain(broker: BenchBroker, total: int, devices: int, publishers: int) -> float:
+def bare_drain(broker: Mosquitto, total: int, devices: int, publishers: int) -> float:
     """Messages per second a bare paho subscriber drains from a queued backlog."""
-    target = Settings(mqtt_url=broker.url).mqtt_target()
+    target = Settings(mqtt_url=broker.url(user="bench")).mqtt_target()
     topic = f"$share/{BARE_GROUP}/{PREFIX}/+/heartbeat"
     received = 0
     done = threading.Event()
@@ -85,12 +86,12 @@ def bare_drain(broker: BenchBroker, total: int, devices: int, publishers: int) -
 
 
 def ingest_drain(
-    broker: BenchBroker, dsn: str, total: int, devices: int, publishers: int
+    broker: Mosquitto, dsn: str, total: int, devices: int, publishers: int
 ) -> tuple[float, Ingest]:
     """Heartbeats per second the ingest commits from the same kind of backlog."""
     settings = Settings(
         database_url=dsn,
-        mqtt_url=broker.url,
+        mqtt_url=broker.url(user="bench"),
         topic_prefix=PREFIX,
         ingest_client_id="bench-ingest",
         ingest_shared_group=INGEST_GROUP,
@@ -128,19 +129,20 @@ def _ingest_process(dsn: str, url: str, client_id: str, go, done) -> None:
 
 
 def scale_out_drain(
-    broker: BenchBroker, dsn: str, total: int, devices: int, publishers: int, processes: int
+    broker: Mosquitto, dsn: str, total: int, devices: int, publishers: int, processes: int
 ) -> float:
     """Heartbeats per second committed by several ingest processes sharing one subscription."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE heartbeats")
         for i in range(processes):
-            _ingest_process(dsn, broker.url, f"bench-scale-{i}", None, None)
+            _ingest_process(dsn, broker.url(user="bench"), f"bench-scale-{i}", None, None)
         took = publish_backlog(broker.port, PREFIX, devices, total, publishers)
         print(f"backlog for {processes} ingest processes published in {took:.1f} s", flush=True)
         go, done = multiprocessing.Event(), multiprocessing.Event()
         procs = [
             multiprocessing.Process(
-                target=_ingest_process, args=(dsn, broker.url, f"bench-scale-{i}", go, done)
+                target=_ingest_process,
+                args=(dsn, broker.url(user="bench"), f"bench-scale-{i}", go, done),
             )
             for i in range(processes)
         ]
@@ -180,7 +182,8 @@ def main() -> None:
             conn, [{"id": f"dev-{i:05d}", "model_id": "thermostat-v2"} for i in range(args.devices)]
         )
         assert report.ok, report.errors[:3]
-    broker = BenchBroker()
+    # In memory, no queue limits: a backlog of any size waits for the ingest.
+    broker = Mosquitto(max_queued_messages=0, max_inflight_messages=0).start()
     try:
         bare = bare_drain(broker, args.messages, args.devices, args.publishers)
         print(f"bare paho subscriber: {bare:,.0f} messages/s", flush=True)
@@ -198,7 +201,7 @@ def main() -> None:
             )
             print(f"{args.scale_out} ingest processes: {scaled:,.0f} heartbeats/s committed")
     finally:
-        broker.stop()
+        broker.close()
     print(f"stored {stored} of {args.messages}; ratio ingest/bare {rate / bare:.2f}")
     print(
         json.dumps(

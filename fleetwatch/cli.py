@@ -190,15 +190,15 @@ def simulate(
 
 
 def _register(fleet) -> None:
-    from devices.registry import import_devices
-    from devices.simulator.fleet import registry_rows
+    from harness.fleet import FleetNotRegistered, register_fleet
 
-    with db.connect(_database(), autocommit=True) as conn:
-        report = import_devices(conn, registry_rows(fleet))
-    if not report.ok:
-        for error in report.errors[:20]:
+    try:
+        with db.connect(_database(), autocommit=True) as conn:
+            report = register_fleet(conn, fleet)
+    except FleetNotRegistered as refused:
+        for error in refused.errors[:20]:
             console.print(f"[red]{error}[/red]")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     console.print(f"registered {report.imported} devices")
 
 

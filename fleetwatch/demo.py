@@ -13,9 +13,10 @@ from rich.table import Table
 from core import db
 from core.settings import get_settings
 from fleetwatch import embedded
-from fleetwatch.inbox import Inbox
 from fleetwatch.services import Services
 from fleetwatch.webserver import serve_api
+from harness.fleet import FleetNotRegistered, register_fleet
+from harness.sinks import HttpSink
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,7 @@ def run_demo(
     outage_after: float = 0,
 ) -> None:
     """Migrate, register a simulated fleet, serve it, and show what happens."""
-    from devices.registry import import_devices
-    from devices.simulator.fleet import build_fleet, registry_rows
+    from devices.simulator.fleet import build_fleet
     from devices.simulator.ota import OtaProfile
     from devices.simulator.runner import Simulator
 
@@ -75,16 +75,22 @@ def run_demo(
     dsn = embedded.database_url(settings)
     db.migrate(dsn)
     target, settings = embedded.mqtt_target(settings, start=True)
-    inbox = Inbox().start()
+    # The demo's inbox, standing in for customers' phones and mailboxes: every simulated
+    # customer gets an Apprise json:// channel to it, so what Fleetwatch sends is seen.
+    inbox = HttpSink(keep=50).start()
 
     fleet = build_fleet(devices, seed=1, fault_share=0.03)
     if outage_after:
         _regional_outage(fleet, settings, start_after_s=outage_after / time_scale)
     with db.connect(dsn, autocommit=True) as conn:
-        rows = _scaled_deadlines(conn, registry_rows(fleet), time_scale)
-        report = import_devices(conn, rows)
-        if not report.ok:
-            raise SystemExit(f"could not register the simulated fleet: {report.errors[0]}")
+        try:
+            # At least 60 s: the embedded broker takes ~20 s to accept a thousand
+            # connections, and a device is not "never seen" while the fleet still connects.
+            report = register_fleet(conn, fleet, time_scale=time_scale, at_least_s=60)
+        except FleetNotRegistered as refused:
+            raise SystemExit(
+                f"could not register the simulated fleet: {refused.errors[0]}"
+            ) from None
         # Every simulated customer gets a channel to the demo inbox (earlier runs' stay).
         conn.execute(_CHANNELS, (inbox.url(""),))
         conn.execute(_STAFF, (inbox.url("staff"),))
@@ -203,22 +209,6 @@ def _regional_outage(fleet, settings, *, start_after_s: float) -> None:
     )
 
 
-def _scaled_deadlines(conn, rows: list[dict], time_scale: float) -> list[dict]:
-    """The simulated fleet lives faster than real time; so must its offline deadlines.
-
-    At least 60 s: the embedded broker takes ~20 s to accept a thousand connections, and a
-    device is not "never seen" while the fleet is still connecting.
-    """
-    allowance = dict(
-        conn.execute(
-            "SELECT id, heartbeat_interval_s * allowed_misses + grace_s FROM device_models"
-        ).fetchall()
-    )
-    for row in rows:
-        row["offline_after_s"] = max(60, round(allowance[row["model_id"]] * time_scale))
-    return rows
-
-
 def _show(conn, services, sim, inbox, stop, duration, dashboard: str) -> None:
     ingest = services.ingest
     console = Console()
@@ -266,8 +256,8 @@ def _show(conn, services, sim, inbox, stop, duration, dashboard: str) -> None:
         latest = Table(title="Latest notifications", show_header=True)
         latest.add_column("customer")
         latest.add_column("message")
-        for recipient, title in list(inbox.latest)[:8]:
-            latest.add_row(recipient, title)
+        for message in inbox.latest(8):
+            latest.add_row(message.path.strip("/"), message.title)
         return Group(table, latest)
 
     with Live(view(), console=console, refresh_per_second=2) as live:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from pathlib import Path
 import psycopg
 
 from core.settings import MqttTarget, Settings
+from harness.ports import port_open
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,6 @@ def start_embedded_postgres(pgdata: Path) -> str:
         "using embedded PostgreSQL in %s (set FLEETWATCH_DATABASE_URL to use your own)", pgdata
     )
     return url
-
-
-def port_is_open(host: str, port: int) -> bool:
-    """Whether something accepts TCP connections at host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _retained_only_for_own_subscriptions() -> None:
@@ -152,7 +143,7 @@ def mqtt_target(settings: Settings, *, start: bool) -> tuple[MqttTarget, Setting
     if configured:
         return configured, settings
     port = settings.embedded_mqtt_port
-    if not port_is_open("127.0.0.1", port):
+    if not port_open(port, timeout_s=0.5):
         if not start:
             raise RuntimeError(
                 f"no broker configured and none embedded at 127.0.0.1:{port}: "

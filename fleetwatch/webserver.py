@@ -1,59 +1,27 @@
-"""Serving the API with uvicorn in a background thread, stopped by the process's stop event."""
+"""Serving the API for `fleetwatch api`, `serve` and the demo: the app on
+FLEETWATCH_API_HOST:PORT, by harness.apiserver's uvicorn thread, until the stop event."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
-import uvicorn
-
 from core.settings import MqttTarget, Settings
+from harness.apiserver import ApiServer
 
 log = logging.getLogger(__name__)
-
-
-class ApiServer:
-    """uvicorn in a thread; `wait` returns once it has shut down."""
-
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread) -> None:
-        self.server = server
-        self.thread = thread
-
-    @property
-    def url(self) -> str:
-        config = self.server.config
-        return f"http://{config.host}:{config.port}"
-
-    def wait(self) -> None:
-        self.thread.join()
 
 
 def serve_api(
     settings: Settings, dsn: str, target: MqttTarget | None, stop: threading.Event
 ) -> ApiServer:
-    """Start the API on FLEETWATCH_API_HOST:PORT; it shuts down when `stop` is set."""
+    """Start the API on FLEETWATCH_API_HOST:PORT; it shuts down when `stop` is set.
+    `wait()` on the result returns once it has."""
     from api.app import create_app
 
     app = create_app(settings, dsn, mqtt_target=target, mqtt_protocol=settings.mqtt_protocol)
-    config = uvicorn.Config(
-        app,
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,  # our logging setup, one line per event
-        access_log=False,
-    )
-    # Off the main thread uvicorn installs no signal handlers: `stop` ends it.
-    server = uvicorn.Server(config)
-
-    def run() -> None:
-        server.run()
-
-    def watch() -> None:
-        stop.wait()
-        server.should_exit = True
-
-    thread = threading.Thread(target=run, name="api")
-    thread.start()
-    threading.Thread(target=watch, name="api-stop", daemon=True).start()
+    # Not a daemon: the process waits for the API to finish its requests.
+    server = ApiServer(app, host=settings.api_host, port=settings.api_port, daemon=False)
+    server.start(ready_within_s=None).stop_on(stop)
     log.info("API and dashboard on http://%s:%d/", settings.api_host, settings.api_port)
-    return ApiServer(server, thread)
+    return server

@@ -17,8 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg import conninfo
 from psycopg.types.json import Jsonb
-from sinks import HttpSink, SmtpSink
-from support import forget_session, free_port, mqtt_client
+from support import forget_session, mqtt_client
 
 from alerts.dispatcher import Dispatcher
 from alerts.router import route_notices
@@ -28,6 +27,8 @@ from api.auth import create_key
 from core import db
 from core.settings import MqttTarget, Settings
 from fleetwatch.embedded import EmbeddedBroker, start_embedded_postgres
+from harness.ports import free_port
+from harness.sinks import HttpSink, SmtpSink
 from ingest.service import Ingest
 from monitor.service import Monitor
 

@@ -9,8 +9,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # The product's packages: everything a test or a benchmark is not.
-PRODUCT = ("core", "contract", "fleetwatch", "incidents", "ingest", "monitor", "alerts", "api", "devices",
-           "campaigns")  # fmt: skip
+PRODUCT = (
+    "core",
+    "contract",
+    "fleetwatch",
+    "incidents",
+    "ingest",
+    "monitor",
+    "alerts",
+    "api",
+    "devices",
+    "campaigns",
+)
 # Which package alone may write each table.
 OWNERS = {
     "incidents": "incidents",

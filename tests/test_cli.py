@@ -8,7 +8,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from support import count, free_port
+from support import count
+
+from harness.ports import free_port
 
 FLEETWATCH = [sys.executable, "-m", "fleetwatch.cli"]
 

@@ -1,5 +1,6 @@
-"""The fault drill of issue 6 (bench/drill.py), small: 300 devices for a minute at time scale
-0.05, with every fault of the full drill in turn and every one of its checks asserted.
+"""The fault drill of issue 6 (drill/, `python -m drill`), small: 300 devices for a minute at
+time scale 0.05, with every fault of the full drill in turn and every one of its checks
+asserted.
 
 Needs the `mosquitto` binary (the drill restarts its own broker, so it cannot use
 FLEETWATCH_TEST_MQTT_URL's) and the PostgreSQL server of the `database_server` fixture, on
@@ -14,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+# The drill is not installed with Fleetwatch: it is found in the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.drill import DrillConfig, print_report, run_drill
-from bench.drill_support import MOSQUITTO
+from drill.plan import DrillConfig
+from drill.run import print_report, run_drill
+from harness.mosquitto import MOSQUITTO
 
 pytestmark = [
     pytest.mark.mosquitto,

@@ -9,20 +9,19 @@ Skipped, saying why, where /usr/bin/chromium is missing or will not start.
 from __future__ import annotations
 
 import re
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
 import pytest
-import uvicorn
 from psycopg.types.json import Jsonb
-from support import free_port, make_device, wait_until
+from support import make_device
 
 from api.app import create_app
 from campaigns.store import CampaignCreate, create_campaign
 from devices.registry import import_devices
+from harness.apiserver import ApiServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -152,22 +151,10 @@ def fleet(conn):
 def site(fleet, make_settings, dsn):
     """The real app on a free port, in a background thread; its base URL."""
     app = create_app(make_settings(api_summary_refresh_s=0.5), dsn)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=free_port(),
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="dashboard-api", daemon=True)
-    thread.start()
-    wait_until(lambda: server.started or not thread.is_alive(), timeout=15)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{config.port}"
-    server.should_exit = True
-    thread.join(15)
+    # The page's live stream stays open: shutting down does not wait for it.
+    server = ApiServer(app, name="dashboard-api", timeout_graceful_shutdown=2).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture

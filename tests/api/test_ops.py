@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
-from support import free_port, make_device
+from support import make_device
 
 from api.app import create_app
 from core.settings import MqttTarget
+from harness.ports import free_port
 from ingest.writer import WriteResult, record_progress
 
 

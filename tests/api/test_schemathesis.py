@@ -8,20 +8,17 @@ uvicorn against the test database. Left out: operations that reach outside this 
 
 from __future__ import annotations
 
-import threading
-import time
-
 import psycopg
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from support import free_port, make_device
+from support import make_device
 
 from api.app import create_app
 from api.auth import create_key
 from core.settings import Settings
+from harness.apiserver import ApiServer
 
 EXAMPLES = 25
 
@@ -44,17 +41,9 @@ def served(dsn, broker):
         mqtt_target=target,
         mqtt_protocol=protocol,
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", keys
-    server.should_exit = True
-    thread.join(10)
+    server = ApiServer(app).start(ready_within_s=20)
+    yield server.url, keys
+    server.stop()
 
 
 # The spec needs no database: the app is built only to read it.

@@ -16,10 +16,6 @@ first would have been too.
 from __future__ import annotations
 
 import itertools
-import os
-import pwd
-import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -32,9 +28,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
-MOSQUITTO = shutil.which("mosquitto", path=_SEARCH_PATH)
-MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd", path=_SEARCH_PATH)
+from harness.mosquitto import MOSQUITTO, MOSQUITTO_PASSWD, Mosquitto
 
 pytestmark = [
     pytest.mark.mosquitto,
@@ -58,55 +52,12 @@ def password(user: str) -> str:
     return f"pw-{user}"
 
 
-@dataclass
-class Broker:
-    host: str
-    port: int
-    log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _test_config(workdir: Path, port: int) -> str:
-    """The deploy config with its port, paths and logging replaced by the test's."""
+def _deploy_config(workdir: Path) -> list[str]:
+    """The deploy config without the lines naming its port and paths, and with the test's
+    password file and the real ACL."""
     deploy_lines = (DEPLOY_MOSQUITTO / "mosquitto.conf").read_text().splitlines()
     kept = [line for line in deploy_lines if line.split(" ", 1)[0] not in LOCAL_KEYWORDS]
-    return "\n".join(
-        [
-            *kept,
-            f"listener {port} 127.0.0.1",
-            f"password_file {workdir / 'passwd'}",
-            f"acl_file {DEPLOY_MOSQUITTO / 'acl'}",
-            f"persistence_location {workdir}/",
-            "log_dest stdout",
-            "log_type all",
-            # As root, mosquitto would switch to the "mosquitto" user, which cannot read the
-            # temp dir; staying the user who runs the tests is what a non-root run does anyway.
-            f"user {pwd.getpwuid(os.getuid()).pw_name}",
-            "",
-        ]
-    )
-
-
-def _wait_for_port(proc: subprocess.Popen, port: int, log: Path) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"mosquitto exited with {proc.returncode}:\n{_read(log)}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    pytest.fail(f"mosquitto did not listen on {port} within {DEADLINE_S} s:\n{_read(log)}")
-
-
-def _read(path: Path) -> str:
-    return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
+    return [*kept, f"password_file {workdir / 'passwd'}", f"acl_file {DEPLOY_MOSQUITTO / 'acl'}"]
 
 
 @pytest.fixture(scope="module")
@@ -120,24 +71,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory):
             check=True,
             capture_output=True,
         )
-    port = _free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(_test_config(workdir, port))
-    log = workdir / "mosquitto.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(conf)], stdout=log_file, stderr=subprocess.STDOUT
-        )
+    # Anonymous access and persistence as the deploy config says (None: not overridden).
+    mosquitto = Mosquitto(
+        workdir, anonymous=None, persistence=None, extra=_deploy_config(workdir), log_types=["all"]
+    )
     try:
-        _wait_for_port(proc, port, log)
-        yield Broker("127.0.0.1", port, log)
+        yield mosquitto.start(timeout_s=DEADLINE_S)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        mosquitto.stop()
 
 
 @dataclass
@@ -184,7 +125,7 @@ class Peer:
 
 
 @pytest.fixture
-def connect(broker: Broker):
+def connect(broker: Mosquitto):
     """connect(username, ...) -> Peer after its CONNACK; every peer is closed afterwards."""
     peers: list[Peer] = []
     ids = itertools.count(1)
@@ -218,7 +159,7 @@ def connect(broker: Broker):
             lambda: peer.pubacks.__setitem__(mid, rc)
         )
         peers.append(peer)
-        client.connect(broker.host, broker.port, keepalive=30)
+        client.connect("127.0.0.1", broker.port, keepalive=30)
         if expect_refusal:
             # Driven by hand: paho's loop thread would wait to reconnect a refused client.
             deadline = time.monotonic() + DEADLINE_S
@@ -229,7 +170,7 @@ def connect(broker: Broker):
         client.loop_start()
         peer.wait_for(lambda: peer.connack is not None, f"CONNACK for {username}")
         if peer.connack.is_failure:
-            pytest.fail(f"{username} was refused: {peer.connack}\n{_read(broker.log)}")
+            pytest.fail(f"{username} was refused: {peer.connack}\n{broker.log_tail()}")
         return peer
 
     yield _connect

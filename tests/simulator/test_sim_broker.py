@@ -8,9 +8,6 @@ when nothing listens there). The restart test starts a Mosquitto of its own and 
 from __future__ import annotations
 
 import json
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -29,7 +26,7 @@ from devices.simulator.device import SimDevice
 from devices.simulator.fleet import build_fleet
 from devices.simulator.runner import Simulator
 from devices.simulator.scenarios import make_fault
-from fleetwatch.embedded import port_is_open
+from harness.mosquitto import MOSQUITTO, Mosquitto
 
 # A 60 s heartbeat interval becomes 0.6 s, a car's 300 s becomes 3 s.
 TIME_SCALE = 0.01
@@ -249,39 +246,19 @@ def test_one_device_failing_does_not_stop_the_others(target, topic_prefix, proto
     assert sim.failure is None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.mosquitto
-def test_simulator_reconnects_after_a_broker_restart(tmp_path, monkeypatch):
-    binary = shutil.which("mosquitto")
-    if binary is None:
-        pytest.skip("needs the mosquitto binary")
-    port = free_port()
-    config = tmp_path / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-
-    def start_broker() -> subprocess.Popen:
-        process = subprocess.Popen(
-            [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        wait_until(lambda: port_is_open("127.0.0.1", port), timeout=5)
-        return process
-
+@pytest.mark.skipif(MOSQUITTO is None, reason="needs the mosquitto binary")
+def test_simulator_reconnects_after_a_broker_restart(monkeypatch):
     monkeypatch.setattr(pacing, "RECONNECT_MIN_S", 0.05)
-    target = MqttTarget(host="127.0.0.1", port=port)
-    broker = start_broker()
+    broker = Mosquitto().start()
+    target = MqttTarget(host="127.0.0.1", port=broker.port)
     sim = Simulator(target, prefix="fleet", fleet=small_fleet(5), time_scale=TIME_SCALE)
     try:
         sim.start()
         wait_until(lambda: sim.stats().connected == 5 and sim.stats().heartbeats_sent >= 5)
-        broker.terminate()
-        broker.wait(5)
+        broker.stop()
         wait_until(lambda: sim.stats().connected == 0, timeout=5)
-        broker = start_broker()
+        broker.start()  # on the same port
         live = Listener(target, every_device("fleet", HEARTBEAT))
         wait_until(lambda: sim.stats().connected == 5, timeout=8)
         wait_until(lambda: len(live.heartbeats()) == 5, timeout=5)
@@ -289,8 +266,7 @@ def test_simulator_reconnects_after_a_broker_restart(tmp_path, monkeypatch):
         stats = sim.stats()
     finally:
         sim.stop()
-        broker.terminate()
-        broker.wait(5)
+        broker.close()
 
     assert stats.connects == 10
     assert stats.connections_lost == 5

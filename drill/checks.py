@@ -1,5 +1,5 @@
 """The fault drill's verdicts: what the broker accepted, what the sink received, against the
-database. Pure bookkeeping over `Evidence` gathered by bench/drill.py, plus SQL.
+database. Pure bookkeeping over `Evidence` gathered by drill/run.py, plus SQL.
 
 Each check is (ok, detail); the report holds the counts behind them, the latency of offline
 detection and of the notifications, how well the machine kept up, and printable lines.
@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 
 from alerts.templates import TEMPLATES, render
 from core.mqtt import RECEIVE_MAXIMUM, SESSION_EXPIRY_S
+from harness.stats import percentile
 
 MEMORY_GROWTH_LIMIT = 0.20
 # A process is warm once it has done its work once, in full (marker in its log, seconds
@@ -43,11 +44,11 @@ class Evidence:
     dsn: str
     ack_files: list[Path]
     simulators: list[dict]  # each simulator process's final counters
-    posts: list  # drill_support.Post, in arrival order
+    posts: list  # harness.sinks.Received, in arrival order
     silent: object  # SilentPlan
     silent_at: dict[str, float]  # device id -> epoch it was told to fall silent
     offline_after: dict[str, int]  # silent device id -> its offline_after_s
-    instances: dict[str, list]  # process name -> drill_support.Instance per start
+    instances: dict[str, list]  # process name -> drill.processes.Instance per start
     warm_end: float
     proc_warm_s: float  # warm-up of a process started during the run
     events: list[dict]
@@ -347,11 +348,10 @@ def _silent_owners(ev: Evidence, outbox: dict) -> dict:
     return {"wrong": wrong, "beating_notified": storms}
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+def _percentile_s(values: list[float], p: float) -> float | None:
+    """The nearest-rank percentile p (0-100) in seconds, to 10 ms; None without values."""
+    value = percentile(values, p)
+    return None if value is None else round(value, 2)
 
 
 def _latency(conn, ev: Evidence, incidents: dict, outbox: dict) -> dict:
@@ -394,12 +394,20 @@ def _latency(conn, ev: Evidence, incidents: dict, outbox: dict) -> dict:
             if not held:
                 free_notify.append(arrival[device] - due)
     return {
-        "detect_s": {"p50": _pct(detect, 0.5), "p99": _pct(detect, 0.99), "max": _pct(detect, 1.0)},
-        "notify_s": {"p50": _pct(notify, 0.5), "p99": _pct(notify, 0.99), "max": _pct(notify, 1.0)},
+        "detect_s": {
+            "p50": _percentile_s(detect, 50),
+            "p99": _percentile_s(detect, 99),
+            "max": _percentile_s(detect, 100),
+        },
+        "notify_s": {
+            "p50": _percentile_s(notify, 50),
+            "p99": _percentile_s(notify, 99),
+            "max": _percentile_s(notify, 100),
+        },
         "outside_holds": {
             "devices": len(free_detect),
-            "detect_max_s": _pct(free_detect, 1.0),
-            "notify_max_s": _pct(free_notify, 1.0),
+            "detect_max_s": _percentile_s(free_detect, 100),
+            "notify_max_s": _percentile_s(free_notify, 100),
         },
         "held_devices": len(detect) - len(free_detect),
         "beat_after_silence": late_silence,

@@ -1,232 +1,58 @@
-"""The fault drill (issue 6): a simulated fleet, faults injected one after another, then checks.
+"""One run of the fault drill: set up, connect the fleet, warm up, play the steps, settle,
+wind down, check (`drill/__init__.py` says what each is).
 
-    .venv/bin/python bench/drill.py [--devices 100000] [--minutes 10] [--silent 0.01]
-        [--time-scale 0.1] [--simulators N] [--sink-delay-ms 100] [--restart-gap 5]
-        [--steps broker,database,ingest,monitor,alerts,double,single] [--keep]
+    Drill
+      |-- harness.mosquitto.Mosquitto   persistence on: a restart keeps sessions and queues;
+      |                                 one listener for the services, one per simulator
+      |-- harness.sinks.SinkProcess     HTTP receiver for every channel, in its own process
+      |-- drill.processes.FleetProcess  `.venv/bin/fleetwatch ingest|monitor|alerts`
+      '-- drill.simulators.SimulatorProcess   devices.simulator, recording every PUBACK
 
-Everything runs on 127.0.0.1: a private Mosquitto (persistence on, restarted on the same
-ports), a fresh database on FLEETWATCH_BENCH_DATABASE_URL (default the local server), an HTTP
-sink for every customer's json:// channel, simulator processes (~10,000 devices each), and
-the processes under test as production runs them: `.venv/bin/fleetwatch ingest`, `monitor`
-and `alerts`, configured by FLEETWATCH_* variables.
-
-    setup ─ fleet online ─ warm-up ─┬─ 1 broker restart (down long enough for a blind spot)
-                                    ├─ 2 database connections cut (pg_terminate_backend)
-                                    ├─ 3 kill -9 ingest, start it again
-                                    ├─ 4 kill -9 monitor, start it again
-                                    ├─ 5 kill -9 dispatcher, start it again
-                                    ├─ 6 two of each process
-                                    └─ 7 back to one (SIGTERM the second ones)
-                                    ─ settle ─ stop ─ checks ─ one line of JSON
-
-A known set of devices falls silent at moments the drill picks: half spread over the run,
-half in cohorts whose deadlines fall on the steps (the dispatcher's cohort is being sent
-when it is killed). Devices' offline deadlines are scaled with the fleet's time, as in the
-demo, and the monitor's timings follow from them (`plan_timings`).
-
-Checks, from the simulators' record of what the broker acknowledged (PUBACK), the sink's
-record of what arrived, and the database:
-- every heartbeat the broker acknowledged at QoS 1 is stored exactly once;
-- every silent device got exactly one offline incident and its owner exactly one offline
-  message; no device that kept beating was declared offline; none at all during a blind spot,
-  and the broker outage did open one;
-- the outbox ends empty, every notification sent, each received once (a second copy only
-  where the delivery log shows an attempt cut before its record, as the README allows);
-- each process's memory at its end is within 20% of its own after warm-up (for a dispatcher
-  or monitor, warm means after its first send or health run as well).
-
-The machine is part of the result: the report says how late the simulators were to send
-(`machine`), and a fleet one broker process cannot hold here (one descriptor per device,
-`ulimit -Hn`) is refused before anything starts (exit 2). `--steps` runs some of the faults,
-to tell which one breaks what. Exit 1 if any check fails; `--keep` keeps the database and
-logs (the logs are kept anyway when a check fails).
+A listener per simulator process: every device has its own TCP connection, and one
+(address, port) pair has only ~28,000 ephemeral ports towards it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 from psycopg import conninfo
 
-from bench.drill_checks import Evidence, run_checks
-from bench.drill_support import (
-    BROKER_SPARE_FDS,
-    FLEETWATCH,
-    DrillBroker,
-    FleetProcess,
-    NotificationSink,
-    SimulatorJob,
-    SimulatorProcess,
-    broker_capacity,
-    cpu_busy_share,
-    cpu_times,
-    stamp,
-)
 from core import db
-from devices.registry import import_devices
-from devices.simulator.fleet import build_fleet, registry_rows
+from devices.simulator.fleet import build_fleet
+from drill.checks import Evidence, peek_session, run_checks
+from drill.plan import (
+    MIN_ALLOWANCE_S,
+    ROLES,
+    STEP_TITLES,
+    DrillConfig,
+    plan_silence,
+    plan_timings,
+)
+from drill.processes import FLEETWATCH, FleetProcess, cpu_busy_share, cpu_times
+from drill.simulators import SimulatorJob, SimulatorProcess
+from harness.fleet import model_timings, register_fleet
+from harness.mosquitto import SPARE_FDS, Mosquitto, connection_capacity
+from harness.sinks import SinkProcess
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-DEVICES_PER_SIMULATOR = 10_000
-# Scaled offline deadlines never go below this: a reconnect takes wall-clock time.
-MIN_ALLOWANCE_S = 15
-STEPS = ("broker", "database", "ingest", "monitor", "alerts", "double", "single")
-STEP_TITLES = {
-    "broker": "restart the broker",
-    "database": "cut every database connection",
-    "ingest": "kill -9 the ingest, start it again",
-    "monitor": "kill -9 the monitor, start it again",
-    "alerts": "kill -9 the alert dispatcher, start it again",
-    "double": "two of each process",
-    "single": "back to one of each (SIGTERM the second ones)",
-}
-ROLES = ("ingest", "monitor", "alerts")
 
 
-@dataclass
-class DrillConfig:
-    devices: int = 100_000
-    minutes: float = 10.0
-    silent: float = 0.01  # a share of the fleet below 1, a count from 1 up
-    time_scale: float = 0.1
-    simulators: int = 0  # 0: one per DEVICES_PER_SIMULATOR devices
-    seed: int = 1
-    sink_delay_s: float = 0.1  # the sink answers as slowly as a remote webhook
-    restart_gap_s: float = 5.0  # a killed process is started again after this
-    database_server: str | None = None
-    keep: bool = False
-    progress_every_s: float = 0.0  # 0: about 20 lines over the run
-    steps: tuple[str, ...] = STEPS  # a subset, to find which fault breaks what
-    # Run the ingests on a shared subscription instead of the default plain one (to see
-    # what Mosquitto's restart costs a group: README, "Running beyond one machine").
-    shared_group: str = ""
-
-    def __post_init__(self) -> None:
-        unknown = set(self.steps) - set(STEPS)
-        if unknown or not self.steps:
-            raise ValueError(f"steps must be some of {', '.join(STEPS)}; got {self.steps}")
-        if "single" in self.steps and "double" not in self.steps:
-            raise ValueError("'single' goes back from 'double': give both")
-        self.steps = tuple(s for s in STEPS if s in self.steps)
-
-    @property
-    def silent_count(self) -> int:
-        count = round(self.silent * self.devices) if self.silent < 1 else int(self.silent)
-        return max(len(self.steps), min(count, self.devices // 2))
-
-    @property
-    def simulator_count(self) -> int:
-        return self.simulators or max(1, math.ceil(self.devices / DEVICES_PER_SIMULATOR))
-
-
-@dataclass(frozen=True)
-class Timings:
-    """Deadlines and monitor timings for a fleet living `time_scale` times real time."""
-
-    offline_after_s: dict[str, int]  # per model: every device's offline_after_s
-    interval_s: dict[str, float]  # per model: wall-clock seconds between heartbeats
-    blind_after_s: int
-    resume_grace_s: int
-    broker_down_s: float
-    lease_s: int
-
-
-def plan_timings(models: dict[str, tuple[int, int, int]], time_scale: float) -> Timings:
-    """From the models' (interval, allowed misses, grace): scaled deadlines, and a blind-spot
-    window short enough that the guard engages before any beating device's deadline passes.
-
-    A device that beat just before the broker went down is due `allowance - interval` later;
-    the guard needs `blind_after` plus a tick to engage: half that margin for each.
-    """
-    offline_after = {
-        m: max(MIN_ALLOWANCE_S, round((i * misses + grace) * time_scale))
-        for m, (i, misses, grace) in models.items()
-    }
-    interval = {m: i * time_scale for m, (i, _, _) in models.items()}
-    margin = min(offline_after[m] - interval[m] for m in models)
-    blind_after = max(2, int(margin // 2))
-    return Timings(
-        offline_after_s=offline_after,
-        interval_s=interval,
-        blind_after_s=blind_after,
-        # Devices reconnect with backoff (up to ~2x the outage) before they beat again.
-        resume_grace_s=max(20, 3 * blind_after),
-        broker_down_s=blind_after + 3.0,
-        lease_s=10,
-    )
-
-
-@dataclass
-class SilentPlan:
-    """Which devices fall silent, and when their deadline should pass (s after warm-up start)."""
-
-    due_at: dict[str, float]  # device id -> seconds after warm-up start
-    cohort: dict[str, str]  # device id -> the step its deadline was aimed at, or "spread"
-
-
-def plan_silence(
-    fleet,
-    timings: Timings,
-    *,
-    steps: tuple[str, ...],
-    count: int,
-    warm_s: float,
-    run_s: float,
-    seed: int,
-) -> SilentPlan:
-    """Half the silent devices spread over the run, half in cohorts aimed at the steps."""
-    draw = random.Random(f"drill:{seed}")
-    slot = (run_s - warm_s) / (len(steps) + 1)
-    offsets = {
-        "broker": timings.blind_after_s + 1.0,  # held by the blind spot, then found once
-        "database": 0.5,
-        "ingest": 1.0,
-        "monitor": 1.0,  # due while no monitor runs
-        "alerts": -1.5,  # being sent when the dispatcher dies
-        "double": slot / 2,
-        "single": 1.0,
-    }
-    targets: list[tuple[float, str]] = []
-    per_step = count // 2 // len(steps)
-    for i, step in enumerate(steps):
-        at = warm_s + slot * (i + 0.5) + offsets[step]
-        targets += [(at, step)] * per_step
-    spread = count - len(targets)
-    start, end = warm_s + 3, warm_s + slot * (len(steps) + 0.5)
-    targets += [(start + (end - start) * (k + 0.5) / spread, "spread") for k in range(spread)]
-
-    lead = {  # a device must have beaten after warm-up began, before it falls silent
-        d.device_id: timings.offline_after_s[d.spec.profile.model_id]
-        - timings.interval_s[d.spec.profile.model_id] / 2
-        + 2
-        for d in fleet
-    }
-    free = [d.device_id for d in fleet]
-    draw.shuffle(free)
-    due_at, cohort = {}, {}
-    for at, step in sorted(targets):
-        pick = next((i for i, d in enumerate(free) if lead[d] <= at), None)
-        if pick is None:
-            continue
-        device_id = free.pop(pick)
-        due_at[device_id], cohort[device_id] = at, step
-    return SilentPlan(due_at, cohort)
+def stamp() -> str:
+    """Wall-clock time for the drill's step lines."""
+    return datetime.now().strftime("%H:%M:%S.%f")[:-3]
 
 
 class MachineLimit(RuntimeError):
@@ -241,8 +67,8 @@ class Drill:
         self.echo = echo
         self.started = time.monotonic()
         self.workdir = Path(tempfile.mkdtemp(prefix="fw-drill-"))
-        self.broker: DrillBroker | None = None
-        self.sink: NotificationSink | None = None
+        self.broker: Mosquitto | None = None
+        self.sink: SinkProcess | None = None
         self.server = ""
         self.dsn = ""
         self.dbname = ""
@@ -292,21 +118,29 @@ class Drill:
 
     def _setup(self) -> None:
         c = self.config
-        capacity = broker_capacity(c.devices + 10)
+        capacity = connection_capacity(c.devices + 10)
         if c.devices > capacity:
             raise MachineLimit(
                 f"{c.devices} devices need {c.devices} connections to one broker, but a "
-                f"process here may open at most {capacity + BROKER_SPARE_FDS} files (ulimit -Hn; "
+                f"process here may open at most {capacity + SPARE_FDS} files (ulimit -Hn; "
                 f"raising it needs CAP_SYS_RESOURCE): at most {capacity - 10} devices"
             )
-        self.broker = DrillBroker(self.workdir, listeners=1 + c.simulator_count)
-        self.broker.start()
+        self.broker = Mosquitto(
+            self.workdir / "mosquitto",
+            listeners=1 + c.simulator_count,
+            persistence=True,
+            # As in deploy/mosquitto/mosquitto.conf: big queues for the ingest's session.
+            max_queued_messages=10_000_000,
+            max_inflight_messages=10_000,
+            extra=["persistent_client_expiration 1d"],
+            raise_fd_limit=True,
+        ).start()
         self.say(
             f"broker: mosquitto on 127.0.0.1:{self.broker.ports[0]} for the services and "
             f"{c.simulator_count} listener(s) for the simulators; persistence in "
             f"{self.broker.dir}"
         )
-        self.sink = NotificationSink(delay_s=c.sink_delay_s).start()
+        self.sink = SinkProcess("http", delay_s=c.sink_delay_s).start()
         self.say(
             f"sink: http://127.0.0.1:{self.sink.port}/<customer id> ({c.sink_delay_s} s replies)"
         )
@@ -322,13 +156,7 @@ class Drill:
 
         self.fleet = build_fleet(c.devices, seed=c.seed, fault_share=0.0, id_prefix="drill")
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            models = {
-                m: (i, misses, grace)
-                for m, i, misses, grace in conn.execute(
-                    "SELECT id, heartbeat_interval_s, allowed_misses, grace_s FROM device_models"
-                )
-            }
-            self.timings = plan_timings(models, c.time_scale)
+            self.timings = plan_timings(model_timings(conn), c.time_scale)
             self.run_s = c.minutes * 60
             self.warm_s = min(60.0, max(8.0, self.run_s * 0.08))
             self.slot_s = (self.run_s - self.warm_s) / (len(c.steps) + 1)
@@ -341,22 +169,22 @@ class Drill:
                 run_s=self.run_s,
                 seed=c.seed,
             )
-            rows = registry_rows(self.fleet)
-            for row in rows:
-                row["offline_after_s"] = self.timings.offline_after_s[row["model_id"]]
-                if row["id"] in self.silent.due_at:
-                    row["labels"].append("drill:silent")
-            report = import_devices(conn, rows)
-            if not report.ok:
-                raise RuntimeError(f"could not register the fleet: {report.errors[:3]}")
+            # The same deadlines as the plan's: both are harness.fleet.scaled_deadlines.
+            register_fleet(
+                conn,
+                self.fleet,
+                time_scale=c.time_scale,
+                at_least_s=MIN_ALLOWANCE_S,
+                labels={device_id: ["drill:silent"] for device_id in self.silent.due_at},
+            )
             conn.execute(
                 "INSERT INTO contact_channels (customer_id, kind, apprise_url, label) "
                 "SELECT id, 'webhook', %s || id, 'drill sink' FROM customers",
-                (self.sink.url(""),),
+                (self.sink.url_for(""),),
             )
             conn.execute(
                 "INSERT INTO staff_channels (apprise_url, label) VALUES (%s, 'drill staff')",
-                (self.sink.url("staff"),),
+                (self.sink.url_for("staff"),),
             )
         t = self.timings
         self.say(
@@ -634,7 +462,8 @@ class Drill:
         with self._lock:
             for proc in self.procs["ingest"]:
                 proc.stop()
-        posts = list(self.sink.drain())
+        self.sink.drain()
+        posts = list(self.sink.arrived)
         return Evidence(
             config=self.config,
             timings=self.timings,
@@ -676,8 +505,6 @@ class Drill:
     def _stranded_in_retired_sessions(self) -> dict[str, int]:
         """Messages waiting in the sessions of ingest processes stopped for good (counted, not
         acknowledged: a peek as the same client id, leaving the session as it was)."""
-        from bench.drill_checks import peek_session
-
         retired = [p for p in self.procs["ingest"][1:] if not p.alive]
         return {
             p.env["FLEETWATCH_INGEST_CLIENT_ID"]: peek_session(
@@ -738,7 +565,7 @@ class Drill:
             f"  fleet: {total['connected']} connected, {total['acked']} heartbeats acked "
             f"({total['unacked']} awaiting PUBACK, {total['heartbeats_dropped']} dropped "
             f"offline, {skipped} beat slots skipped by late simulators); {db_part}; "
-            f"sink {len(self.sink.posts)} posts"
+            f"sink {len(self.sink.arrived)} posts"
         )
 
     def _count(self, sql: str) -> int:
@@ -781,47 +608,3 @@ def print_report(report: dict, echo=print) -> None:
         echo(line)
     figures = {k: v for k, v in report.items() if k not in ("lines", "details")}
     echo(json.dumps(figures, separators=(",", ":")))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--devices", type=int, default=100_000)
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--silent", type=float, default=0.01, help="share (<1) or count")
-    parser.add_argument("--time-scale", type=float, default=0.1)
-    parser.add_argument("--simulators", type=int, default=0, help="default: one per 10,000")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--sink-delay-ms", type=float, default=100.0)
-    parser.add_argument("--restart-gap", type=float, default=5.0, help="seconds")
-    parser.add_argument(
-        "--steps", default=",".join(STEPS), help=f"some of {','.join(STEPS)} (default: all)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the database and logs")
-    parser.add_argument(
-        "--shared-group", default="", help="ingests on $share/GROUP/... (default: plain)"
-    )
-    args = parser.parse_args(argv)
-    config = DrillConfig(
-        devices=args.devices,
-        minutes=args.minutes,
-        silent=args.silent,
-        time_scale=args.time_scale,
-        simulators=args.simulators,
-        seed=args.seed,
-        sink_delay_s=args.sink_delay_ms / 1000,
-        restart_gap_s=args.restart_gap,
-        keep=args.keep,
-        shared_group=args.shared_group,
-        steps=tuple(s.strip() for s in args.steps.split(",") if s.strip()),
-    )
-    try:
-        report = run_drill(config)
-    except MachineLimit as exc:
-        print(f"drill not run: {exc}", file=sys.stderr)
-        return 2
-    print_report(report)
-    return 0 if report["ok"] else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

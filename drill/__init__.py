@@ -1,0 +1,48 @@
+"""The fault drill (issue 6), a system test: a simulated fleet, faults injected one after
+another, then checks. `python -m drill` runs it; tests/test_drill.py runs a small one in the
+default test run.
+
+Everything runs on 127.0.0.1: a private Mosquitto (persistence on, restarted on the same
+ports), a fresh database on FLEETWATCH_BENCH_DATABASE_URL (default the local server), an HTTP
+sink for every customer's json:// channel, simulator processes (~10,000 devices each), and
+the processes under test as production runs them: `.venv/bin/fleetwatch ingest`, `monitor`
+and `alerts`, configured by FLEETWATCH_* variables.
+
+    setup ─ fleet online ─ warm-up ─┬─ 1 broker restart (down long enough for a blind spot)
+                                    ├─ 2 database connections cut (pg_terminate_backend)
+                                    ├─ 3 kill -9 ingest, start it again
+                                    ├─ 4 kill -9 monitor, start it again
+                                    ├─ 5 kill -9 dispatcher, start it again
+                                    ├─ 6 two of each process
+                                    └─ 7 back to one (SIGTERM the second ones)
+                                    ─ settle ─ stop ─ checks ─ one line of JSON
+
+A known set of devices falls silent at moments the drill picks: half spread over the run,
+half in cohorts whose deadlines fall on the steps (the dispatcher's cohort is being sent
+when it is killed). Devices' offline deadlines are scaled with the fleet's time, as in the
+demo, and the monitor's timings follow from them (`plan_timings`).
+
+Checks, from the simulators' record of what the broker acknowledged (PUBACK), the sink's
+record of what arrived, and the database:
+- every heartbeat the broker acknowledged at QoS 1 is stored exactly once;
+- every silent device got exactly one offline incident and its owner exactly one offline
+  message; no device that kept beating was declared offline; none at all during a blind spot,
+  and the broker outage did open one;
+- the outbox ends empty, every notification sent, each received once (a second copy only
+  where the delivery log shows an attempt cut before its record, as the README allows);
+- each process's memory at its end is within 20% of its own after warm-up (for a dispatcher
+  or monitor, warm means after its first send or health run as well).
+
+The machine is part of the result: the report says how late the simulators were to send
+(`machine`), and a fleet one broker process cannot hold here (one descriptor per device,
+`ulimit -Hn`) is refused before anything starts (exit 2).
+
+    __main__.py    the command line
+    plan.py        configuration, scaled timings, which devices fall silent when (pure)
+    run.py         the run: setup, fleet, warm-up, the steps, settle, wind down
+    processes.py   the processes under test, killed and restarted; their memory and CPU
+    simulators.py  simulator processes recording every heartbeat the broker acknowledged
+    checks.py      the verdicts, from that evidence and the database
+
+The broker, the sink and the fleet's registration come from the harness (harness/).
+"""
