@@ -12,22 +12,19 @@ reminders are guarded writes, dispatch claims under a lease.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime
-
-import psycopg
 
 from alerts.dispatcher import Dispatcher
 from alerts.escalation import CriticalReview, EscalationPolicy, review_critical
 from alerts.router import Routed, route_notices
 from core import db
 from core.settings import Settings
-from core.worker import Job, Worker
+from core.worker import Job, RunsForever, Worker
 
 log = logging.getLogger(__name__)
 
 
-class Alerts:
+class Alerts(RunsForever):
     """The router, the escalation review and a dispatcher, as one worker."""
 
     def __init__(
@@ -41,13 +38,20 @@ class Alerts:
             remind_every_s=settings.alerts_remind_every_s,
             max_reminders=settings.alerts_max_reminders,
         )
-        self._conns: dict[str, psycopg.Connection] = {}
+        self._conns = db.Connections(dsn)
         s = settings
         self.worker = Worker(
             "alerts",
             [
-                Job("route", self._route_batch, s.alerts_router_s, lambda: self._drop("route")),
-                Job("escalate", self.review, s.alerts_escalation_s, lambda: self._drop("escalate")),
+                Job(
+                    "route", self._route_batch, s.alerts_router_s, lambda: self._conns.drop("route")
+                ),
+                Job(
+                    "escalate",
+                    self.review,
+                    s.alerts_escalation_s,
+                    lambda: self._conns.drop("escalate"),
+                ),
                 Job("dispatch", self._dispatch, s.alerts_poll_s, self.dispatcher.drop_connection),
             ],
             dsn=dsn,
@@ -55,12 +59,12 @@ class Alerts:
 
     def route(self, now: datetime | None = None) -> Routed:
         """Route one batch of notices at `now` (default: the database's clock)."""
-        conn = self._connection("route")
+        conn = self._conns.get("route")
         return route_notices(conn, now or db.db_now(conn), limit=self.settings.alerts_router_batch)
 
     def review(self, now: datetime | None = None) -> CriticalReview:
         """Escalate and remind where due at `now` (default: the database's clock)."""
-        conn = self._connection("escalate")
+        conn = self._conns.get("escalate")
         return review_critical(conn, now or db.db_now(conn), self.escalation)
 
     def _route_batch(self) -> bool:
@@ -68,18 +72,6 @@ class Alerts:
 
     def _dispatch(self) -> bool:
         return self.dispatcher.run_once() > 0
-
-    def _connection(self, job: str) -> psycopg.Connection:
-        # One connection per job: jobs run in parallel threads.
-        conn = self._conns.get(job)
-        if conn is None or conn.closed:
-            conn = self._conns[job] = db.connect(self.dsn, autocommit=True)
-        return conn
-
-    def _drop(self, job: str) -> None:
-        conn = self._conns.pop(job, None)
-        if conn is not None:
-            conn.close()
 
     def start(self) -> Alerts:
         self.worker.start()
@@ -91,12 +83,4 @@ class Alerts:
 
     def close(self) -> None:
         self.dispatcher.close()
-        for job in list(self._conns):
-            self._drop(job)
-
-    def run_forever(self, stop: threading.Event) -> None:
-        self.start()
-        try:
-            stop.wait()
-        finally:
-            self.stop()
+        self._conns.drop()

@@ -14,7 +14,6 @@ between never sends it twice; that attempt times out and the next one has its ow
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,7 +42,7 @@ from contract.topics import command_topic
 from core import db
 from core.mqtt import connect_client, make_client
 from core.settings import MqttTarget, Settings
-from core.worker import Job, Worker
+from core.worker import Job, RunsForever, Worker
 from incidents import GroupProblem
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class TickReport:
     skipped: bool = False
 
 
-class CampaignRunner:
+class CampaignRunner(RunsForever):
     """Moves campaigns on every FLEETWATCH_CAMPAIGNS_TICK_S; publishes commands over MQTT."""
 
     def __init__(
@@ -105,13 +104,6 @@ class CampaignRunner:
             self._client.disconnect()
             self._client.loop_stop()
         self._drop()
-
-    def run_forever(self, stop: threading.Event) -> None:
-        self.start()
-        try:
-            stop.wait()
-        finally:
-            self.stop()
 
     def _drop(self) -> None:
         if self._conn is not None:

@@ -35,6 +35,29 @@ def connect(dsn: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(dsn, application_name="fleetwatch", **kwargs)
 
 
+class Connections:
+    """One autocommit connection per job of a worker: its jobs run in parallel threads, and
+    two transactions must never share a connection. A job's connection is opened on first
+    use and dropped after a failure (the next run opens a fresh one)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conns: dict[str, psycopg.Connection] = {}
+
+    def get(self, job: str) -> psycopg.Connection:
+        conn = self._conns.get(job)
+        if conn is None or conn.closed:
+            conn = self._conns[job] = connect(self.dsn, autocommit=True)
+        return conn
+
+    def drop(self, job: str | None = None) -> None:
+        """Close one job's connection, or every one."""
+        for name in [job] if job else list(self._conns):
+            conn = self._conns.pop(name, None)
+            if conn is not None:
+                conn.close()
+
+
 def db_now(conn: psycopg.Connection):
     """The database's clock: the one time every process's decisions are judged by."""
     return conn.execute("SELECT now()").fetchone()[0]

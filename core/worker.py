@@ -88,7 +88,19 @@ ON CONFLICT (worker, job) DO UPDATE SET
 """
 
 
-class Worker:
+class RunsForever:
+    """`run_forever(stop)` for a part with `start()` and `stop()`: what every CLI command
+    that runs a part does until SIGTERM."""
+
+    def run_forever(self, stop: threading.Event) -> None:
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.stop()
+
+
+class Worker(RunsForever):
     """Runs a process part's jobs; several workers of one name may run against one database."""
 
     def __init__(self, name: str, jobs: list[Job], *, dsn: str | None = None) -> None:
@@ -144,13 +156,6 @@ class Worker:
             self.report()
         if self._report_conn is not None:
             self._report_conn.close()
-
-    def run_forever(self, stop: threading.Event) -> None:
-        self.start()
-        try:
-            stop.wait()
-        finally:
-            self.stop()
 
     @property
     def stopping(self) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -12,7 +11,7 @@ import psycopg
 
 from core import db
 from core.settings import Settings
-from core.worker import Job, Worker
+from core.worker import Job, RunsForever, Worker
 from monitor.blind_spot import horizon, is_blind, offline_held, wills_held
 from monitor.correlation import GROUP_KINDS, FleetPolicy
 from monitor.flapping import FlapPolicy
@@ -104,7 +103,7 @@ def find_transitions(
     return transitions
 
 
-class Monitor:
+class Monitor(RunsForever):
     """Ticks on a schedule; any number of monitors may run against one database."""
 
     def __init__(self, settings: Settings, dsn: str) -> None:
@@ -134,12 +133,12 @@ class Monitor:
         self._group_sizes: dict[str, int] | None = None
         self.ticks = 0
         self.last_tick: TickResult | None = None
-        self._conns: dict[str, psycopg.Connection] = {}
+        self._conns = db.Connections(dsn)
         s = settings
         self.worker = Worker(
             "monitor",
             [
-                Job(name, job, every, lambda name=name: self._drop_connection(name))
+                Job(name, job, every, lambda name=name: self._conns.drop(name))
                 for name, job, every in (
                     ("tick", self.tick, s.monitor_tick_s),
                     ("review", self.review, s.monitor_review_s),
@@ -153,7 +152,7 @@ class Monitor:
     def tick(self, now: datetime | None = None) -> TickResult:
         """Find and apply every transition due at `now` (default: the database's clock)."""
         started = time.perf_counter()
-        conn = self._connection()
+        conn = self._conns.get("tick")
         if now is None:
             now = db.db_now(conn)
         sight = read_sight(conn, now, self.blind_after, self.ingest_gone)
@@ -220,12 +219,12 @@ class Monitor:
 
     def refresh_group_sizes(self) -> dict[str, int]:
         """Recount the watched devices per group (the outage percentages' denominators)."""
-        self._group_sizes = load_group_sizes(self._connection("sizes"), self.fleet)
+        self._group_sizes = load_group_sizes(self._conns.get("sizes"), self.fleet)
         return self._group_sizes
 
     def review(self, now: datetime | None = None) -> Reviewed:
         """The periodic check on open outages: over, or lasting (owners told once)."""
-        conn = self._connection("review")
+        conn = self._conns.get("review")
         return review_outages(conn, now or db.db_now(conn), self.fleet)
 
     def check_health(self, now: datetime | None = None) -> HealthResult:
@@ -233,7 +232,7 @@ class Monitor:
 
         Batch after batch while batches come back full, up to _HEALTH_BATCHES_PER_RUN.
         """
-        conn = self._connection("health")
+        conn = self._conns.get("health")
         if now is None:
             now = db.db_now(conn)
         s = self.settings
@@ -264,20 +263,6 @@ class Monitor:
             )
         return total
 
-    def _connection(self, job: str = "tick") -> psycopg.Connection:
-        # One connection per job: the scheduler runs jobs in parallel threads, and two
-        # transactions must never share a connection.
-        conn = self._conns.get(job)
-        if conn is None or conn.closed:
-            conn = self._conns[job] = db.connect(self.dsn, autocommit=True)
-        return conn
-
-    def _drop_connection(self, job: str | None = None) -> None:
-        for name in [job] if job else list(self._conns):
-            conn = self._conns.pop(name, None)
-            if conn is not None:
-                conn.close()
-
     def start(self) -> Monitor:
         """Run the tick, review, sizes and health jobs on their schedules (core/worker.py)."""
         self.worker.start()
@@ -286,11 +271,4 @@ class Monitor:
     def stop(self) -> None:
         """Stop the jobs and close their connections."""
         self.worker.stop()
-        self._drop_connection()
-
-    def run_forever(self, stop: threading.Event) -> None:
-        self.start()
-        try:
-            stop.wait()
-        finally:
-            self.stop()
+        self._conns.drop()
