@@ -1,1 +1,1 @@
-"""API: the staff and customer HTTP API (to come)."""
+"""API: the staff and customer HTTP API, and the staff dashboard it serves (`api/static/`)."""

@@ -1,4 +1,4 @@
-"""The fault drill (issue 6), a system test: a simulated fleet, faults injected one after
+"""The fault drill, a system test: a simulated fleet, faults injected one after
 another, then checks. `python -m drill` runs it; tests/test_drill.py runs a small one in the
 default test run.
 

@@ -1,6 +1,5 @@
-"""The fault drill of issue 6 (drill/, `python -m drill`), small: 300 devices for a minute at
-time scale 0.05, with every fault of the full drill in turn and every one of its checks
-asserted.
+"""The fault drill (drill/, `python -m drill`), small: 300 devices for a minute at time
+scale 0.05, with every fault of the full drill in turn and every one of its checks asserted.
 
 Needs the `mosquitto` binary (the drill restarts its own broker, so it cannot use
 FLEETWATCH_TEST_MQTT_URL's) and the PostgreSQL server of the `database_server` fixture, on

@@ -21,7 +21,7 @@ STOPS = (
 )
 
 
-def test_every_scenario_the_brief_names_is_in_the_table():
+def test_every_scenario_has_a_row_in_the_stop_table():
     assert set(SCENARIOS) == {name for name, _ in STOPS}
 
 
