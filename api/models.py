@@ -228,7 +228,6 @@ class ModelPublic(BaseModel):
     allowed_misses: int
     grace_s: int
     critical: bool
-    thresholds: dict[str, Any]
     health_rules: list[dict[str, Any]]
 
 

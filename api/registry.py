@@ -128,7 +128,7 @@ def retire_device(device_id: DeviceIdPath, key: AdminKey, conn: DbConn) -> Devic
 
 _MODEL_COLUMNS = (
     "id, name, device_type, kind, heartbeat_interval_s, allowed_misses, grace_s, critical, "
-    "thresholds, health_rules"
+    "health_rules"
 )
 
 

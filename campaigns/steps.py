@@ -17,7 +17,6 @@ from campaigns.policy import Policy
 IN_FLIGHT = ("sent", "accepted", "downloading", "installing", "rebooting")
 # The order of the reported steps: a late or repeated report never moves a device back.
 STEP_ORDER = {state: i for i, state in enumerate(IN_FLIGHT)}
-REPORTED = ("accepted", "downloading", "installing", "rebooting", "failed")
 # Failures another attempt may mend; the rest say the firmware or the device is at fault.
 RETRYABLE = frozenset({"download_failed", "busy", "low_battery", "checksum_mismatch"})
 

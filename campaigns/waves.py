@@ -44,17 +44,6 @@ def in_window(now: datetime, timezone: str, start: time | None, end: time | None
     return start <= local < end if start < end else (local >= start or local < end)
 
 
-def next_window_start(now: datetime, timezone: str, start: time | None) -> datetime:
-    """When the device's next window opens (now, if there is no window)."""
-    if start is None:
-        return now
-    local = now.astimezone(ZoneInfo(timezone))
-    opening = datetime.combine(local.date(), start, tzinfo=local.tzinfo)
-    if opening <= local:
-        opening += timedelta(days=1)
-    return opening
-
-
 @dataclass(frozen=True)
 class WaveCounts:
     """The devices of the opened waves (1 .. current), by where they stand."""

@@ -18,6 +18,23 @@ def test_migrate_twice_applies_nothing_the_second_time(dsn):
     assert flavour == [("postgres",)]
 
 
+def test_model_thresholds_are_dropped_once_they_seeded_the_health_rules(conn):
+    columns = {
+        name
+        for (name,) in conn.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = 'device_models'"
+        )
+    }
+    assert "thresholds" not in columns and "health_rules" in columns
+    # The alarm panel's battery limits of 003 (20 %, ok at 25 %) live on in its rule.
+    low_battery = conn.execute(
+        "SELECT rule FROM device_models, jsonb_array_elements(health_rules) AS rule "
+        "WHERE id = 'alarm-panel-v3' AND rule ->> 'name' = 'low_battery'"
+    ).fetchone()[0]
+    assert (low_battery["fire_below"], low_battery["clear_above"]) == (20, 25)
+
+
 def test_each_flavour_has_one_migration_per_number():
     for flavour in ("postgres", "timescaledb"):
         numbers = [m.version for m in db.load_migrations(flavour)]

@@ -83,6 +83,7 @@ def test_models_with_valid_rules_only(api, keys):
     }
     created = api.post("/api/v1/models", json=model, headers=admin)
     assert created.status_code == 201 and created.json()["critical"] is True
+    assert set(created.json()) == {*model, "allowed_misses", "grace_s"}  # no thresholds
     assert api.post("/api/v1/models", json=model, headers=admin).status_code == 409
     bad_rules = {"health_rules": [{"name": "x", "kind": "threshold"}]}
     refused = api.patch("/api/v1/models/smoke-v1", json=bad_rules, headers=admin)
