@@ -11,7 +11,7 @@ from support import count, forget_session, make_device, wait_until
 
 from contract.messages import heartbeat_payload
 from contract.topics import heartbeat_topic
-from ingest.service import Ingest
+from ingest.service import TICK_EVERY_S, Ingest
 
 
 def beat(seq: int) -> bytes:
@@ -36,7 +36,7 @@ def caught_up(conn, client_id: str):
 
 
 def test_watermark_follows_the_ticks_and_stands_still_while_the_ingest_is_away(
-    conn, run_ingest, publisher, prefix
+    conn, run_ingest, publisher, prefix, broker
 ):
     make_device(conn, "dev-1")
     ingest = run_ingest()
@@ -46,10 +46,23 @@ def test_watermark_follows_the_ticks_and_stands_still_while_the_ingest_is_away(
     assert datetime.now(UTC) - first < timedelta(seconds=5)
     wait_until(lambda: caught_up(conn, client_id) > first, timeout=10)
 
+    # A second ingest with a session of its own (subscribed once its first tick is back) is
+    # the clock for what follows.
+    witness = run_ingest(ingest_client_id=f"witness-{prefix}", ingest_shared_group="")
+    witness_id = witness.settings.ingest_client_id
+    wait_until(lambda: caught_up(conn, witness_id))
     ingest.stop()
     stopped = caught_up(conn, client_id)
     publish_beats(publisher, prefix, ["dev-1"], 3)
-    # Nothing moves it while nobody reads the session: the monitor waits for the queue.
+    # The later marker: the witness commits a tick it sent after the heartbeats and two tick
+    # periods after the stopped ingest's last one. Anything still reading the stopped
+    # ingest's session would have committed a tick of its own by then.
+    later = max(datetime.now(UTC), stopped + timedelta(seconds=2 * TICK_EVERY_S))
+    wait_until(lambda: caught_up(conn, witness_id) > later, timeout=10)
+    witness.stop()
+    forget_session(*broker, witness_id)
+    assert count(conn, "SELECT count(*) FROM heartbeats") == 3  # the witness stored them
+    # Nothing moved it while nobody read the session: the monitor waits for the queue.
     assert caught_up(conn, client_id) == stopped
     # Ticks are bookkeeping, not traffic: the blind-spot guard does not count them.
     last_message = conn.execute(
@@ -58,9 +71,11 @@ def test_watermark_follows_the_ticks_and_stands_still_while_the_ingest_is_away(
     assert last_message < stopped + timedelta(seconds=5)
 
     again = run_ingest()
-    wait_until(lambda: count(conn, "SELECT count(*) FROM heartbeats") == 3)
     wait_until(lambda: caught_up(conn, client_id) > stopped, timeout=10)
-    assert again.counters.messages_in == 3  # its own ticks are not counted as messages
+    # Its session held the three heartbeats, queued before its first tick (the witness had
+    # stored them already); its own ticks are not counted as messages.
+    wait_until(lambda: again.counters.duplicates == 3)
+    assert again.counters.messages_in == 3
 
 
 def test_a_backlog_is_worked_off_in_batches_of_the_configured_size(
