@@ -5,6 +5,7 @@ firmware team hear through the real dispatcher."""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import Counter
 
 import pytest
@@ -13,7 +14,7 @@ from support import add_channel, count, mqtt_client, wait_until
 from campaigns.runner import CampaignRunner
 from campaigns.store import CampaignCreate, create_campaign
 from contract.commands import UpdateCommand, parse_command
-from contract.topics import CMD, every_device
+from contract.topics import CMD, command_topic, every_device
 from devices.registry import import_devices
 from devices.simulator.fleet import build_fleet, registry_rows
 from devices.simulator.ota import OtaProfile
@@ -87,6 +88,23 @@ def commands_heard(broker, prefix):
     client.loop_stop()
 
 
+def commands_after_a_marker(broker, prefix: str, heard: list[UpdateCommand]) -> list:
+    """The commands heard, once a marker command published after the runner stopped has been
+    heard (on the cmd topic of a device nobody registered).
+
+    A stopped runner has written its last publish before its DISCONNECT, all of it before
+    this marker's client even connects: a command still on its way is heard before the marker.
+    """
+    marker = UpdateCommand(f"marker-{uuid.uuid4().hex}", 0, "0", "marker", "0" * 64, 1)
+    client = mqtt_client(*broker)
+    topic = command_topic(prefix, "marker")
+    client.publish(topic, marker.to_payload(), qos=1).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+    wait_until(lambda: marker in heard, timeout=10)
+    return [c for c in heard if c != marker]
+
+
 def campaign(conn, ids, **overrides) -> int:
     body = {
         "name": "Firmware 9.9.9",
@@ -112,7 +130,15 @@ def status(conn, campaign_id) -> str:
 
 
 def test_firmware_that_bricks_devices_halts_after_the_canary_and_everyone_is_told(
-    conn, dsn, make_settings, broker, fleet_on_air, commands_heard, make_dispatcher, http_sink
+    conn,
+    dsn,
+    make_settings,
+    broker,
+    prefix,
+    fleet_on_air,
+    commands_heard,
+    make_dispatcher,
+    http_sink,
 ):
     # Half of them brick: the canary's 30 then hold the 4 the gate needs (over 10 %) but for
     # a chance of about 4 in a million (at 0.3 it was about 1 in 100: a flaky test).
@@ -125,8 +151,14 @@ def test_firmware_that_bricks_devices_halts_after_the_canary_and_everyone_is_tol
         runner.stop()
 
     waves = dict(conn.execute("SELECT device_id, wave FROM campaign_devices").fetchall())
-    commanded = {c.command_id.rsplit("-", 1)[0].split("-", 1)[1] for c in commands_heard}
+    heard = commands_after_a_marker(broker, prefix, commands_heard)
+    commanded = {c.command_id.rsplit("-", 1)[0].split("-", 1)[1] for c in heard}
     assert commanded and all(waves[d] == 1 for d in commanded)  # nothing beyond the canary
+    # The runner records a command before publishing it: none recorded beyond the canary.
+    recorded = conn.execute(
+        "SELECT DISTINCT wave FROM campaign_devices WHERE command_id IS NOT NULL"
+    ).fetchall()
+    assert recorded == [(1,)]
     failed = conn.execute(
         "SELECT device_id FROM campaign_devices WHERE state = 'failed' "
         "AND failure_reason = 'never_came_back'"
@@ -152,7 +184,7 @@ def test_firmware_that_bricks_devices_halts_after_the_canary_and_everyone_is_tol
 
 
 def test_a_runner_restarted_mid_campaign_finishes_it_without_a_command_twice(
-    conn, dsn, make_settings, broker, fleet_on_air, commands_heard
+    conn, dsn, make_settings, broker, prefix, fleet_on_air, commands_heard
 ):
     ids = fleet_on_air(24, OtaProfile({("*", "*"): {}}))  # nothing fails
     campaign_id = campaign(conn, ids, waves=[25, 50, 100])
@@ -173,7 +205,9 @@ def test_a_runner_restarted_mid_campaign_finishes_it_without_a_command_twice(
         wait_until(lambda: status(conn, campaign_id) == "completed", timeout=90)
     finally:
         second.stop()
-    per_command = Counter(c.command_id for c in commands_heard)
+    per_command = Counter(
+        c.command_id for c in commands_after_a_marker(broker, prefix, commands_heard)
+    )
     assert len(per_command) == 24 and set(per_command.values()) == {1}
     assert count(conn, "SELECT count(*) FROM campaign_devices WHERE state = 'succeeded'") == 24
     reported = dict(conn.execute("SELECT device_id, firmware FROM device_state").fetchall())

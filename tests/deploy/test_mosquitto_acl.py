@@ -10,7 +10,8 @@ file made here by mosquitto_passwd:
 Absence is shown without sleeping: after the message that must not arrive, the same
 publisher sends one that must, to the same receiver. Mosquitto routes one publisher's
 messages in order and keeps one receiver's queue in order, so once the second is in, the
-first would have been too.
+first would have been too. Where the two come from different clients, the test waits for
+the broker's log to show it has handled the first client before the second one acts.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class Peer:
     """A paho client that records what the broker sends it, to wait on with a deadline."""
 
     client: mqtt.Client
+    client_id: str
     connack: ReasonCode | None = None
     messages: list[mqtt.MQTTMessage] = field(default_factory=list)
     subacks: dict[int, list[ReasonCode]] = field(default_factory=dict)
@@ -138,16 +140,17 @@ def connect(broker: Mosquitto):
         will: tuple[str, bytes] | None = None,
         expect_refusal: bool = False,
     ) -> Peer:
+        client_id = f"{username or 'anonymous'}-{next(ids)}-{uuid.uuid4().hex[:6]}"
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"{username or 'anonymous'}-{next(ids)}-{uuid.uuid4().hex[:6]}",
+            client_id=client_id,
             protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
         )
         if username is not None:
             client.username_pw_set(username, secret if secret is not None else password(username))
         if will is not None:
             client.will_set(will[0], will[1], qos=1, retain=True)
-        peer = Peer(client)
+        peer = Peer(client, client_id)
         client.on_connect = lambda _c, _u, _f, rc, _p: peer.record(
             lambda: setattr(peer, "connack", rc)
         )
@@ -177,6 +180,24 @@ def connect(broker: Mosquitto):
     for peer in peers:
         peer.client.disconnect()
         peer.client.loop_stop()
+
+
+def wait_for_log_line(broker: Mosquitto, line: str) -> None:
+    """Wait until the broker has logged `line` (after its timestamp): it has handled it.
+
+    Its log is a file, which Mosquitto flushes line by line.
+    """
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        if any(logged.endswith(f": {line}") for logged in _log_lines(broker)):
+            return
+        time.sleep(0.02)
+    pytest.fail(f"{line!r} not in the broker's log within {DEADLINE_S} s:\n{broker.log_tail()}")
+
+
+def _log_lines(broker: Mosquitto) -> list[str]:
+    path = broker.log_path
+    return path.read_text(errors="replace").splitlines() if path.exists() else []
 
 
 def verdict(reason: ReasonCode) -> str:
@@ -278,7 +299,7 @@ def test_device_wildcard_subscription_sees_nothing_of_other_devices(connect):
     assert [m.topic for m in device.messages] == ["fleet/dev-a/cmd"]
 
 
-def test_last_will_is_delivered_for_the_devices_own_status_only(connect):
+def test_last_will_is_delivered_for_the_devices_own_status_only(connect, broker):
     service = connect("fleetwatch")
     service.subscribe("fleet/+/status")
     forged, own = f"forged-{uuid.uuid4().hex}".encode(), f"offline-{uuid.uuid4().hex}".encode()
@@ -287,9 +308,9 @@ def test_last_will_is_delivered_for_the_devices_own_status_only(connect):
     # Mosquitto accepts the CONNECT and checks the Will's topic only when it sends the Will.
     impostor = connect("dev-a", will=("fleet/dev-b/status", forged))
     impostor.client.disconnect(reasoncode=disconnect_with_will)
-    # The impostor's DISCONNECT is already waiting on the broker's socket; this client's
-    # CONNECT and DISCONNECT take several broker loop passes, each serving every ready socket,
-    # so the impostor's Will has been sent or dropped before this one is sent.
+    # Mosquitto logs this line and sends (or drops) the Will in one pass of its single-threaded
+    # loop: the impostor's Will is queued for the service, or gone, before the next client acts.
+    wait_for_log_line(broker, f"Client {impostor.client_id} disconnected.")
     device = connect("dev-a", will=("fleet/dev-a/status", own))
     device.client.disconnect(reasoncode=disconnect_with_will)
 

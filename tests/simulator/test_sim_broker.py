@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -76,13 +75,14 @@ class Listener:
                     found.setdefault(where.device_id, []).append(record)
         return found
 
-    def wait_quiet(self, quiet_s: float = 0.2, timeout: float = 5.0) -> None:
-        """Return once nothing new arrived for quiet_s (retained messages come after SUBACK)."""
-        deadline = time.monotonic() + timeout
-        count = -1
-        while count != len(self.messages) and time.monotonic() < deadline:
-            count = len(self.messages)
-            time.sleep(quiet_s)
+    def wait_for_marker(self, topic: str) -> None:
+        """Publish to `topic`, under this listener's subscription, and wait until it is back.
+
+        The broker sends a subscription's retained messages before anything published after
+        its SUBACK, so once the marker is back every retained message is in.
+        """
+        self.client.publish(topic, b"marker", qos=1)
+        wait_until(lambda: self.on(topic), timeout=5)
 
     def close(self) -> None:
         self.client.disconnect()
@@ -106,7 +106,8 @@ def topic_prefix(target, protocol):
     prefix = f"t{uuid.uuid4().hex[:10]}"
     yield prefix
     seen = Listener(target, every_device(prefix, STATUS), protocol)
-    seen.wait_quiet()
+    marker = status_topic(prefix, f"marker-{uuid.uuid4().hex[:8]}")
+    seen.wait_for_marker(marker)
     cleaner = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2,
         protocol=mqtt.MQTTv5 if protocol == "5" else mqtt.MQTTv311,
@@ -114,7 +115,7 @@ def topic_prefix(target, protocol):
     cleaner.username_pw_set("tester", target.password)
     cleaner.connect(target.host, target.port)
     cleaner.loop_start()
-    for topic in {t for t, _, _ in seen.messages}:
+    for topic in {t for t, _, _ in seen.messages} - {marker}:
         cleaner.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
     cleaner.disconnect()
     cleaner.loop_stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -453,6 +452,20 @@ def ota_command(command_id: str) -> UpdateCommand:
     return make_command(command_id, version="9.0.0")
 
 
+def at(body: dict) -> datetime:
+    """When the device sent a heartbeat or an update report (the simulator's clock)."""
+    return datetime.fromisoformat(body["ts"])
+
+
+def wait_until_it_beats_after(live: Recorder, device_id: str, moment: datetime) -> None:
+    """Wait for a heartbeat the device sent after `moment`.
+
+    A device's messages come through one connection, which the broker hands on in order: once
+    this heartbeat is in, whatever the device published before it is in too.
+    """
+    wait_until(lambda: any(at(b) > moment for b in live.heartbeats(device_id)), timeout=5)
+
+
 def test_device_reports_each_step_then_beats_on_the_new_firmware(
     broker, prefix, fleet, live, start_simulator
 ):
@@ -496,12 +509,15 @@ def test_bricked_device_sends_rebooting_then_nothing_while_the_others_beat_on(
     bricked, other = fleet[0].device_id, fleet[1].device_id
     send(broker, prefix, bricked, ota_command("c2-a-1"))
     wait_until(lambda: "rebooting" in [r["state"] for r in live.ota(bricked)], timeout=8)
-    time.sleep(0.2)  # what was in flight before the reboot
-    beats, others = len(live.heartbeats(bricked)), len(live.heartbeats(other))
-    time.sleep(2.0)  # 200 device seconds: over three times the longest reboot window
+    rebooted_at = next(at(r) for r in live.ota(bricked) if r["state"] == "rebooting")
+    # The later marker: a heartbeat of another device of the same simulator, sent after the
+    # longest reboot window and two of the bricked device's intervals. Back by then, the
+    # bricked device would have sent its birth and a heartbeat before it.
+    away_s = ota.REBOOT_S[1] + 2 * fleet[0].spec.profile.interval_s
+    marker_after = rebooted_at + timedelta(seconds=away_s * TIME_SCALE)
+    wait_until(lambda: any(at(b) > marker_after for b in live.heartbeats(other)), timeout=8)
 
-    assert len(live.heartbeats(bricked)) == beats
-    assert len(live.heartbeats(other)) > others
+    assert all(at(b) < rebooted_at for b in live.heartbeats(bricked))
     assert live.retained_or_not(bricked, STATUS) == [(ONLINE_BYTES, True)]
     stats = sim.stats()
     assert (stats.reboots, stats.bricked, stats.connected) == (1, 1, len(fleet) - 1)
@@ -519,7 +535,9 @@ def test_a_repeated_command_is_answered_once_and_junk_is_ignored(
     wait_until(lambda: any(b["fw"] == "9.0.0" for b in live.heartbeats(device_id)), timeout=10)
     send(broker, prefix, device_id, command)  # redelivered after the reboot
     wait_until(lambda: sim.stats().commands_ignored == 4, timeout=5)
-    time.sleep(0.1)
+    # The later marker: a heartbeat the device sent after ignoring it. An answer would have
+    # gone out on the same connection before it.
+    wait_until_it_beats_after(live, device_id, datetime.now(UTC))
 
     kinds = [r["state"] for r in live.ota(device_id)]
     assert kinds.count("accepted") == 1 and kinds[-1] == "rebooting"
@@ -535,7 +553,9 @@ def test_without_an_ota_profile_devices_take_no_commands(broker, prefix, fleet, 
         device_id = fleet[0].device_id
         wait_until(lambda: live.heartbeats(device_id), timeout=5)
         send(broker, prefix, device_id, ota_command("c4-a-1"))
-        time.sleep(0.5)
+        # The later marker: a heartbeat sent after the broker took the command. An answer
+        # would have gone out on the same connection before it.
+        wait_until_it_beats_after(live, device_id, datetime.now(UTC))
         stats = sim.stats()
     finally:
         sim.stop()
