@@ -1,16 +1,22 @@
-"""`fleetwatch demo`: the whole service and a simulated fleet in one process, with a live view."""
+"""`fleetwatch demo`: the whole service and a simulated fleet in one process, with a live view.
+
+The live view holds the terminal, so the log goes to `demo.log` in the data directory
+(FLEETWATCH_DATA_DIR, `.fleetwatch` by default); the view counts its warnings and errors.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
 from core import db
+from core.logs import setup_logging
 from core.settings import get_settings
 from fleetwatch import embedded
 from fleetwatch.services import Services
@@ -71,10 +77,20 @@ def run_demo(
     from devices.simulator.ota import OtaProfile
     from devices.simulator.runner import Simulator
 
-    settings = _demo_timing(get_settings(), time_scale)
+    console = Console()
+    base = get_settings()
+    log_file = (base.data_dir / "demo.log").resolve()
+    setup_logging(base.log_level, log_file=log_file)
+    problems = _ProblemCounts(log_file)
+    logging.getLogger().addHandler(problems)
+    # Addresses are printed whole (soft_wrap), so that they can be copied.
+    console.print(f"Fleetwatch demo: the log goes to {log_file}", soft_wrap=True)
+    console.print("Starting PostgreSQL, the MQTT broker and the services ...")
+
+    settings = _demo_timing(base, time_scale)
     dsn = embedded.database_url(settings)
     db.migrate(dsn)
-    target, settings = embedded.mqtt_target(settings, start=True)
+    target, settings = embedded.mqtt_target(settings, start=True, log_file=log_file)
     # The demo's inbox, standing in for customers' phones and mailboxes: every simulated
     # customer gets an Apprise json:// channel to it, so what Fleetwatch sends is seen.
     inbox = HttpSink(keep=50).start()
@@ -102,6 +118,7 @@ def run_demo(
     server = serve_api(settings, dsn, target, api_stop)
     dashboard = f"{server.url}/dashboard/#key={_demo_key(dsn)}"
     log.info("dashboard: %s", dashboard)
+    console.print(f"Dashboard: {dashboard}", soft_wrap=True)
     sim = Simulator(
         target,
         prefix=settings.topic_prefix,
@@ -114,7 +131,7 @@ def run_demo(
     sim.start()
     try:
         with db.connect(dsn, autocommit=True) as conn:
-            _show(conn, services, sim, inbox, stop, duration, dashboard)
+            _show(conn, services, sim, inbox, stop, duration, dashboard, console, problems)
     finally:
         sim.stop()
         api_stop.set()
@@ -124,6 +141,24 @@ def run_demo(
 
 
 DEMO_CAMERA_FIRMWARE = "1.9.0"
+
+
+class _ProblemCounts(logging.Handler):
+    """Counts the warnings and errors logged, for the view: the log itself is in a file."""
+
+    def __init__(self, log_file: Path) -> None:
+        super().__init__(level=logging.WARNING)
+        self.log_file = log_file
+        self.warnings = self.errors = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            self.errors += 1
+        else:
+            self.warnings += 1
+
+    def summary(self) -> str:
+        return f"{self.log_file} (warnings: {self.warnings}, errors: {self.errors})"
 
 
 def _demo_campaign(conn, time_scale: float) -> None:
@@ -209,9 +244,8 @@ def _regional_outage(fleet, settings, *, start_after_s: float) -> None:
     )
 
 
-def _show(conn, services, sim, inbox, stop, duration, dashboard: str) -> None:
+def _show(conn, services, sim, inbox, stop, duration, dashboard: str, console, problems) -> None:
     ingest = services.ingest
-    console = Console()
     started = time.monotonic()
     previous, previous_at, rate = ingest.counters.stored, time.monotonic(), 0.0
 
@@ -251,6 +285,7 @@ def _show(conn, services, sim, inbox, stop, duration, dashboard: str) -> None:
             ("notifications received by customers", inbox.total),
             ("campaigns", campaigns),
             ("simulator", f"{st.connected} of {st.devices} connected, {st.heartbeats_sent} sent"),
+            ("log", problems.summary()),
         ]:
             table.add_row(name, str(value))
         latest = Table(title="Latest notifications", show_header=True)
@@ -267,6 +302,6 @@ def _show(conn, services, sim, inbox, stop, duration, dashboard: str) -> None:
             previous, previous_at = ingest.counters.stored, now
             live.update(view())
             if not console.is_terminal and int(now - started) % 10 == 0:
-                log.info("demo: %s", ingest.summary())
+                console.print(f"demo: {ingest.summary()}")
             if duration and now - started >= duration:
                 break

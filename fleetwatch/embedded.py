@@ -133,8 +133,11 @@ class EmbeddedBroker:
             self._thread.join(10)
 
 
-def mqtt_target(settings: Settings, *, start: bool) -> tuple[MqttTarget, Settings]:
-    """The configured broker, or the embedded one (started here when `start` and not running).
+def mqtt_target(
+    settings: Settings, *, start: bool, log_file: Path | None = None
+) -> tuple[MqttTarget, Settings]:
+    """The configured broker, or the embedded one (started here when `start` and not running;
+    what it logs is appended to `log_file` if given, else goes to stderr).
 
     Returns the target and settings adjusted for it (the embedded broker speaks 3.1.1 and
     has no shared subscriptions).
@@ -149,7 +152,7 @@ def mqtt_target(settings: Settings, *, start: bool) -> tuple[MqttTarget, Setting
                 f"no broker configured and none embedded at 127.0.0.1:{port}: "
                 "set FLEETWATCH_MQTT_URL or start `fleetwatch ingest`/`demo` first"
             )
-        start_broker_process(port)
+        start_broker_process(port, log_file=log_file)
         log.info(
             "started embedded MQTT broker (amqtt) on 127.0.0.1:%d "
             "(set FLEETWATCH_MQTT_URL to use your own)",
@@ -163,13 +166,26 @@ def mqtt_target(settings: Settings, *, start: bool) -> tuple[MqttTarget, Setting
     return MqttTarget(host="127.0.0.1", port=port, username=SERVICE_USERNAME), adjusted
 
 
-def start_broker_process(port: int) -> subprocess.Popen:
-    """Start the embedded broker in a child process; it stops when this process ends."""
-    child = subprocess.Popen(
-        [sys.executable, "-m", "fleetwatch.broker_process", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def start_broker_process(port: int, *, log_file: Path | None = None) -> subprocess.Popen:
+    """Start the embedded broker in a child process; it stops when this process ends.
+
+    What it logs goes to this process's stderr, or is appended to `log_file`.
+    """
+    if log_file is None:
+        stderr = None
+    else:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        stderr = log_file.open("ab")
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "fleetwatch.broker_process", str(port)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    finally:
+        if stderr is not None:
+            stderr.close()  # the child holds its own copy
     ready = child.stdout.readline().strip() if child.stdout else ""
     if ready != "ready":
         child.kill()

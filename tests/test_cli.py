@@ -79,9 +79,15 @@ def test_demo_on_a_fresh_machine_uses_embedded_services(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "using embedded PostgreSQL" in result.stderr
-    assert "started embedded MQTT broker" in result.stderr
-    assert "registered 60 simulated devices" in result.stderr
+    # The log goes to a file in the data directory, not through the live view.
+    log_file = (tmp_path / "data" / "demo.log").resolve()
+    assert f"the log goes to {log_file}" in result.stdout
+    log = log_file.read_text()
+    assert "using embedded PostgreSQL" in log
+    assert "started embedded MQTT broker" in log
+    assert "registered 60 simulated devices" in log
+    assert "ingest stopped" in log  # the last line it writes, on the way out
+    assert " INFO " not in result.stderr and " INFO " not in result.stdout
     # The live summary's last frame: every device seen, heartbeats stored, none rejected.
     lines = {
         line.split("│")[1].strip(): line.split("│")[2].strip()
@@ -93,7 +99,8 @@ def test_demo_on_a_fresh_machine_uses_embedded_services(tmp_path):
     assert lines["rejected messages"] == "0"
     assert Path(tmp_path / "data" / "pg").is_dir()
     # It opens with the dashboard's address, carrying a working key.
-    assert f"dashboard: http://127.0.0.1:{api_port}/dashboard/#key=fwk_" in result.stderr
+    assert f"Dashboard: http://127.0.0.1:{api_port}/dashboard/#key=fwk_" in result.stdout
+    assert f"dashboard: http://127.0.0.1:{api_port}/dashboard/#key=fwk_" in log
 
 
 def test_incidents_list_and_ack(conn, dsn, tick):
