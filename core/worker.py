@@ -30,6 +30,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from core import db
+from core.logs import hide_overrun_notices
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,10 @@ REPORT_EVERY_S = 5.0
 MAX_BUSY_RUNS = 1000
 
 
-def _not_an_overrun(record: logging.LogRecord) -> bool:
-    """APScheduler warns when a run is skipped because the one before still runs; the
-    worker counts those instead (an overrun tick under load is normal, not a warning)."""
-    return "maximum number of running instances reached" not in record.getMessage()
-
-
-logging.getLogger("apscheduler.scheduler").addFilter(_not_an_overrun)
+# APScheduler warns when a run is skipped because the one before still runs; a worker
+# counts those instead (an overrun tick under load is normal, not a warning), wherever its
+# process set up logging (a benchmark, a test).
+hide_overrun_notices()
 
 
 @dataclass(frozen=True)
