@@ -99,6 +99,10 @@ def route_notices(conn: psycopg.Connection, now: datetime, *, limit: int) -> Rou
         customer_rows: list[CustomerRow] = []
         silence_events = []
         for notice in claimed:
+            if notice.incident_id is not None and notice.incident is None:
+                outcomes[notice.id] = "incident gone"  # deleted with its device
+                result.skipped += 1
+                continue
             if notice.audience == "staff":
                 queued = write_staff_rows(
                     conn,

@@ -10,6 +10,8 @@
                            connection), and the job runs again at its next time
     a run that is busy     (returns True: it took a full batch) runs again at once
     a run that overruns    its next time is skipped and counted; not a warning
+    every_s=0              a job that paces itself (it waits inside, for work or a timeout)
+                           runs in a loop on a thread of its own
     the counts             kept per job, written to `worker_jobs` every few seconds when the
                            worker has a database, so /metrics shows every process's errors
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 REPORT_EVERY_S = 5.0
 # A busy job runs again at once, but at most this many times in a row, so stop() is prompt.
 MAX_BUSY_RUNS = 1000
+# A self-paced job (every_s=0) that failed waits this long before its next run.
+FAILURE_PAUSE_S = 1.0
 
 
 # APScheduler warns when a run is skipped because the one before still runs; a worker
@@ -115,11 +119,19 @@ class Worker(RunsForever):
         self._scheduler.add_listener(self._overrun, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         self._report_conn: psycopg.Connection | None = None
         self._started = False
+        self._threads: list[threading.Thread] = []
         self._overruns_unreported: dict[str, int] = {}
 
     def start(self) -> Worker:
         now = datetime.now(UTC)
         for job in self.jobs.values():
+            if job.every_s == 0:
+                thread = threading.Thread(
+                    target=self._loop, args=(job.name,), name=f"{self.name}-{job.name}"
+                )
+                self._threads.append(thread)
+                thread.start()
+                continue
             self._scheduler.add_job(
                 self.run_job,
                 "interval",
@@ -150,6 +162,8 @@ class Worker(RunsForever):
         self._stopping.set()
         if self._scheduler.running:
             self._scheduler.shutdown(wait=True)
+        for thread in self._threads:
+            thread.join()
         if self.dsn and self._started:
             self.report()
         if self._report_conn is not None:
@@ -159,8 +173,9 @@ class Worker(RunsForever):
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def run_job(self, name: str) -> None:
-        """One scheduled run of a job under the failure policy (again at once while busy)."""
+    def run_job(self, name: str) -> bool:
+        """One scheduled run of a job under the failure policy (again at once while busy);
+        False if it failed."""
         job = self.jobs[name]
         for _ in range(MAX_BUSY_RUNS):
             started = time.perf_counter()
@@ -168,13 +183,20 @@ class Worker(RunsForever):
                 busy = job.run()
             except psycopg.OperationalError as exc:
                 self._failed(job, exc, traceback=False)
-                return
+                return False
             except Exception as exc:  # the policy: log, count, go on
                 self._failed(job, exc, traceback=True)
-                return
+                return False
             self._ran(job, time.perf_counter() - started)
             if busy is not True or self._stopping.is_set():
-                return
+                return True
+        return True
+
+    def _loop(self, name: str) -> None:
+        """A self-paced job: run after run until the worker stops."""
+        while not self._stopping.is_set():
+            if not self.run_job(name):
+                self._stopping.wait(FAILURE_PAUSE_S)
 
     def _ran(self, job: Job, seconds: float) -> None:
         with self._lock:

@@ -2,7 +2,7 @@
 
     broker --QoS 1--> on_message (paho thread): parse -> buffer
                                                           |
-      "flush" job: every ~200 ms, batch after batch -> write_batch (one transaction)
+      "flush" job: a full batch or ~200 ms, batch after batch -> write_batch (one transaction)
                                                           |
                                       commit -> PUBACK each message of the batch
 
@@ -128,6 +128,7 @@ class Ingest:
         self._batch_size = settings.ingest_batch_size
         self._flush_s = settings.ingest_flush_ms / 1000
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         # Each entry: (connection generation, message id to ack or 0, parsed record).
         self._buffer: list[tuple[int, int, Heartbeat | StatusReport | OtaReport | Rejection]] = []
         self._generation = 0
@@ -136,7 +137,7 @@ class Ingest:
         self.worker = Worker(
             "ingest",
             [
-                Job("flush", self._flush_available, self._flush_s),
+                Job("flush", self._flush_when_due, 0),
                 Job("tick", self._send_tick, TICK_EVERY_S),
                 Job("maintenance", self._maintain, MAINTENANCE_EVERY_S),
             ],
@@ -185,6 +186,8 @@ class Ingest:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        with self._wake:
+            self._wake.notify()
         self.worker.stop()
         self._drain()
         try:
@@ -220,6 +223,8 @@ class Ingest:
         else:
             raise RuntimeError(f"session {self.settings.ingest_client_id} kept receiving")
         self._stopping.set()
+        with self._wake:
+            self._wake.notify()
         self.worker.stop()
         self._drain()
         self.client.publish(self._service_topic, b"", qos=1, retain=True).wait_for_publish(5)
@@ -318,20 +323,25 @@ class Ingest:
                 bytes(msg.payload),
                 datetime.now(UTC),
             )
-        with self._lock:
+        with self._wake:
             self.counters.messages_in += 1
             self._buffer.append((self._generation, mid, record))
+            if len(self._buffer) >= self._batch_size:
+                self._wake.notify()
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def _flush_available(self) -> bool:
-        """Write one batch of what is buffered; True when a full batch is left (run again).
+    def _flush_when_due(self) -> bool:
+        """Wait for a full batch or FLUSH_MS, then write one batch; True when a full batch
+        is left (run again at once).
 
         At most one batch at a time: a backlog after a restart is worked off in batches of
         the configured size, not held in one huge transaction. A batch whose write fails
         unexpectedly goes back to the front of the buffer: retried, never lost.
         """
-        with self._lock:
+        with self._wake:
+            if len(self._buffer) < self._batch_size and not self._stopping.is_set():
+                self._wake.wait(self._flush_s)
             batch = self._buffer[: self._batch_size]
             del self._buffer[: self._batch_size]
         if not batch:

@@ -58,3 +58,23 @@ def test_a_busy_job_runs_again_at_once_and_a_quiet_one_waits():
     assert left == [0] and worker.stats["drain"].runs == 5
     worker.run_job("drain")  # not busy: one run only
     assert worker.stats["drain"].runs == 6
+
+
+def test_a_self_paced_job_loops_on_its_own_thread_and_pauses_after_a_failure():
+    runs = []
+
+    def paced():
+        runs.append(threading.current_thread().name)
+        if len(runs) == 3:
+            raise RuntimeError("one bad run")
+        threading.Event().wait(0.01)  # it paces itself: waits for work, here a moment
+
+    worker = Worker("pacer", [Job("paced", paced, 0)]).start()
+    try:
+        wait_until(lambda: len(runs) >= 5)
+    finally:
+        worker.stop()
+    assert set(runs) == {"pacer-paced"}
+    assert worker.stats["paced"].errors == 1 and worker.stats["paced"].runs == len(runs) - 1
+    # stop() joined the job's thread: nothing more runs.
+    assert not any(t.name == "pacer-paced" and t.is_alive() for t in threading.enumerate())
