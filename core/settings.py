@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     ingest_clock_behind_s: int = 7 * 24 * 3600
 
     heartbeat_retention_days: int = 30
+    # auto: TimescaleDB when the server can load it, else plain PostgreSQL (with a log line
+    # when it is installed but not loadable); postgres; timescaledb: stop if it cannot be had.
+    database_flavour: Literal["auto", "postgres", "timescaledb"] = "auto"
 
     monitor_tick_s: float = 0.25
     monitor_will_grace_s: int = 20

@@ -6,7 +6,7 @@ import psycopg
 from support import count
 
 from core import db
-from ingest.service import maintain_heartbeats
+from ingest.upkeep import maintain_heartbeats
 
 
 def test_migrate_twice_applies_nothing_the_second_time(dsn):
