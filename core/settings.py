@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     api_port: int = 8080
     api_pool_size: int = 10
     api_summary_refresh_s: float = 5.0
+    # A completed recall's links still show their page this long (campaigns/links.py): the
+    # last owner's confirmation completes it, and their next look should thank them. A
+    # cancelled recall's links stop at once.
+    api_recall_link_grace_s: int = Field(default=86400, ge=0, le=30 * 86400)
 
     @field_validator("topic_prefix")
     @classmethod
