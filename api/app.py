@@ -19,6 +19,9 @@ from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from api import campaigns, fleet, incidents, live, me, ops, registry
+from api.feed import EventFeed
+from api.headers import SecurityHeaders
+from api.limits import BodyLimit, LargerBody
 from api.summary import SummarySnapshot
 from core.settings import MqttTarget, Settings
 
@@ -50,16 +53,20 @@ def create_app(
         app.state.settings = settings
         app.state.summary = SummarySnapshot(pool, settings.api_summary_refresh_s).start()
         app.state.metrics = ops.metrics_registry(pool, app.state.summary)
-        app.state.mqtt_target = mqtt_target
-        app.state.mqtt_protocol = mqtt_protocol
+        app.state.feed = EventFeed(pool, streams_per_key=settings.api_streams_per_key)
         app.state.flavour = None
         try:
             yield
         finally:
+            await app.state.feed.stop()
             app.state.summary.stop()
             pool.close()
 
     app = FastAPI(
+        # Served by api/ops.py, behind a key or on the operations listener.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
         title="Fleetwatch",
         version="1",
         summary="Device-health monitoring and alerting: fleet status, incidents, registry.",
@@ -87,7 +94,28 @@ def create_app(
     def root() -> RedirectResponse:
         return RedirectResponse("/dashboard/")
 
+    app.state.ops_port = settings.api_ops_port
+    app.state.broker_check = (
+        ops.BrokerCheck(mqtt_target, mqtt_protocol, settings.api_ready_cache_s)
+        if mqtt_target is not None
+        else None
+    )
     _add_error_handlers(app)
+    # Outermost last: headers on every answer, the body cap before anything reads a body.
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.api_max_body_bytes,
+        larger=LargerBody(
+            method="POST",
+            path=f"{PREFIX}/campaigns",
+            max_bytes=settings.api_max_campaign_body_bytes,
+            roles=("admin", "firmware"),
+        ),
+        pool=lambda scope: getattr(scope["app"].state, "pool", None),
+    )
+    if settings.api_ops_port is not None:
+        app.add_middleware(ops.OperationsListenerOnly, ops_port=settings.api_ops_port)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

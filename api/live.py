@@ -7,110 +7,101 @@ A customer or firmware key gets the lines, and the fields, its incident timeline
 (api/visibility.py: `Viewer.line`), and nothing of the others.
 Each message's id is a position `I-C` (incident event, campaign event): resume after a
 disconnect with `Last-Event-ID` (or `since` for incident events alone).
+
+New events come from the process's one reader (api/feed.py); what a stream missed before it
+opened (a resume) is read once from the database. A stream holds no database connection.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+import time
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.deps import CurrentKey
+from api.auth import ApiKey
+from api.deps import current_key
+from api.feed import BATCH, CampaignEvent, IncidentEvent, TooManyStreams, read_events
 from api.visibility import Viewer, viewer_for
 
 router = APIRouter(tags=["live"])
 
-POLL_S = 1.0
-# A comment line this often keeps proxies from closing an idle stream.
+# A comment line this often keeps proxies from closing an idle stream; it carries the
+# stream's position, so a client resumes after what it was not shown too.
 KEEPALIVE_S = 15.0
-BATCH = 500
 _MAX_ID = 2**63 - 1
-
-_INCIDENT_EVENTS = """
-SELECT e.id, e.at, e.kind, i.id, i.kind, i.scope, i.device_id, i.severity, i.status, i.summary,
-       e.detail
-FROM incident_events e JOIN incidents i ON i.id = e.incident_id
-WHERE e.id > %(after)s {scope}
-ORDER BY e.id LIMIT %(limit)s
-"""
-_SCOPE = "AND i.device_id IN (SELECT id FROM devices WHERE customer_id = %(customer)s)"
-_CAMPAIGN_EVENTS = """
-SELECT e.id, e.at, e.kind, e.detail, c.id, c.name, c.kind, c.status, c.current_wave
-FROM campaign_events e JOIN campaigns c ON c.id = e.campaign_id
-WHERE e.id > %(after)s ORDER BY e.id LIMIT %(limit)s
-"""
-_NOW = """
-SELECT (SELECT coalesce(max(id), 0) FROM incident_events),
-       (SELECT coalesce(max(id), 0) FROM campaign_events)
-"""
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer fwk_...`")
 
 
-def _fetch(pool, after: tuple[int, int], customer: str | None):
-    """New incident and campaign events after `after`; campaign events for staff only."""
-    with pool.connection() as conn:
-        incidents = conn.execute(
-            _INCIDENT_EVENTS.format(scope=_SCOPE if customer else ""),
-            {"after": after[0], "customer": customer, "limit": BATCH},
-        ).fetchall()
-        campaigns = []
-        if customer is None:
-            campaigns = conn.execute(
-                _CAMPAIGN_EVENTS, {"after": after[1], "limit": BATCH}
-            ).fetchall()
-        return incidents, campaigns
+def stream_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    """The caller's key, looked up on a connection given back at once: a stream lasts hours
+    and must not hold one of the pool's few connections all that time."""
+    with request.app.state.pool.connection() as conn:
+        return current_key(conn, credentials)
 
 
-def _now(pool) -> tuple[int, int]:
-    with pool.connection() as conn:
-        return tuple(conn.execute(_NOW).fetchone())
+def stream_viewer(
+    request: Request, key: Annotated[ApiKey, Depends(stream_key)]
+) -> tuple[ApiKey, Viewer]:
+    """The key and what it may read of timelines (its own channels, for a customer), on a
+    connection given back at once. A channel added later shows from the next stream."""
+    with request.app.state.pool.connection() as conn:
+        return key, viewer_for(conn, key)
 
 
-def _viewer(pool, key) -> Viewer:
-    with pool.connection() as conn:
-        return viewer_for(conn, key)
-
-
-def format_incident(row: tuple, position: str, viewer: Viewer) -> str | None:
-    """One SSE message for one incident timeline event; None when not for this reader."""
-    _, at, kind, incident_id, incident_kind, scope, device, severity, status, summary, detail = row
-    line = viewer.line(kind, detail)
+def incident_message(
+    event: IncidentEvent, customer: str | None, position: str, viewer: Viewer
+) -> str | None:
+    """The message a key is shown of one incident timeline event, or None when it may not
+    see it. A customer's events are filtered here, and only here: whose devices (the
+    customer) and which lines and fields (the viewer, api/visibility.py)."""
+    if customer is not None and event.customer_id != customer:
+        return None
+    line = viewer.line(event.kind, event.detail)
     if line is None:
         return None
+    return format_incident(event, position, line)
+
+
+def format_incident(event: IncidentEvent, position: str, line: tuple[dict, str]) -> str:
+    """One SSE message for one incident timeline event, with the detail and words shown."""
     data = {
-        "event": kind,
-        "at": at.isoformat(),
+        "event": event.kind,
+        "at": event.at.isoformat(),
         "detail": line[0],
         "text": line[1],
         "incident": {
-            "id": incident_id,
-            "kind": incident_kind,
-            "scope": scope,
-            "device_id": device,
-            "severity": severity,
-            "status": status,
-            "summary": summary,
+            "id": event.incident_id,
+            "kind": event.incident_kind,
+            "scope": event.scope,
+            "device_id": event.device_id,
+            "severity": event.severity,
+            "status": event.status,
+            "summary": event.summary,
         },
     }
     return f"id: {position}\nevent: incident\ndata: {json.dumps(data)}\n\n"
 
 
-def format_campaign(row: tuple, position: str) -> str:
+def format_campaign(event: CampaignEvent, position: str) -> str:
     """One SSE message for one campaign timeline event."""
-    _, at, kind, detail, campaign_id, name, campaign_kind, status, wave = row
     data = {
-        "event": kind,
-        "at": at.isoformat(),
-        "detail": detail,
+        "event": event.kind,
+        "at": event.at.isoformat(),
+        "detail": event.detail,
         "campaign": {
-            "id": campaign_id,
-            "name": name,
-            "kind": campaign_kind,
-            "status": status,
-            "current_wave": wave,
+            "id": event.campaign_id,
+            "name": event.name,
+            "kind": event.campaign_kind,
+            "status": event.status,
+            "current_wave": event.current_wave,
         },
     }
     return f"id: {position}\nevent: campaign\ndata: {json.dumps(data, default=str)}\n\n"
@@ -127,65 +118,114 @@ def parse_position(text: str) -> tuple[int, int | None]:
     return numbers[0], numbers[1] if len(numbers) == 2 else None
 
 
+class EventStreamResponse(StreamingResponse):
+    """A StreamingResponse that gives its place at the feed back however it ends: finished,
+    cut off by the client, or never started."""
+
+    def __init__(self, content, *, on_end, **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self._on_end = on_end
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_end()
+
+
 @router.get(
     "/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {"content": {"text/event-stream": {}}},
+        429: {"description": "This key already has its share of open streams here"},
+    },
 )
 async def events(
     request: Request,
-    key: CurrentKey,
+    reader: Annotated[tuple[ApiKey, Viewer], Depends(stream_viewer)],
     since: Annotated[int | None, Query(ge=0, le=_MAX_ID)] = None,
     last_event_id: Annotated[str | None, Header(max_length=40, pattern=r"^[0-9-]+$")] = None,
     limit: Annotated[int | None, Query(ge=1, le=100_000, description="end after this many")] = None,
 ) -> StreamingResponse:
     """A text/event-stream of timeline events (only your devices' with a customer key)."""
-    pool = request.app.state.pool
+    pool, feed = request.app.state.pool, request.app.state.feed
+    key, viewer = reader
     customer = key.customer_scope
     incident_start, campaign_start = None, None
     if last_event_id:
         incident_start, campaign_start = parse_position(last_event_id)
     if since is not None:
         incident_start = since
+    try:
+        subscription = feed.open(key.id)
+    except TooManyStreams as refused:
+        raise HTTPException(429, str(refused), headers={"Retry-After": "30"}) from None
+
+    def shown(incidents: list[IncidentEvent], campaigns: list[CampaignEvent], after: list[int]):
+        """The messages this key is shown of a batch, advancing `after` over all of it."""
+        for event in incidents:
+            if event.id > after[0]:
+                after[0] = event.id
+                position = f"{after[0]}-{after[1]}"
+                if message := incident_message(event, customer, position, viewer):
+                    yield message
+        if customer is None:
+            for event in campaigns:
+                if event.id > after[1]:
+                    after[1] = event.id
+                    yield format_campaign(event, f"{after[0]}-{after[1]}")
+        elif campaigns:
+            after[1] = max(after[1], campaigns[-1].id)
 
     async def stream():
-        now = await anyio.to_thread.run_sync(_now, pool)
-        # Built once: a channel the customer adds later shows from their next connection.
-        viewer = await anyio.to_thread.run_sync(_viewer, pool, key)
+        upto = await feed.started(subscription)
         after = [
-            now[0] if incident_start is None else incident_start,
-            now[1] if campaign_start is None else campaign_start,
+            upto[0] if incident_start is None else incident_start,
+            upto[1] if campaign_start is None else campaign_start,
         ]
-        sent, idle = 0, 0.0
+        if customer is not None:  # campaign events are never theirs
+            after[1] = max(after[1], upto[1])
+        sent = 0
         # The starting position as an id, so a client cut off before any event resumes here.
         yield f"id: {after[0]}-{after[1]}\n: connected\n\n"
-        while not await request.is_disconnected():
+        # What happened before the stream opened (a resume): once, from the database.
+        while after[0] < upto[0] or (customer is None and after[1] < upto[1]):
             incidents, campaigns = await anyio.to_thread.run_sync(
-                _fetch, pool, tuple(after), customer
+                lambda: read_events(
+                    pool, tuple(after), upto=upto, customer=customer, campaigns=customer is None
+                )
             )
-            for row in incidents:
-                after[0] = row[0]
-                message = format_incident(row, f"{after[0]}-{after[1]}", viewer)
-                if message is None:
-                    continue
+            for message in shown(incidents, campaigns, after):
                 yield message
                 sent += 1
                 if limit is not None and sent >= limit:
                     return
-            for row in campaigns:
-                after[1] = row[0]
-                yield format_campaign(row, f"{after[0]}-{after[1]}")
+            if len(incidents) < BATCH:
+                after[0] = max(after[0], upto[0])
+            if len(campaigns) < BATCH:
+                after[1] = max(after[1], upto[1])
+        # From then on, what the feed hands over; a keepalive when nothing was sent for a
+        # while (a customer's stream may be handed many events and shown none).
+        last_sent = time.monotonic()
+        while True:
+            quiet_for = time.monotonic() - last_sent
+            batch = await subscription.take(max(0.0, KEEPALIVE_S - quiet_for))
+            if batch is None:  # fell too far behind: the client resumes from the database
+                return
+            for message in shown(*batch, after) if batch else ():
+                yield message
+                last_sent = time.monotonic()
                 sent += 1
                 if limit is not None and sent >= limit:
                     return
-            if len(incidents) == BATCH or len(campaigns) == BATCH:
-                continue
-            await asyncio.sleep(POLL_S)
-            idle += POLL_S
-            if idle >= KEEPALIVE_S:
-                idle = 0.0
-                yield ": keepalive\n\n"
+            if time.monotonic() - last_sent >= KEEPALIVE_S:
+                yield f"id: {after[0]}-{after[1]}\n: keepalive\n\n"
+                last_sent = time.monotonic()
 
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    return EventStreamResponse(
+        stream(),
+        on_end=lambda: feed.close(subscription),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
     )

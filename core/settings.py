@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -139,6 +139,21 @@ class Settings(BaseSettings):
     # last owner's confirmation completes it, and their next look should thank them. A
     # cancelled recall's links stop at once.
     api_recall_link_grace_s: int = Field(default=86400, ge=0, le=30 * 86400)
+    # Request bodies are counted as they arrive and refused (413) past this, before anything
+    # reads or parses them, and so before the key is checked (api/limits.py).
+    api_max_body_bytes: int = Field(default=1024 * 1024, ge=0)
+    # POST /api/v1/campaigns only, and only from an admin or firmware key: a target may
+    # list up to 100,000 device ids (about 6.7 MB at 64 characters each).
+    api_max_campaign_body_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
+    # Open event streams per API key, in each API process; one more is a 429 (api/feed.py).
+    api_streams_per_key: int = Field(default=5, ge=1)
+    # /readyz keeps what it found for this long: one broker login per period, not per call.
+    api_ready_cache_s: float = Field(default=5.0, ge=0)
+    # /metrics, /readyz, /docs and /openapi.json: unset, on the API's own port with a key of
+    # a staff role (admin, staff or firmware); set, only on this port of api_ops_host,
+    # without a key, and never on the API's port (api/ops.py).
+    api_ops_port: int | None = Field(default=None, ge=1, le=65535)
+    api_ops_host: str = "127.0.0.1"
 
     @field_validator("topic_prefix")
     @classmethod
@@ -146,6 +161,12 @@ class Settings(BaseSettings):
         if not value or any(c in value for c in "+#$") or value.endswith("/"):
             raise ValueError("topic prefix must be a plain MQTT topic level without wildcards")
         return value
+
+    @model_validator(mode="after")
+    def _ops_port_of_its_own(self) -> Settings:
+        if self.api_ops_port is not None and self.api_ops_port == self.api_port:
+            raise ValueError("api_ops_port must differ from api_port")
+        return self
 
     def mqtt_target(self) -> MqttTarget | None:
         """The configured broker, or None when the embedded one is to be used."""

@@ -2,6 +2,8 @@
 
     ApiServer(app, port=0).start()    a thread; `fleetwatch api`, `serve` and the demo serve
                                       this way (fleetwatch/webserver.py), and so do the tests
+    ApiServer(app, ops_port=9090)     the same, also listening on an operations port (the app
+                                      tells its requests apart by the port they came in on)
     ApiProcess(env).start()           a child process running an ApiServer, as one uvicorn
                                       worker is deployed (bench/api.py: its CPU is its own)
 
@@ -11,8 +13,10 @@ Off the main thread uvicorn installs no signal handlers: `stop()` (or the event 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +29,8 @@ from pathlib import Path
 import uvicorn
 
 from harness.ports import LOCALHOST, free_port
+
+log = logging.getLogger(__name__)
 
 
 class ApiServer:
@@ -39,6 +45,8 @@ class ApiServer:
         name: str = "api",
         daemon: bool = True,
         timeout_graceful_shutdown: float | None = None,
+        ops_host: str = LOCALHOST,
+        ops_port: int | None = None,
     ) -> None:
         config = uvicorn.Config(
             app,
@@ -49,12 +57,23 @@ class ApiServer:
             timeout_graceful_shutdown=timeout_graceful_shutdown,
         )
         self.server = uvicorn.Server(config)
+        self.ops = (ops_host, ops_port) if ops_port is not None else None
         self.thread = threading.Thread(target=self._run, name=name, daemon=daemon)
         self.exit_code: int | str | None = None  # set when uvicorn gave up (it logs why)
 
     def _run(self) -> None:
         try:
-            self.server.run()
+            if self.ops is None:
+                self.server.run()
+                return
+            config = self.server.config
+            try:
+                sockets = [_bind(config.host, config.port), _bind(*self.ops)]
+            except OSError as exc:
+                log.error("API cannot listen: %s", exc)
+                self.exit_code = 3
+                return
+            self.server.run(sockets=sockets)
         except SystemExit as exc:  # uvicorn's way to give up, e.g. on a port in use
             self.exit_code = exc.code
 
@@ -104,6 +123,18 @@ class ApiServer:
     def wait(self) -> None:
         """Return once it has shut down."""
         self.thread.join()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port, as uvicorn binds its own."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class ApiProcess:
@@ -173,7 +204,13 @@ def _serve_from_environment() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     app = create_app(settings, settings.database_url)
-    server = ApiServer(app, host=settings.api_host, port=settings.api_port).start()
+    server = ApiServer(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        ops_host=settings.api_ops_host,
+        ops_port=settings.api_ops_port,
+    ).start()
     while server.thread.is_alive() and not stop.wait(0.5):
         pass
     server.stop()

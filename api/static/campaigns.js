@@ -51,8 +51,12 @@ function progressBar(c) {
     n: g.states.reduce((sum, s) => sum + (byState[s] || 0), 0) }));
   const other = devices - groups.reduce((sum, g) => sum + g.n, 0); // skipped, cancelled
   const words = (g) => `${g.n} ${g.label || g.name}`;
-  const segments = groups.filter((g) => g.n).map((g) => el("span", { class: `seg seg-${g.name}`,
-    style: `width: ${((100 * g.n) / devices).toFixed(2)}%`, title: words(g) }));
+  const segments = groups.filter((g) => g.n).map((g) => {
+    const segment = el("span", { class: `seg seg-${g.name}`, title: words(g) });
+    // Through the CSSOM: the page's Content-Security-Policy refuses style attributes.
+    segment.style.width = `${((100 * g.n) / devices).toFixed(2)}%`;
+    return segment;
+  });
   return el("div", { class: "progress" },
     el("div", { class: "bar", role: "img", "aria-label": groups.map(words).join(", ") }, segments),
     el("div", { class: "counts" }, groups.map((g, i) => [i ? " · " : "",

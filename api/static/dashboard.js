@@ -147,15 +147,48 @@ const loaded = () => show("#banner", false);
 
 // The key arrives once in the fragment (#key=fwk_...), is kept in localStorage and taken out
 // of the address bar, so it ends up neither in the history nor in a link someone shares.
+// A link carrying another key than the one this browser holds is asked about first: a link
+// someone sent would otherwise switch the page, unseen, to their key and their view.
+// "none": no key in the address; "taken": kept; "asking": the page asks (keyReplace).
+let offeredKey = null;
+
 function takeKeyFromUrl() {
   const params = new URLSearchParams(location.hash.slice(1));
   const key = params.get("key");
-  if (!key) return false;
-  localStorage.setItem(KEY_STORE, key);
+  if (!key) return "none";
   params.delete("key");
   const rest = params.toString();
   history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
-  return true;
+  const held = localStorage.getItem(KEY_STORE);
+  if (held && held !== key) {
+    askToReplaceKey(held, key);
+    return "asking";
+  }
+  localStorage.setItem(KEY_STORE, key);
+  return "taken";
+}
+
+// Enough of a key to tell two apart, as `fleetwatch keys list` shows them.
+const keyShown = (key) => `${key.slice(0, 10)}…`;
+
+// The held key stays in use meanwhile (calls already on their way end with it).
+function askToReplaceKey(held, offered) {
+  stopLive();
+  offeredKey = offered;
+  show("#app", false);
+  show("#change-key", false);
+  show("#key-panel", false);
+  $("#key-replace-held").textContent = keyShown(held);
+  $("#key-replace-offered").textContent = keyShown(offered);
+  show("#key-replace", true);
+  $("#key-keep").focus();
+}
+
+function keyReplace(use) {
+  if (use && offeredKey) localStorage.setItem(KEY_STORE, offeredKey);
+  offeredKey = null;
+  show("#key-replace", false);
+  start();
 }
 
 function askForKey(message) {
@@ -164,6 +197,7 @@ function askForKey(message) {
   localStorage.removeItem(KEY_STORE);
   show("#app", false);
   show("#change-key", false);
+  show("#key-replace", false);
   show("#key-panel", true);
   $("#key-error").textContent = message;
   show("#key-error", Boolean(message));
@@ -323,7 +357,9 @@ function renderDevice(d, view) {
 // -- routing ----------------------------------------------------------------------------
 
 function route() {
-  if (takeKeyFromUrl()) return start();
+  const taken = takeKeyFromUrl();
+  if (taken === "taken") return start();
+  if (taken === "asking") return;
   const params = new URLSearchParams(location.hash.slice(1));
   shownDevice = params.get("device");
   shownCampaign = shownDevice ? null : params.get("campaign");
@@ -451,6 +487,8 @@ document.addEventListener("DOMContentLoaded", () => {
     start();
   });
   $("#change-key").addEventListener("click", () => askForKey(""));
+  $("#key-keep").addEventListener("click", () => keyReplace(false));
+  $("#key-use").addEventListener("click", () => keyReplace(true));
   $("#device-filter").addEventListener("submit", (event) => { event.preventDefault(); filterDevices(); });
   $("#status-filter").addEventListener("change", filterDevices);
   $("#search").addEventListener("input", debounce(filterDevices, 250));
@@ -465,6 +503,5 @@ document.addEventListener("DOMContentLoaded", () => {
   setInterval(() => {
     if (apiKey) { scheduleRefresh(); scheduleCampaigns(); loadOnlineShare().catch(report); }
   }, PERIODIC_MS);
-  takeKeyFromUrl();
-  start();
+  if (takeKeyFromUrl() !== "asking") start();
 });

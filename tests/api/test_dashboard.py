@@ -19,6 +19,8 @@ from psycopg.types.json import Jsonb
 from support import make_device
 
 from api.app import create_app
+from campaigns.notices import notify_owners
+from campaigns.readings import CAMPAIGN_BY_ID, campaign_from_row
 from campaigns.store import CampaignCreate, create_campaign
 from devices.registry import import_devices
 from harness.apiserver import ApiServer
@@ -159,12 +161,19 @@ def site(fleet, make_settings, dsn):
 
 @pytest.fixture
 def page(browser, site):
-    """A page in a fresh browser context (its own localStorage); fails on any script error."""
+    """A page in a fresh browser context (its own localStorage); fails on any script error
+    and on anything the Content-Security-Policy refused."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()
     script_errors: list[str] = []
     tab.on("pageerror", lambda error: script_errors.append(str(error)))
+    tab.on(
+        "console",
+        lambda message: (
+            "Content Security Policy" in message.text and script_errors.append(message.text)
+        ),
+    )
     yield tab
     context.close()
     assert not script_errors, script_errors
@@ -520,7 +529,9 @@ def test_pause_needs_an_admin_or_firmware_key_and_shows_refusals(page, site, key
     expect(page.locator("#campaign-pause")).to_be_enabled()
     assert status_in_db() == "running"
 
-    open_dashboard(page, site, keys.admin)
+    page.goto(f"{site}/#key={keys.admin}")
+    page.click("#key-use")  # another key than the one held: the page asks first
+    expect(page.locator("#app")).to_be_visible()
     page.goto(f"{site}/dashboard/#campaign={campaigns.update}")
     expect(message).to_be_hidden()
     page.click("#campaign-pause")
@@ -542,3 +553,86 @@ def test_pause_needs_an_admin_or_firmware_key_and_shows_refusals(page, site, key
     page.click("#campaign-view >> text=← Fleet")
     row = page.locator(f'#campaigns tr[data-campaign-id="{campaigns.update}"]')
     expect(row.locator(".badge")).to_have_text("completed")
+
+
+def test_a_link_with_another_key_asks_before_replacing_the_one_held(page, site, keys):
+    stored = "localStorage.getItem('fleetwatch.apiKey')"
+    open_dashboard(page, site, keys.staff)
+    expect(page.locator("[data-count=total]")).to_have_text(str(len(FLEET)))
+
+    # A link someone sent, carrying their own key: the page asks, and keeps ours meanwhile.
+    page.goto(f"{site}/dashboard/#key={keys.admin}")
+    expect(page.locator("#key-replace")).to_be_visible()
+    expect(page.locator("#app")).to_be_hidden()
+    expect(page.locator("#key-replace-held")).to_have_text(keys.staff[:10] + "…")
+    expect(page.locator("#key-replace-offered")).to_have_text(keys.admin[:10] + "…")
+    assert page.evaluate(stored) == keys.staff
+    assert "key=" not in page.url  # out of the address bar whatever the answer
+    page.click("#key-keep")
+    expect(page.locator("#key-replace")).to_be_hidden()
+    expect(page.locator("#app")).to_be_visible()
+    expect(page.locator("[data-count=total]")).to_have_text(str(len(FLEET)))
+    assert page.evaluate(stored) == keys.staff
+
+    page.goto(f"{site}/dashboard/#key={keys.admin}")
+    page.click("#key-use")
+    expect(page.locator("[data-count=total]")).to_have_text(str(len(FLEET)))
+    assert page.evaluate(stored) == keys.admin
+
+    # The key already held: nothing to ask.
+    page.goto("about:blank")
+    page.goto(f"{site}/dashboard/#key={keys.admin}")
+    expect(page.locator("[data-count=total]")).to_have_text(str(len(FLEET)))
+    expect(page.locator("#key-replace")).to_be_hidden()
+
+
+def recall_link(conn, site: str, device_id: str) -> str:
+    """The link a recall notice gives the owner of `device_id`, as the runner records it."""
+    now = datetime.now(UTC)
+    campaign_id, _ = create_campaign(
+        conn,
+        CampaignCreate.model_validate(
+            {
+                "name": "Recall",
+                "kind": "recall_notice",
+                "target": {"device_ids": [device_id]},
+                "safe_to_use": False,
+                "instructions": "Unplug it.",
+            }
+        ),
+        created_by="fw",
+        now=now,
+    )
+    campaign = campaign_from_row(conn.execute(CAMPAIGN_BY_ID, (campaign_id,)).fetchone())
+    notify_owners(conn, campaign, [device_id], "recall_notice", now, public_url=site)
+    return conn.execute(
+        "SELECT context->>'ack_url' FROM notices WHERE campaign_id = %s", (campaign_id,)
+    ).fetchone()[0]
+
+
+def test_dashboard_and_recall_page_answers_carry_security_headers(site, conn):
+    for path in ("/dashboard/", "/dashboard/dashboard.js", "/dashboard/campaigns.js"):
+        answer = httpx.get(f"{site}{path}")
+        assert answer.status_code == 200, path
+        policy = answer.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy, path
+        assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy, path
+        assert answer.headers["referrer-policy"] == "no-referrer", path
+        assert answer.headers["x-content-type-options"] == "nosniff", path
+        assert answer.headers["x-frame-options"] == "DENY", path
+
+    link = recall_link(conn, site, "cam-1")
+    assert link.startswith(f"{site}/recall/")
+    page = httpx.get(link)
+    assert "I have read this notice" in page.text
+    confirmed = httpx.post(link)  # the page again (the runner has not marked it notified)
+    assert confirmed.status_code == 200
+    unknown = httpx.get(f"{site}/recall/{'x' * 32}")
+    assert unknown.status_code == 404
+    for answer in (page, confirmed, unknown):
+        policy = answer.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+        assert "form-action 'self'" in policy
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+        assert answer.headers["x-frame-options"] == "DENY"

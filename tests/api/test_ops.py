@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
 from fastapi.testclient import TestClient
-from support import make_device
+from support import auth, make_device, wait_until
 
 from api.app import create_app
+from api.ops import BrokerCheck, is_fresh
 from core.settings import MqttTarget
+from harness.apiserver import ApiServer
+from harness.mosquitto import Mosquitto
 from harness.ports import free_port
 from ingest.writer import WriteResult, record_progress
 
 
-def test_healthz_and_readyz_with_database_and_broker(api):
+def test_healthz_and_readyz_with_database_and_broker(api, keys):
     assert api.get("/healthz").json() == {"status": "ok"}
-    ready = api.get("/readyz")
+    ready = api.get("/readyz", headers=auth(keys.staff))
     assert ready.status_code == 200 and ready.json() == {
         "ready": True,
         "database": True,
@@ -23,11 +30,11 @@ def test_healthz_and_readyz_with_database_and_broker(api):
     }
 
 
-def test_readyz_says_which_part_is_unreachable(make_settings, dsn, conn):
+def test_readyz_says_which_part_is_unreachable(make_settings, dsn, conn, keys):
     dead_broker = MqttTarget(host="127.0.0.1", port=free_port(), username="fleetwatch")
     app = create_app(make_settings(), dsn, mqtt_target=dead_broker)
     with TestClient(app) as client:
-        answer = client.get("/readyz")
+        answer = client.get("/readyz", headers=auth(keys.staff))
     assert answer.status_code == 503
     assert answer.json() == {"ready": False, "database": True, "broker": False}
 
@@ -39,7 +46,7 @@ def metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in metrics")
 
 
-def test_metrics_show_ingest_monitor_and_outbox_figures(api, conn, tick):
+def test_metrics_show_ingest_monitor_and_outbox_figures(api, conn, tick, keys):
     make_device(conn, "dev-1")
     now = datetime.now(UTC)
     record_progress(
@@ -65,7 +72,7 @@ def test_metrics_show_ingest_monitor_and_outbox_figures(api, conn, tick):
             (channel, status),
         )
     tick(now)
-    text = api.get("/metrics").text
+    text = api.get("/metrics", headers=auth(keys.staff)).text
     assert metric(text, "fleetwatch_ingest_messages_total") == 15
     assert metric(text, "fleetwatch_ingest_stored_total") == 13
     assert metric(text, "fleetwatch_ingest_rejected_total") == 2
@@ -79,3 +86,87 @@ def test_metrics_show_ingest_monitor_and_outbox_figures(api, conn, tick):
     assert metric(text, "fleetwatch_notifications_failed_total") == 1
     assert 0 <= metric(text, "fleetwatch_monitor_tick_seconds") < 10
     assert 'fleetwatch_devices{status="provisioned"}' in text
+
+
+OPERATIONS = ("/metrics", "/readyz", "/openapi.json", "/docs")
+
+
+def test_operations_need_a_staff_key_by_default_and_healthz_does_not(api, keys, conn):
+    make_device(conn, "dev-1", customer_id="cust-1")
+    assert api.get("/healthz").status_code == 200
+    for path in OPERATIONS:
+        assert api.get(path).status_code == 401, path
+        assert api.get(path, headers=auth("fwk_forged")).status_code == 401, path
+        assert api.get(path, headers=auth(keys.customer("cust-1"))).status_code == 403, path
+        for key in (keys.admin, keys.staff, keys.firmware):
+            assert api.get(path, headers=auth(key)).status_code == 200, path
+
+
+def test_an_operations_listener_serves_them_without_a_key_and_the_main_port_never(
+    make_settings, dsn, conn, keys
+):
+    ops_port = free_port()
+    app = create_app(make_settings(api_ops_port=ops_port, api_summary_refresh_s=3600), dsn)
+    server = ApiServer(app, ops_port=ops_port).start()
+    try:
+        ops = f"http://127.0.0.1:{ops_port}"
+        for path in OPERATIONS:
+            assert httpx.get(f"{ops}{path}").status_code == 200, path
+            on_main = httpx.get(f"{server.url}{path}", headers=auth(keys.admin))
+            assert on_main.status_code == 404, path
+        assert "fleetwatch_outbox_depth" in httpx.get(f"{ops}/metrics").text
+        assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+        # The operations listener is only that: no API, no dashboard.
+        assert httpx.get(f"{ops}/api/v1/fleet/summary", headers=auth(keys.admin)).status_code == 404
+        assert httpx.get(f"{ops}/dashboard/").status_code == 404
+    finally:
+        server.stop()
+
+
+def broker_logins(broker: Mosquitto, client_prefix: str) -> int:
+    """How many times a client whose id starts with `client_prefix` logged in (its log)."""
+    return broker.log_path.read_text().count(f" as {client_prefix}")
+
+
+def test_readyz_logs_in_to_the_broker_once_however_often_it_is_asked(
+    make_settings, dsn, conn, keys
+):
+    with Mosquitto(log_types=("notice",)) as broker:
+        target = MqttTarget(host="127.0.0.1", port=broker.port)
+        app = create_app(make_settings(), dsn, mqtt_target=target, mqtt_protocol="5")
+        with TestClient(app) as client:
+            headers = auth(keys.staff)
+            answers = [client.get("/readyz", headers=headers) for _ in range(10)]
+            with ThreadPoolExecutor(8) as pool:  # and many at once
+                answers += pool.map(lambda _: client.get("/readyz", headers=headers), range(16))
+        assert all(a.status_code == 200 and a.json()["broker"] is True for a in answers)
+
+        # A later login to wait for: once it is in the log, every one before it is too.
+        marker = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="marker-1")
+        marker.connect("127.0.0.1", broker.port)
+        marker.loop_start()
+        try:
+            wait_until(lambda: broker_logins(broker, "marker-1") == 1)
+        finally:
+            marker.disconnect()
+            marker.loop_stop()
+        assert broker_logins(broker, "fleetwatch-ready-") == 1
+
+
+def test_a_broker_answer_stands_for_its_period_then_is_found_again():
+    answers = iter([True, False])
+    check = BrokerCheck(
+        MqttTarget(host="127.0.0.1", port=1), "5", ttl_s=5.0, check=lambda *_: next(answers)
+    )
+    assert check.reachable(100.0) is True
+    assert check.reachable(104.9) is True and check.checks == 1
+    assert check.reachable(105.0) is False and check.checks == 2
+    assert check.reachable(106.0) is False and check.checks == 2
+
+
+@pytest.mark.parametrize(
+    ("checked_at", "now", "fresh"),
+    [(None, 0.0, False), (10.0, 10.0, True), (10.0, 14.99, True), (10.0, 15.0, False)],
+)
+def test_when_an_answer_is_fresh(checked_at, now, fresh):
+    assert is_fresh(checked_at, now, ttl_s=5.0) is fresh

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 
-from support import wait_until
+from support import auth, wait_until
 
 from core.worker import Job, Worker
 
 
-def test_a_job_that_raises_is_logged_counted_and_runs_again(caplog, conn, dsn, api):
+def test_a_job_that_raises_is_logged_counted_and_runs_again(caplog, conn, dsn, api, keys):
     calls = {"boom": 0, "fine": 0}
     recovered = threading.Event()
 
@@ -38,7 +38,7 @@ def test_a_job_that_raises_is_logged_counted_and_runs_again(caplog, conn, dsn, a
     assert worker.stats["boom"].errors == calls["boom"] and worker.stats["boom"].runs == 0
     assert worker.stats["fine"].errors == 0 and worker.stats["fine"].runs == calls["fine"]
     # stop() wrote the counts; /metrics shows them.
-    text = api.get("/metrics").text
+    text = api.get("/metrics", headers=auth(keys.staff)).text
     line = 'fleetwatch_worker_errors_total{job="boom",worker="testworker"}'
     assert (
         float(next(ln for ln in text.splitlines() if ln.startswith(line)).split()[1])

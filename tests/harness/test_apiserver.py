@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from harness.apiserver import ApiProcess, ApiServer
+from harness.ports import free_port
 
 
 def hello_app() -> FastAPI:
@@ -51,14 +52,23 @@ def test_server_that_cannot_listen_fails_its_start():
 
 
 def test_api_process_serves_the_app_and_ends_cleanly_on_sigterm(dsn):
-    api = ApiProcess({"FLEETWATCH_DATABASE_URL": dsn, "FLEETWATCH_API_SUMMARY_REFRESH_S": "3600"})
+    ops_port = free_port()
+    api = ApiProcess(
+        {
+            "FLEETWATCH_DATABASE_URL": dsn,
+            "FLEETWATCH_API_SUMMARY_REFRESH_S": "3600",
+            "FLEETWATCH_API_OPS_PORT": str(ops_port),
+        }
+    )
     api.start()
     try:
-        assert httpx.get(f"{api.url}/readyz").json() == {
+        # Readiness on the operations port, without a key; not on the API's port.
+        assert httpx.get(f"http://127.0.0.1:{ops_port}/readyz").json() == {
             "ready": True,
             "database": True,
             "broker": None,  # none given
         }
+        assert httpx.get(f"{api.url}/readyz").status_code == 404
         assert httpx.get(f"{api.url}/api/v1/fleet/summary").status_code == 401  # needs a key
     finally:
         api.stop()
