@@ -83,7 +83,7 @@ def test_rejected_messages_past_retention_are_deleted(conn, run_ingest):
             (now - timedelta(days=age_days),),
         )
 
-    run_ingest(ingest_rejected_retention_days=7)  # applies retention as it starts, then with its upkeep
+    run_ingest(ingest_rejected_retention_days=7)  # as it starts, then with its upkeep
 
     ages = conn.execute("SELECT now() - received_at FROM rejected_messages").fetchall()
     assert len(ages) == 1 and timedelta(days=6) <= ages[0][0] < timedelta(days=7)
