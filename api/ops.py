@@ -195,9 +195,11 @@ SELECT coalesce(sum(messages_total), 0), coalesce(sum(stored_total), 0),
        extract(epoch FROM now() - max(last_message_at)), count(*)
 FROM ingest_status
 """
+# Labelled by each ingest's random metric_label, never its client id: that names its broker
+# session, and /metrics is no place to learn it (the ingest logs its label at start).
 _WATERMARKS = """
-SELECT client_id, extract(epoch FROM now() - caught_up_at) FROM ingest_status
-WHERE caught_up_at IS NOT NULL ORDER BY client_id
+SELECT metric_label, extract(epoch FROM now() - caught_up_at) FROM ingest_status
+WHERE caught_up_at IS NOT NULL ORDER BY metric_label
 """
 _TICK = """
 SELECT duration_ms, extract(epoch FROM now() - last_run) FROM monitor_runs WHERE job = 'tick'
@@ -262,10 +264,10 @@ class DatabaseCollector:
         behind = GaugeMetricFamily(
             "fleetwatch_ingest_watermark_lag_seconds",
             "How far behind now each ingest has stored all the broker accepted (its own ticks)",
-            labels=["client_id"],
+            labels=["ingest"],
         )
-        for client_id, seconds in watermarks:
-            behind.add_metric([client_id], float(seconds))
+        for label, seconds in watermarks:
+            behind.add_metric([label], float(seconds))
         yield behind
         yield _gauge(
             "fleetwatch_monitor_tick_seconds",

@@ -86,14 +86,33 @@ OTA_STATES = frozenset({"accepted", "downloading", "installing", "rebooting", "f
 MAX_REASON_LEN = 200
 
 
+# What a rejection keeps of a message: enough to see what was wrong, never a flood's worth.
+# `rejected_messages` holds the same bound in a CHECK (migration 014).
+KEPT_PAYLOAD_BYTES = 1024
+KEPT_TOPIC_CHARS = 256
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
+    """A message the ingest turned away. Only the first KEPT_PAYLOAD_BYTES of its payload
+    (and KEPT_TOPIC_CHARS of its topic) are kept, whatever it is built with; `payload_size`
+    is the whole payload's size."""
+
     topic: str
     device_id: str | None
     reason: str
     detail: str
     payload: bytes
     received_at: datetime
+    payload_size: int = -1  # -1: len(payload) as given
+
+    def __post_init__(self) -> None:
+        if self.payload_size < 0:
+            object.__setattr__(self, "payload_size", len(self.payload))
+        if len(self.payload) > KEPT_PAYLOAD_BYTES or not isinstance(self.payload, bytes):
+            object.__setattr__(self, "payload", bytes(self.payload[:KEPT_PAYLOAD_BYTES]))
+        if len(self.topic) > KEPT_TOPIC_CHARS:
+            object.__setattr__(self, "topic", self.topic[:KEPT_TOPIC_CHARS])
 
 
 def parse_message(
@@ -108,7 +127,7 @@ def parse_message(
     """Turn one MQTT message into a record; anything unacceptable becomes a Rejection."""
 
     def reject(reason: str, detail: str, device_id: str | None = None) -> Rejection:
-        return Rejection(topic, device_id, reason, detail, bytes(payload), received_at)
+        return Rejection(topic, device_id, reason, detail, payload, received_at)
 
     where = parse_topic(topic, prefix)
     if isinstance(where, BadTopic):

@@ -43,6 +43,16 @@ class MqttTarget(BaseModel):
         return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
 
 
+# The ingest's client id when neither FLEETWATCH_INGEST_CLIENT_ID nor a login names it.
+DEFAULT_INGEST_CLIENT_ID = "fleetwatch-ingest-1"
+
+
+def own_login(url: str | None, shared: MqttTarget) -> MqttTarget:
+    """A part's own broker login when its URL is set (FLEETWATCH_CAMPAIGNS_MQTT_URL,
+    FLEETWATCH_API_MQTT_URL), else the login every part shares (FLEETWATCH_MQTT_URL)."""
+    return MqttTarget.from_url(url) if url else shared
+
+
 class Settings(BaseSettings):
     """Every setting Fleetwatch reads; see the README's Configuration table."""
 
@@ -60,7 +70,13 @@ class Settings(BaseSettings):
     embedded_mqtt_port: int = 1884
     log_level: str = "INFO"
 
-    ingest_client_id: str = "fleetwatch-ingest-1"
+    ingest_client_id: str = Field(
+        default="",
+        description="The ingest's MQTT client id (its persistent session, its tick topic, its "
+        "ingest_status row); empty: its login's name in FLEETWATCH_MQTT_URL, which is what a "
+        "broker with use_username_as_clientid (deploy/) calls it anyway, or "
+        "fleetwatch-ingest-1 without a login.",
+    )
     ingest_shared_group: str = Field(
         default="",
         description="Shared-subscription group for several ingests splitting the load; "
@@ -76,6 +92,10 @@ class Settings(BaseSettings):
     ingest_max_payload_bytes: int = 4096
     ingest_clock_ahead_s: int = 300
     ingest_clock_behind_s: int = 7 * 24 * 3600
+    # What one device's garbage may cost: rejected messages stored per device a minute (the
+    # rest are counted in ingest_status.rejected_unkept_total), and for how long.
+    ingest_rejected_per_device_per_minute: int = Field(default=10, ge=0)
+    ingest_rejected_retention_days: int = Field(default=7, ge=1)
 
     heartbeat_retention_days: int = 30
     # auto: TimescaleDB when the server can load it, else plain PostgreSQL (with a log line
@@ -128,6 +148,11 @@ class Settings(BaseSettings):
     alerts_rate_limit_per_hour: int = 20
 
     campaigns_tick_s: float = 2.0
+    campaigns_mqtt_url: str | None = Field(
+        default=None,
+        description="The campaign runner's own broker login; unset: FLEETWATCH_MQTT_URL's. "
+        "For `serve` on a broker that ties sessions to logins (deploy/).",
+    )
     # Where customers' links (a recall's acknowledgement) point: the API as they reach it.
     public_url: str = "http://127.0.0.1:8080"
 
@@ -154,6 +179,11 @@ class Settings(BaseSettings):
     # without a key, and never on the API's port (api/ops.py).
     api_ops_port: int | None = Field(default=None, ge=1, le=65535)
     api_ops_host: str = "127.0.0.1"
+    api_mqtt_url: str | None = Field(
+        default=None,
+        description="The login /readyz checks the broker with; unset: FLEETWATCH_MQTT_URL's. "
+        "For `serve` on a broker that ties sessions to logins (deploy/).",
+    )
 
     @field_validator("topic_prefix")
     @classmethod
@@ -166,6 +196,17 @@ class Settings(BaseSettings):
     def _ops_port_of_its_own(self) -> Settings:
         if self.api_ops_port is not None and self.api_ops_port == self.api_port:
             raise ValueError("api_ops_port must differ from api_port")
+        return self
+
+    @model_validator(mode="after")
+    def _ingest_client_id_from_login(self) -> Settings:
+        if not self.ingest_client_id:
+            try:
+                target = self.mqtt_target()
+            except ValueError:
+                target = None  # reported where the URL is used
+            login = target.username if target is not None else None
+            self.ingest_client_id = login or DEFAULT_INGEST_CLIENT_ID
         return self
 
     def mqtt_target(self) -> MqttTarget | None:

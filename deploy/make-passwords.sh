@@ -4,10 +4,14 @@
 #
 #   ./make-passwords.sh [device-id ...]
 #
-#   .env                  POSTGRES_PASSWORD, FLEETWATCH_MQTT_PASSWORD and an unguessable
-#                         FLEETWATCH_INGEST_SHARED_GROUP; made once, then reused
-#   mosquitto/passwd      the broker's password file: user "fleetwatch", plus each device
+#   .env                  POSTGRES_PASSWORD, one FLEETWATCH_MQTT_PASSWORD_* per Fleetwatch
+#                         login (below) and an unguessable FLEETWATCH_INGEST_SHARED_GROUP;
+#                         each made once, then reused
+#   mosquitto/passwd      the broker's password file: each Fleetwatch login, plus each device
 #   device-passwords.txt  "device-id password" lines to put on the devices
+#
+# Each Fleetwatch process logs in as itself (mosquitto/acl says what each may do, and
+# use_username_as_clientid in mosquitto.conf ties its session to its login).
 #
 # All three are in deploy/.gitignore. Uses mosquitto_passwd if installed, otherwise the
 # eclipse-mosquitto:2 image through docker.
@@ -21,40 +25,60 @@ random_hex() {
     od -An -N24 -tx1 /dev/urandom | tr -d ' \n'
 }
 
-mosquitto_passwd_b() {
+# Each Fleetwatch login (as in mosquitto/acl) and the .env variable holding its password.
+SERVICE_LOGINS="
+fleetwatch-ingest-1=FLEETWATCH_MQTT_PASSWORD_INGEST_1
+fleetwatch-ingest-2=FLEETWATCH_MQTT_PASSWORD_INGEST_2
+fleetwatch-campaigns=FLEETWATCH_MQTT_PASSWORD_CAMPAIGNS
+fleetwatch-api=FLEETWATCH_MQTT_PASSWORD_API
+fleetwatch-healthcheck=FLEETWATCH_MQTT_PASSWORD_HEALTHCHECK
+"
+
+mosquitto_passwd_run() { # mosquitto_passwd on mosquitto/passwd: -b user password, or -D user
     if command -v mosquitto_passwd >/dev/null 2>&1; then
-        mosquitto_passwd -b mosquitto/passwd "$1" "$2"
+        mosquitto_passwd "$1" mosquitto/passwd "$2" ${3+"$3"}
     else
         docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/mosquitto:/work" \
-            eclipse-mosquitto:2 mosquitto_passwd -b /work/passwd "$1" "$2"
+            eclipse-mosquitto:2 mosquitto_passwd "$1" /work/passwd "$2" ${3+"$3"}
     fi
 }
 
 for device in "$@"; do
     # A device id is one MQTT topic level and a Mosquitto username: no / + # : or spaces.
+    # Names starting with "fleetwatch" are the service's own logins.
     case "$device" in
-        fleetwatch | "" | *[!A-Za-z0-9._-]*)
-            echo "refusing device id '$device': use letters, digits, '.', '_' or '-'" >&2
+        fleetwatch* | "" | *[!A-Za-z0-9._-]*)
+            echo "refusing device id '$device': use letters, digits, '.', '_' or '-'," \
+                "not starting with 'fleetwatch'" >&2
             exit 2
             ;;
     esac
 done
 
-if [ ! -f .env ]; then
-    {
-        echo "POSTGRES_PASSWORD=$(random_hex)"
-        echo "FLEETWATCH_MQTT_PASSWORD=$(random_hex)"
-        echo "FLEETWATCH_INGEST_SHARED_GROUP=fleetwatch-ingest-$(random_hex | cut -c1-16)"
-    } >.env
-    echo "wrote .env"
-fi
-FLEETWATCH_MQTT_PASSWORD=$(sed -n 's/^FLEETWATCH_MQTT_PASSWORD=//p' .env)
+add_secret() { # add_secret NAME VALUE: into .env unless it holds NAME already
+    if ! grep -q "^$1=" .env 2>/dev/null; then
+        echo "$1=$2" >>.env
+        echo "wrote $1 to .env"
+    fi
+}
+add_secret POSTGRES_PASSWORD "$(random_hex)"
+add_secret FLEETWATCH_INGEST_SHARED_GROUP "fleetwatch-ingest-$(random_hex | cut -c1-16)"
 
 [ -f mosquitto/passwd ] || : >mosquitto/passwd
-mosquitto_passwd_b fleetwatch "$FLEETWATCH_MQTT_PASSWORD"
+for pair in $SERVICE_LOGINS; do
+    login=${pair%%=*}
+    variable=${pair#*=}
+    add_secret "$variable" "$(random_hex)"
+    mosquitto_passwd_run -b "$login" "$(sed -n "s/^$variable=//p" .env)"
+done
+# The one login every Fleetwatch process shared before each had its own: gone.
+if grep -q '^fleetwatch:' mosquitto/passwd; then
+    mosquitto_passwd_run -D fleetwatch
+    echo "removed the shared login 'fleetwatch' from mosquitto/passwd"
+fi
 for device in "$@"; do
     secret=$(random_hex)
-    mosquitto_passwd_b "$device" "$secret"
+    mosquitto_passwd_run -b "$device" "$secret"
     echo "$device $secret" >>device-passwords.txt
     echo "added device $device (password in device-passwords.txt)"
 done

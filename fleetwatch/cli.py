@@ -15,7 +15,7 @@ from rich.progress import Progress
 
 from core import db
 from core.logs import setup_logging
-from core.settings import get_settings
+from core.settings import get_settings, own_login
 from fleetwatch import embedded
 
 app = typer.Typer(help="Fleetwatch: device-health monitoring and alerting.", no_args_is_help=True)
@@ -127,7 +127,8 @@ def api() -> None:
     db.migrate(dsn)
     settings = get_settings()
     target, adjusted = embedded.mqtt_target(settings, start=False)
-    serve_api(adjusted, dsn, target, _stop_on_signals()).wait()
+    readiness = own_login(settings.api_mqtt_url, target)
+    serve_api(adjusted, dsn, readiness, _stop_on_signals()).wait()
 
 
 @app.command()
@@ -141,7 +142,7 @@ def serve() -> None:
     target, settings = embedded.mqtt_target(get_settings(), start=True)
     stop = _stop_on_signals()
     services = Services(settings, dsn, target).start()
-    server = serve_api(settings, dsn, target, stop)
+    server = serve_api(settings, dsn, own_login(settings.api_mqtt_url, target), stop)
     try:
         stop.wait()
     finally:
@@ -356,7 +357,7 @@ def campaigns_run() -> None:
     dsn = _database()
     db.migrate(dsn)
     target, settings = embedded.mqtt_target(get_settings(), start=True)
-    runner = CampaignRunner(settings, dsn, target)
+    runner = CampaignRunner(settings, dsn, own_login(settings.campaigns_mqtt_url, target))
     runner.run_forever(_stop_on_signals())
 
 

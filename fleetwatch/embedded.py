@@ -2,7 +2,10 @@
 
 The embedded broker is amqtt: it speaks MQTT 3.1.1 only and keeps queued QoS 1 messages
 for a disconnected persistent session only when that session is not anonymous, so it runs
-with anonymous clients refused and every Fleetwatch client gives a username.
+with anonymous clients refused and every Fleetwatch client gives a username. It checks no
+password: any user name with any password gets in, and may publish and read anything. That
+is fine for trying Fleetwatch on one machine and for nothing else, so it listens on the
+loopback interface only (127.0.0.1), and refuses to be started on any other address.
 Its queue lives in memory: for production point FLEETWATCH_MQTT_URL at Mosquitto or EMQX.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import ipaddress
 import logging
 import subprocess
 import sys
@@ -26,6 +30,8 @@ log = logging.getLogger(__name__)
 
 EMBEDDED_DB_NAME = "fleetwatch"
 SERVICE_USERNAME = "fleetwatch"
+# The only address the embedded broker listens on: it takes any password.
+EMBEDDED_BROKER_HOST = "127.0.0.1"
 
 
 def database_url(settings: Settings) -> str:
@@ -84,9 +90,16 @@ def _retained_only_for_own_subscriptions() -> None:
 
 
 class EmbeddedBroker:
-    """An amqtt broker on its own thread and event loop, refusing anonymous clients."""
+    """An amqtt broker on its own thread and event loop, refusing anonymous clients but
+    taking any password, so listening on a loopback address only."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, host: str = EMBEDDED_BROKER_HOST) -> None:
+        if not _is_loopback(host):
+            raise ValueError(
+                f"the embedded broker accepts any password for any user, so it listens on "
+                f"loopback only, not on {host!r}: to serve other machines, run Mosquitto "
+                "(deploy/) and set FLEETWATCH_MQTT_URL"
+            )
         self.host, self.port = host, port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
@@ -154,8 +167,9 @@ def mqtt_target(
             )
         start_broker_process(port, log_file=log_file)
         log.info(
-            "started embedded MQTT broker (amqtt) on 127.0.0.1:%d "
-            "(set FLEETWATCH_MQTT_URL to use your own)",
+            "started embedded MQTT broker (amqtt) on %s:%d, loopback only: it accepts any "
+            "password (set FLEETWATCH_MQTT_URL to use your own)",
+            EMBEDDED_BROKER_HOST,
             port,
         )
     # amqtt drops a QoS 1 message whose PUBACK is late or lost rather than redelivering it,
@@ -163,7 +177,14 @@ def mqtt_target(
     adjusted = settings.model_copy(
         update={"mqtt_protocol": "3.1.1", "ingest_shared_group": "", "ingest_hold_acks": False}
     )
-    return MqttTarget(host="127.0.0.1", port=port, username=SERVICE_USERNAME), adjusted
+    return MqttTarget(host=EMBEDDED_BROKER_HOST, port=port, username=SERVICE_USERNAME), adjusted
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it could resolve to anything
 
 
 def start_broker_process(port: int, *, log_file: Path | None = None) -> subprocess.Popen:

@@ -6,7 +6,7 @@ import logging
 
 from alerts.service import Alerts
 from campaigns.runner import CampaignRunner
-from core.settings import MqttTarget, Settings
+from core.settings import MqttTarget, Settings, own_login
 from ingest.service import Ingest
 from monitor.service import Monitor
 
@@ -20,7 +20,12 @@ class Services:
         self.ingest = Ingest(settings, dsn, target)
         self.monitor = Monitor(settings, dsn)
         self.alerts = Alerts(settings, dsn)
-        self.campaigns = CampaignRunner(settings, dsn, target)
+        # Its own login where one is given: a broker that ties each session to its login
+        # (deploy/) would otherwise let the runner's connection and the ingest's throw each
+        # other off.
+        self.campaigns = CampaignRunner(
+            settings, dsn, own_login(settings.campaigns_mqtt_url, target)
+        )
 
     def start(self) -> Services:
         self.ingest.start()

@@ -16,7 +16,8 @@ persistent session and de-duplicated on write.
 Every second the ingest also publishes a tick to itself. The broker queues a session's
 messages in order, so once a tick's batch is committed, everything the broker accepted
 before the tick was sent is stored: `caught_up_at`, the watermark the monitor judges
-deadlines against (a heartbeat queued for a restarting ingest is not silence).
+deadlines against (a heartbeat queued for a restarting ingest is not silence). Which ticks
+it believes is ingest.watermark's decision; how many rejections it stores, ingest.rejections'.
 """
 
 from __future__ import annotations
@@ -46,8 +47,16 @@ from core import db
 from core.mqtt import connect_client, end_session, make_client
 from core.settings import MqttTarget, Settings
 from core.worker import Job, Worker
+from ingest.rejections import RejectionsKept, ration_rejections
 from ingest.upkeep import upkeep
-from ingest.writer import WriteResult, forget_ingest, record_progress, write_batch
+from ingest.watermark import SUSPICIOUS, RefusedTick, Tick, accept_tick, tick_payload
+from ingest.writer import (
+    WriteResult,
+    drop_old_rejections,
+    forget_ingest,
+    record_progress,
+    write_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,10 @@ STATS_LOG_EVERY_S = 30
 DB_RETRY_MAX_WAIT_S = 5.0
 # How often the ingest sends itself a tick: the resolution of its watermark.
 TICK_EVERY_S = 1.0
+# A tick refused as not ours is logged at most this often (they are all counted).
+TICK_WARNING_EVERY_S = 60.0
+# MQTT 5's reason code for a connection thrown off by another with the same client id.
+SESSION_TAKEN_OVER = 0x8E
 _DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
 
 
@@ -76,7 +89,11 @@ class IngestCounters:
     last_batch_ms: float = 0.0
     max_batch_ms: float = 0.0
     db_errors: int = 0
+    # Rejections stored, by reason; those not stored (over a device's allowance a minute).
     rejected: dict[str, int] = field(default_factory=dict)
+    rejected_unkept: int = 0
+    # Messages on the tick topic that did not move the watermark, by reason.
+    ticks_refused: dict[str, int] = field(default_factory=dict)
 
     @property
     def rejected_total(self) -> int:
@@ -88,16 +105,10 @@ class IngestCounters:
         self.statuses += result.statuses
         for reason, n in result.rejected.items():
             self.rejected[reason] = self.rejected.get(reason, 0) + n
+        self.rejected_unkept += result.rejected_unkept
         self.batches += 1
         self.last_batch_ms = batch_ms
         self.max_batch_ms = max(self.max_batch_ms, batch_ms)
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """A tick the ingest sent itself at `sent_at`, back through its session."""
-
-    sent_at: datetime
 
 
 class Ingest:
@@ -119,7 +130,17 @@ class Ingest:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         # Each entry: (connection generation, message id to ack or 0, parsed record).
-        self._buffer: list[tuple[int, int, Heartbeat | StatusReport | OtaReport | Rejection]] = []
+        self._buffer: list[
+            tuple[int, int, Heartbeat | StatusReport | OtaReport | Rejection | Tick | RefusedTick]
+        ] = []
+        # The watermark's bookkeeping (ingest.watermark): the latest tick sent and believed.
+        self._last_tick_sent: datetime | None = None
+        self._last_tick_accepted: datetime | None = None
+        # Rejections kept per device this minute (ingest.rejections); the flusher's alone.
+        self._rejections_kept = RejectionsKept()
+        self._metric_label: str | None = None
+        self._refusal_logged = False
+        self._tick_warned_at = -TICK_WARNING_EVERY_S
         self._generation = 0
         self._connected = threading.Event()
         self._stopping = threading.Event()
@@ -154,6 +175,7 @@ class Ingest:
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
         # Devices reconnect to a restarted broker within seconds; the ingest should be first.
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
 
@@ -162,7 +184,7 @@ class Ingest:
     def start(self, *, wait_connected: float = 30.0) -> Ingest:
         """Connect to the database and broker and start flushing."""
         self._conn = self._connect_db()
-        upkeep(self._conn, self.settings.heartbeat_retention_days)
+        self._maintain_tables(self._conn)
         self.worker.start()
         connect_client(self.client, self.target, persistent=True, asynchronous=True)
         self.client.loop_start()
@@ -236,7 +258,9 @@ class Ingest:
         c = self.counters
         return (
             f"in={c.messages_in} stored={c.stored} duplicates={c.duplicates} "
-            f"rejected={c.rejected_total} statuses={c.statuses} batches={c.batches} "
+            f"rejected={c.rejected_total} rejected_unkept={c.rejected_unkept} "
+            f"ticks_refused={sum(c.ticks_refused.values())} statuses={c.statuses} "
+            f"batches={c.batches} "
             f"last_batch_ms={c.last_batch_ms:.1f} backlog={len(self._buffer)}"
         )
 
@@ -248,6 +272,7 @@ class Ingest:
             return
         with self._lock:
             self._generation += 1
+            self._refusal_logged = False
             if self._generation > 1:
                 # Back after losing the broker: the wills it sent meanwhile are suspect.
                 self._broker_back_at = datetime.now(UTC)
@@ -282,17 +307,38 @@ class Ingest:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
-        if not self._stopping.is_set():
-            log.warning("ingest disconnected from broker: %s; reconnecting", reason_code)
+        if self._stopping.is_set():
+            return
+        if reason_code.value == SESSION_TAKEN_OVER:
+            log.error(
+                "ingest %s: another connection with its client id took its session over: "
+                "two processes share one login or client id, or someone else uses it (give "
+                "each ingest a login of its own, and a broker with use_username_as_clientid "
+                "as in deploy/); reconnecting",
+                self.settings.ingest_client_id,
+            )
+            return
+        log.warning("ingest disconnected from broker: %s; reconnecting", reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        # Only MQTT 5 says so: the broker refused a tick or status (its ACL). Without its
+        # ticks the watermark stands still and the monitor waits, so say it once a connection.
+        if reason_code.is_failure and not self._refusal_logged:
+            self._refusal_logged = True
+            log.error(
+                "ingest %s: the broker refused its publish (%s): its login may not write its "
+                "own topics %s and %s; see deploy/mosquitto/acl",
+                self.settings.ingest_client_id,
+                reason_code,
+                self._tick_topic,
+                self._service_topic,
+            )
 
     def _on_message(self, client, userdata, msg):
         mid = msg.mid if msg.qos else 0
         if msg.topic == self._tick_topic:
-            tick = _parse_tick(msg.payload)
-            if tick is not None:
-                with self._lock:
-                    self._buffer.append((self._generation, mid, tick))
-                return
+            self._on_tick(mid, msg.payload)
+            return
         try:
             record = parse_message(
                 msg.topic,
@@ -309,7 +355,7 @@ class Ingest:
                 None,
                 "internal_error",
                 repr(exc)[:200],
-                bytes(msg.payload),
+                msg.payload,
                 datetime.now(UTC),
             )
         with self._wake:
@@ -317,6 +363,37 @@ class Ingest:
             self._buffer.append((self._generation, mid, record))
             if len(self._buffer) >= self._batch_size:
                 self._wake.notify()
+
+    def _on_tick(self, mid: int, payload: bytes) -> None:
+        """A message on our own tick topic: a tick that moves the watermark, or one refused
+        (ingest.watermark); either way acknowledged in its turn, never stored as a rejection."""
+        with self._lock:
+            record = accept_tick(
+                payload,
+                now=_now(),
+                last_sent=self._last_tick_sent,
+                last_accepted=self._last_tick_accepted,
+            )
+            if isinstance(record, Tick):
+                self._last_tick_accepted = record.sent_at
+            else:
+                refused = self.counters.ticks_refused
+                refused[record.reason] = refused.get(record.reason, 0) + 1
+            self._buffer.append((self._generation, mid, record))
+        # Whoever sends garbage there cannot flood the log with it: one line a minute.
+        if (
+            isinstance(record, RefusedTick)
+            and record.reason in SUSPICIOUS
+            and time.monotonic() - self._tick_warned_at >= TICK_WARNING_EVERY_S
+        ):
+            self._tick_warned_at = time.monotonic()
+            log.warning(
+                "ingest %s: refused a tick it did not send (%s): %.64r; refused so far: %s",
+                self.settings.ingest_client_id,
+                record.reason,
+                payload,
+                self.counters.ticks_refused,
+            )
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -356,16 +433,38 @@ class Ingest:
     def _send_tick(self) -> None:
         """The watermark: a tick to ourselves, back through our own session."""
         if self._connected.is_set() and not self._retiring:
-            self.client.publish(self._tick_topic, _now().isoformat().encode(), qos=1)
+            sent_at = _now()
+            with self._lock:  # noted first: the tick may be back before publish() returns
+                self._last_tick_sent = sent_at
+            self.client.publish(self._tick_topic, tick_payload(sent_at), qos=1)
 
     def _maintain(self) -> None:
-        self._with_db(lambda conn: upkeep(conn, self.settings.heartbeat_retention_days))
+        self._with_db(self._maintain_tables)
+
+    def _maintain_tables(self, conn: psycopg.Connection) -> None:
+        upkeep(conn, self.settings.heartbeat_retention_days)
+        dropped = drop_old_rejections(conn, self.settings.ingest_rejected_retention_days, _now())
+        if dropped:
+            log.info("ingest: %d rejected message(s) past retention deleted", dropped)
+
+    def _ration(self, rejections: list[Rejection]) -> list[Rejection]:
+        """The rejections of a batch to store (ingest.rejections); the rest are counted."""
+        rationed = ration_rejections(
+            rejections,
+            self._rejections_kept,
+            now=_now(),
+            per_device_per_minute=self.settings.ingest_rejected_per_device_per_minute,
+        )
+        self._rejections_kept = rationed.used
+        return rationed.kept
 
     def _flush(self, batch) -> bool | None:
         heartbeats, statuses, rejections, ticks = [], [], [], []
         for _, _, record in batch:
             if isinstance(record, Tick):
                 ticks.append(record.sent_at)
+            elif isinstance(record, RefusedTick):
+                continue  # counted when it came; acknowledged with its batch
             elif isinstance(record, Heartbeat):
                 heartbeats.append(record)
             elif isinstance(record, StatusReport | OtaReport):
@@ -373,16 +472,24 @@ class Ingest:
             else:
                 rejections.append(record)
         started = time.perf_counter()
-        messages = len(batch) - len(ticks)
-        last_received = (
-            max(r.received_at for _, _, r in batch if not isinstance(r, Tick)) if messages else None
-        )
+        device_messages = [r for _, _, r in batch if not isinstance(r, Tick | RefusedTick)]
+        messages = len(device_messages)
+        last_received = max(r.received_at for r in device_messages) if messages else None
+        stored_rejections: list[Rejection] = []
+
+        def ration(candidates: list[Rejection]) -> list[Rejection]:
+            kept = self._ration(candidates)
+            stored_rejections.extend(kept)
+            return kept
 
         def write(conn):
+            stored_rejections.clear()
             written = (
-                self._write(conn, heartbeats, statuses, rejections) if messages else WriteResult()
+                self._write(conn, heartbeats, statuses, rejections, ration)
+                if messages
+                else WriteResult()
             )
-            record_progress(
+            label = record_progress(
                 conn,
                 self.settings.ingest_client_id,
                 last_received,
@@ -391,36 +498,48 @@ class Ingest:
                 caught_up_at=max(ticks) if ticks else None,
                 broker_back_at=self._broker_back_at,
             )
-            return written
+            return written, label
 
-        result = self._with_db(write)
-        if result is None:  # stopping while the database is down: leave unacknowledged
+        done = self._with_db(write)
+        if done is None:  # stopping while the database is down: leave unacknowledged
             return None
+        result, label = done
         elapsed_ms = (time.perf_counter() - started) * 1000
         if messages:
             self.counters.add(result, elapsed_ms)
         self.counters.clock_skewed += sum(1 for h in heartbeats if h.clock_skewed)
-        for rej in rejections:
+        if label != self._metric_label:
+            self._metric_label = label
+            log.info("ingest %s is ingest=%r on /metrics", self.settings.ingest_client_id, label)
+        for rej in stored_rejections:
             log.warning(
-                "ingest: rejected message device=%s reason=%s topic=%.120s detail=%s",
+                "ingest: rejected message device=%s reason=%s topic=%.120s detail=%s size=%d",
                 rej.device_id,
                 rej.reason,
                 rej.topic,
                 rej.detail,
+                rej.payload_size,
+            )
+        if result.rejected_unkept:
+            log.warning(
+                "ingest: %d more rejected message(s) not stored: over %d a device a minute "
+                "(counted in ingest_status.rejected_unkept_total)",
+                result.rejected_unkept,
+                self.settings.ingest_rejected_per_device_per_minute,
             )
         self._ack(batch)
         return True
 
-    def _write(self, conn, heartbeats, statuses, rejections) -> WriteResult:
+    def _write(self, conn, heartbeats, statuses, rejections, ration) -> WriteResult:
         try:
-            return write_batch(conn, heartbeats, statuses, rejections)
+            return write_batch(conn, heartbeats, statuses, rejections, ration=ration)
         except _DATA_ERRORS:
             # Something the parser let through and the database refused: find it one by one
             # so the rest of the batch is still stored.
             log.exception("ingest: batch refused by the database; writing one by one")
-            return self._write_one_by_one(conn, heartbeats, statuses, rejections)
+            return self._write_one_by_one(conn, heartbeats, statuses, rejections, ration)
 
-    def _write_one_by_one(self, conn, heartbeats, statuses, rejections) -> WriteResult:
+    def _write_one_by_one(self, conn, heartbeats, statuses, rejections, ration) -> WriteResult:
         total = WriteResult()
         for record in [*heartbeats, *statuses, *rejections]:
             args = (
@@ -429,7 +548,7 @@ class Ingest:
                 [record] if isinstance(record, Rejection) else [],
             )
             try:
-                one = write_batch(conn, *args)
+                one = write_batch(conn, *args, ration=ration)
             except _DATA_ERRORS as exc:
                 log.error("ingest: storage refused message device=%s: %s", record.device_id, exc)
                 one = write_batch(
@@ -442,14 +561,16 @@ class Ingest:
                             record.device_id,
                             "storage_error",
                             str(exc)[:200],
-                            bytes(record.payload),
+                            record.payload,
                             record.received_at,
                         )
                     ],
+                    ration=ration,
                 )
             total.stored += one.stored
             total.duplicates += one.duplicates
             total.statuses += one.statuses
+            total.rejected_unkept += one.rejected_unkept
             for reason, n in one.rejected.items():
                 total.rejected[reason] = total.rejected.get(reason, 0) + n
         return total
@@ -497,10 +618,3 @@ class Ingest:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _parse_tick(payload: bytes) -> Tick | None:
-    try:
-        return Tick(datetime.fromisoformat(payload.decode()))
-    except (UnicodeDecodeError, ValueError):
-        return None  # not ours after all: the parser rejects it like any other

@@ -2,13 +2,16 @@
 
 Heartbeats go through a temporary staging table filled with COPY, then into `heartbeats`
 with redeliveries skipped, and `device_state` gets one upsert per batch. Messages from
-devices the registry does not know become rejections in the same transaction.
+devices the registry does not know become rejections in the same transaction; all of a
+batch's rejections then pass the caller's ration (ingest.rejections), and only what it keeps
+is stored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 
@@ -76,7 +79,8 @@ WHERE st.last_seen_at IS NULL OR excluded.last_seen_at >= st.last_seen_at
 """
 
 _COPY_REJECTED = """
-COPY rejected_messages (received_at, topic, device_id, reason, detail, payload) FROM STDIN
+COPY rejected_messages (received_at, topic, device_id, reason, detail, payload, payload_size)
+FROM STDIN
 """
 
 # A retained status is replayed on every resubscribe: record it only when it says
@@ -110,7 +114,9 @@ class WriteResult:
     duplicates: int = 0
     statuses: int = 0
     ota_reports: int = 0
+    # Rejections stored, by reason; and those the ration left out (counted, not stored).
     rejected: dict[str, int] = field(default_factory=dict)
+    rejected_unkept: int = 0
 
 
 def write_batch(
@@ -118,10 +124,14 @@ def write_batch(
     heartbeats: list[Heartbeat],
     statuses: list[StatusReport | OtaReport],
     rejections: list[Rejection],
+    *,
+    ration: Callable[[list[Rejection]], list[Rejection]] | None = None,
 ) -> WriteResult:
     """Store a batch in one transaction and return what happened to it.
 
     `statuses` carries the devices' birth and will messages and their update reports.
+    `ration` picks which of the batch's rejections (the parser's and the unknown devices')
+    are stored; the others are only counted. None: all are.
     """
     result = WriteResult()
     rejections = list(rejections)
@@ -211,6 +221,10 @@ def write_batch(
             )
             result.statuses += len(ordered)
 
+        if rejections and ration is not None:
+            kept = ration(rejections)
+            result.rejected_unkept = len(rejections) - len(kept)
+            rejections = kept
         if rejections:
             with conn.cursor().copy(_COPY_REJECTED) as copy:
                 for rej in rejections:
@@ -222,6 +236,7 @@ def write_batch(
                             rej.reason,
                             rej.detail,
                             rej.payload,
+                            rej.payload_size,
                         )
                     )
                     result.rejected[rej.reason] = result.rejected.get(rej.reason, 0) + 1
@@ -234,16 +249,16 @@ def _unknown(record: Heartbeat | StatusReport | OtaReport) -> Rejection:
         device_id=record.device_id,
         reason="unknown_device",
         detail="device is not registered, or is retired",
-        payload=bytes(record.payload),
+        payload=record.payload,
         received_at=record.received_at,
     )
 
 
 _PROGRESS = """
 INSERT INTO ingest_status (client_id, last_message_at, updated_at, messages_total, stored_total,
-                           rejected_total, caught_up_at, broker_back_at)
+                           rejected_total, rejected_unkept_total, caught_up_at, broker_back_at)
 VALUES (%(client)s, coalesce(%(at)s::timestamptz, %(caught_up)s::timestamptz, now()), now(),
-        %(messages)s, %(stored)s, %(rejected)s, %(caught_up)s, %(back)s)
+        %(messages)s, %(stored)s, %(rejected)s, %(unkept)s, %(caught_up)s, %(back)s)
 ON CONFLICT (client_id) DO UPDATE SET
     -- A batch of ticks only says how far the ingest has read, not that devices spoke.
     last_message_at = CASE WHEN %(at)s::timestamptz IS NULL THEN ingest_status.last_message_at
@@ -253,8 +268,10 @@ ON CONFLICT (client_id) DO UPDATE SET
     messages_total = ingest_status.messages_total + excluded.messages_total,
     stored_total = ingest_status.stored_total + excluded.stored_total,
     rejected_total = ingest_status.rejected_total + excluded.rejected_total,
+    rejected_unkept_total = ingest_status.rejected_unkept_total + excluded.rejected_unkept_total,
     caught_up_at = greatest(ingest_status.caught_up_at, excluded.caught_up_at),
     broker_back_at = greatest(ingest_status.broker_back_at, excluded.broker_back_at)
+RETURNING metric_label
 """
 
 
@@ -267,10 +284,11 @@ def record_progress(
     result: WriteResult | None = None,
     caught_up_at: datetime | None = None,
     broker_back_at: datetime | None = None,
-) -> None:
+) -> str:
     """Note that this ingest received something at `last_message_at` (the blind-spot guard),
-    how far it has read the broker (`caught_up_at`), and add a batch to its totals."""
-    conn.execute(
+    how far it has read the broker (`caught_up_at`), and add a batch to its totals; returns
+    the label /metrics shows for this ingest."""
+    return conn.execute(
         _PROGRESS,
         {
             "client": client_id,
@@ -278,12 +296,35 @@ def record_progress(
             "messages": messages,
             "stored": result.stored if result else 0,
             "rejected": sum(result.rejected.values()) if result else 0,
+            "unkept": result.rejected_unkept if result else 0,
             "caught_up": caught_up_at,
             "back": broker_back_at,
         },
-    )
+    ).fetchone()[0]
 
 
 def forget_ingest(conn: psycopg.Connection, client_id: str) -> None:
     """Drop a retired ingest's row, so the monitor no longer waits for its watermark."""
     conn.execute("DELETE FROM ingest_status WHERE client_id = %s", (client_id,))
+
+
+# Rows deleted per statement: short transactions, through the received_at index.
+_DROP_REJECTIONS_CHUNK = 10_000
+_DROP_OLD_REJECTIONS = """
+DELETE FROM rejected_messages WHERE id IN (
+    SELECT id FROM rejected_messages WHERE received_at < %s LIMIT %s)
+"""
+
+
+def drop_old_rejections(conn: psycopg.Connection, retention_days: int, now: datetime) -> int:
+    """Delete rejected messages received more than `retention_days` before `now`; how many.
+
+    On an autocommit connection each chunk is its own short transaction.
+    """
+    cutoff = now - timedelta(days=retention_days)
+    dropped = 0
+    while True:
+        n = conn.execute(_DROP_OLD_REJECTIONS, (cutoff, _DROP_REJECTIONS_CHUNK)).rowcount
+        dropped += n
+        if n < _DROP_REJECTIONS_CHUNK:
+            return dropped

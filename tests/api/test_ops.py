@@ -52,7 +52,7 @@ def test_metrics_show_ingest_monitor_and_outbox_figures(api, conn, tick, keys):
     record_progress(
         conn, "ingest-a", now, messages=10, result=WriteResult(stored=8, rejected={"not_json": 2})
     )
-    record_progress(
+    label_b = record_progress(
         conn,
         "ingest-b",
         now,
@@ -79,7 +79,9 @@ def test_metrics_show_ingest_monitor_and_outbox_figures(api, conn, tick, keys):
     assert metric(text, "fleetwatch_ingest_lag_seconds") < 60
     # ingest-b is two minutes behind what the broker has for it; ingest-a reports no watermark.
     behind = [ln for ln in text.splitlines() if ln.startswith("fleetwatch_ingest_watermark_lag")]
-    assert len(behind) == 1 and 'client_id="ingest-b"' in behind[0]
+    assert len(behind) == 1 and f'{{ingest="{label_b}"}}' in behind[0]
+    # An ingest's client id names its broker session: never on /metrics.
+    assert "ingest-a" not in text and "ingest-b" not in text
     assert 120 <= float(behind[0].split()[1]) < 180
     assert 'fleetwatch_outbox_depth{status="pending"} 2.0' in text
     assert 'fleetwatch_outbox_depth{status="held"} 1.0' in text

@@ -3,9 +3,12 @@
 import json
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from contract.messages import (
+    KEPT_PAYLOAD_BYTES,
+    KEPT_TOPIC_CHARS,
     OFFLINE,
     ONLINE,
     Heartbeat,
@@ -110,8 +113,33 @@ def test_bad_input_is_rejected_with_its_reason(topic, payload, reason):
     record = parse(topic, payload)
     assert isinstance(record, Rejection)
     assert record.reason == reason
-    assert record.payload == payload and record.topic == topic
+    assert record.payload == payload[:KEPT_PAYLOAD_BYTES] and record.topic == topic
+    assert record.payload_size == len(payload)
     assert record.detail
+
+
+def test_a_rejection_keeps_a_bounded_prefix_of_what_it_is_given():
+    huge = b"x" * (8 * 1024 * 1024)
+    long_topic = "fleet/" + "t/" * 40_000 + "heartbeat"
+
+    record = parse(long_topic, huge)
+
+    assert (record.reason, len(record.payload), record.payload_size) == (
+        "bad_topic",
+        KEPT_PAYLOAD_BYTES,
+        len(huge),
+    )
+    assert record.topic == long_topic[:KEPT_TOPIC_CHARS]
+
+
+def test_the_database_holds_the_same_payload_bound(conn):
+    insert = (
+        "INSERT INTO rejected_messages (received_at, topic, reason, payload, payload_size) "
+        "VALUES (now(), 't', 'oversize', %s, %s)"
+    )
+    conn.execute(insert, (b"x" * KEPT_PAYLOAD_BYTES, KEPT_PAYLOAD_BYTES))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute(insert, (b"x" * (KEPT_PAYLOAD_BYTES + 1), KEPT_PAYLOAD_BYTES + 1))
 
 
 def test_metrics_count_is_bounded():

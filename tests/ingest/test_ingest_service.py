@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from support import count, make_device, wait_until
 
-from contract.messages import OFFLINE, ONLINE, heartbeat_payload, status_payload
+from contract.messages import (
+    KEPT_PAYLOAD_BYTES,
+    OFFLINE,
+    ONLINE,
+    heartbeat_payload,
+    status_payload,
+)
 from contract.topics import heartbeat_topic, status_topic
 
 
@@ -132,12 +138,14 @@ def test_bad_input_is_kept_aside_and_neighbours_stored(conn, run_ingest, publish
     wait_until(lambda: ingest.counters.rejected_total == len(bad), timeout=15)
     wait_until(lambda: count(conn, "SELECT count(*) FROM heartbeats") == good)
     rows = conn.execute(
-        "SELECT reason, topic, payload FROM rejected_messages ORDER BY id"
+        "SELECT reason, topic, payload, payload_size FROM rejected_messages ORDER BY id"
     ).fetchall()
     assert sorted(r[0] for r in rows) == sorted(reason for _, _, reason in bad)
-    by_reason = {reason: (topic, bytes(payload)) for reason, topic, payload in rows}
+    by_reason = {reason: (topic, bytes(payload), size) for reason, topic, payload, size in rows}
     for topic, payload, reason in bad:
-        assert by_reason[reason] == (topic, payload), reason
+        # Each kept as it came, up to its first KEPT_PAYLOAD_BYTES (the oversized one).
+        expected = (topic, payload[:KEPT_PAYLOAD_BYTES], len(payload))
+        assert by_reason[reason] == expected, reason
 
     # Still alive and storing after all that.
     publish(publisher, heartbeat_topic(prefix, "dev-1"), heartbeat(100, ts=now))

@@ -10,7 +10,7 @@ from paho.mqtt.properties import Properties
 from support import count, forget_session, make_device, wait_until
 
 from contract.messages import heartbeat_payload
-from contract.topics import heartbeat_topic
+from contract.topics import heartbeat_topic, service_tick_topic
 from ingest.service import TICK_EVERY_S, Ingest
 
 
@@ -147,3 +147,32 @@ def test_retiring_a_stopped_ingest_stores_its_queue_and_ends_its_session(
     # From now on every heartbeat goes to the ingest that stayed.
     publish_beats(publisher, prefix, devices, 20, first=20)
     wait_until(lambda: count(conn, "SELECT count(*) FROM heartbeats") == 400, timeout=30)
+
+
+def test_a_forged_tick_never_moves_the_watermark_past_now(conn, run_ingest, publisher, prefix):
+    make_device(conn, "dev-1")
+    ingest = run_ingest()
+    client_id = ingest.settings.ingest_client_id
+    wait_until(lambda: caught_up(conn, client_id))
+    tick_topic = service_tick_topic(prefix, client_id)
+    forged = [
+        (datetime.now(UTC) + timedelta(days=1)).isoformat().encode(),  # from the future
+        datetime.now().isoformat().encode(),  # no timezone
+        b"noon",
+    ]
+    for payload in forged:
+        publisher.publish(tick_topic, payload, qos=1).wait_for_publish(5)
+    publish_beats(publisher, prefix, ["dev-1"], 3)
+    sent = datetime.now(UTC)
+
+    # The later marker: a tick of its own, sent after the forged ones, is back and committed.
+    wait_until(lambda: caught_up(conn, client_id) > sent, timeout=10)
+    assert caught_up(conn, client_id) <= datetime.now(UTC)
+    assert count(conn, "SELECT count(*) FROM heartbeats") == 3
+    assert ingest.counters.ticks_refused == {
+        "from_the_future": 1,
+        "no_timezone": 1,
+        "not_a_time": 1,
+    }
+    # Its own topic is not a device's: nothing there is a rejected device message.
+    assert count(conn, "SELECT count(*) FROM rejected_messages") == 0
