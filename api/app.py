@@ -69,6 +69,7 @@ def create_app(
         ),
         lifespan=lifespan,
     )
+    app.state.settings = settings  # what routes read through api.registry.AppSettings
     for router in (
         fleet.router,
         incidents.router,

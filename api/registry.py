@@ -9,9 +9,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from psycopg.types.json import Jsonb
 
+from alerts.outbound import STAFF, ChannelRefused, check_channel, check_rules
 from alerts.redact import redact_url
 from alerts.send import AppriseSender
 from api.auth import create_key, revoke_key
@@ -34,6 +35,7 @@ from api.models import (
     Preferences,
     TestResult,
 )
+from core.settings import Settings
 from devices.registry import DeviceRow, import_devices
 from monitor.rules import RuleError, parse_rules
 
@@ -44,6 +46,14 @@ RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 CustomerIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
 TEST_TITLE = "Fleetwatch test message"
 TEST_BODY = "This is a test message from Fleetwatch: this channel works."
+
+
+def app_settings(request: Request) -> Settings:
+    """The settings the app was made with."""
+    return request.app.state.settings
+
+
+AppSettings = Annotated[Settings, Depends(app_settings)]
 
 
 def _set_clause(values: dict) -> str:
@@ -265,12 +275,35 @@ def list_channels_of(conn, customer_id: str) -> list[ChannelPublic]:
     return [channel_from_row(r) for r in rows]
 
 
-def add_channel_for(conn, customer_id: str, body: ChannelCreate) -> ChannelPublic:
-    row = conn.execute(
-        "INSERT INTO contact_channels (customer_id, kind, apprise_url, label, min_severity, "
-        f"enabled) VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_CHANNEL_COLUMNS}",
-        (customer_id, body.kind, body.url, body.label, body.min_severity, body.enabled),
-    ).fetchone()
+def checked_url(url: str, kind: str, settings: Settings) -> str:
+    """`url` if a channel of `kind` may use it (alerts/outbound.py); else a 422 naming the
+    rule. Resolves the URL's hosts: call it outside a transaction."""
+    try:
+        check_channel(url, kind, allowed=settings.allowed_networks())
+    except ChannelRefused as refused:
+        raise HTTPException(422, str(refused)) from None
+    return url
+
+
+def add_channel_for(
+    conn, customer_id: str, body: ChannelCreate, settings: Settings
+) -> ChannelPublic:
+    """Add a customer's channel: its URL checked, at most api_channels_per_customer."""
+    checked_url(body.url, body.kind, settings)
+    cap = settings.api_channels_per_customer
+    with conn.transaction():
+        # One change per customer at a time: the count and the insert see the same channels.
+        conn.execute("SELECT 1 FROM customers WHERE id = %s FOR UPDATE", (customer_id,))
+        have = conn.execute(
+            "SELECT count(*) FROM contact_channels WHERE customer_id = %s", (customer_id,)
+        ).fetchone()[0]
+        if have >= cap:
+            raise HTTPException(409, f"a customer has at most {cap} channels: remove one first")
+        row = conn.execute(
+            "INSERT INTO contact_channels (customer_id, kind, apprise_url, label, min_severity, "
+            f"enabled) VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_CHANNEL_COLUMNS}",
+            (customer_id, body.kind, body.url, body.label, body.min_severity, body.enabled),
+        ).fetchone()
     log.info("channel %d (%s) added for customer %s", row[0], body.kind, customer_id)
     return channel_from_row(row)
 
@@ -285,10 +318,13 @@ def channel_row(conn, channel_id: int, customer_id: str | None):
     return row
 
 
-def update_channel_row(conn, channel_id: int, body: ChannelUpdate) -> ChannelPublic:
+def update_channel_row(
+    conn, channel_id: int, body: ChannelUpdate, settings: Settings
+) -> ChannelPublic:
     values = body.model_dump(exclude_unset=True, exclude_none=True)
     if "url" in values:
-        values["apprise_url"] = values.pop("url")
+        kind = channel_row(conn, channel_id, None)[2]
+        values["apprise_url"] = checked_url(values.pop("url"), kind, settings)
     if values:
         conn.execute(
             f"UPDATE contact_channels SET {_set_clause(values)} WHERE id = %(channel)s",
@@ -297,9 +333,17 @@ def update_channel_row(conn, channel_id: int, body: ChannelUpdate) -> ChannelPub
     return channel_from_row(channel_row(conn, channel_id, None))
 
 
-def test_channel_url(url: str) -> TestResult:
-    """Send a test message now and say how it went (secrets scrubbed from the error)."""
-    result = AppriseSender(timeout_s=10).send(url, TEST_TITLE, TEST_BODY)
+def test_channel_url(url: str, kind: str, settings: Settings) -> TestResult:
+    """Send a test message now and say how it went (secrets scrubbed from the error).
+
+    The rules again, as for every send: the URL may be older than they are, and its hosts
+    may resolve elsewhere than when it was saved (the sender checks each address)."""
+    try:
+        check_rules(url, kind)
+    except ChannelRefused as refused:
+        return TestResult(ok=False, duration_ms=0, error=str(refused))
+    sender = AppriseSender(timeout_s=10, allowed_networks=settings.allowed_networks())
+    result = sender.send(url, TEST_TITLE, TEST_BODY)
     return TestResult(ok=result.ok, duration_ms=result.duration_ms, error=result.error)
 
 
@@ -313,18 +357,23 @@ def customer_channels(
 
 @router.post("/customers/{customer_id}/channels", response_model=ChannelPublic, status_code=201)
 def add_customer_channel(
-    customer_id: CustomerIdPath, body: ChannelCreate, key: StaffKey, conn: DbConn
+    customer_id: CustomerIdPath,
+    body: ChannelCreate,
+    key: StaffKey,
+    conn: DbConn,
+    settings: AppSettings,
 ) -> ChannelPublic:
+    """Add a channel for a customer: the same rules as the customer's own (POST /me/channels)."""
     get_customer(conn, customer_id)
-    return add_channel_for(conn, customer_id, body)
+    return add_channel_for(conn, customer_id, body, settings)
 
 
 @router.patch("/channels/{channel_id}", response_model=ChannelPublic)
 def update_channel(
-    channel_id: RowId, body: ChannelUpdate, key: StaffKey, conn: DbConn
+    channel_id: RowId, body: ChannelUpdate, key: StaffKey, conn: DbConn, settings: AppSettings
 ) -> ChannelPublic:
     channel_row(conn, channel_id, None)
-    return update_channel_row(conn, channel_id, body)
+    return update_channel_row(conn, channel_id, body, settings)
 
 
 @router.delete("/channels/{channel_id}", status_code=204)
@@ -334,9 +383,12 @@ def delete_channel(channel_id: RowId, key: StaffKey, conn: DbConn) -> None:
 
 
 @router.post("/channels/{channel_id}/test", response_model=TestResult)
-def test_channel(channel_id: RowId, key: StaffKey, conn: DbConn) -> TestResult:
+def test_channel(
+    channel_id: RowId, key: StaffKey, conn: DbConn, settings: AppSettings
+) -> TestResult:
     """Send a test message to a customer channel."""
-    return test_channel_url(channel_row(conn, channel_id, None)[3])
+    row = channel_row(conn, channel_id, None)
+    return test_channel_url(row[3], row[2], settings)
 
 
 # -- staff channels: fleet and system incidents, escalations ------------------------------
@@ -354,8 +406,13 @@ def list_staff_channels(key: StaffKey, conn: DbConn) -> list[ChannelPublic]:
 @router.post(
     "/staff-channels", response_model=ChannelPublic, status_code=201, tags=["staff channels"]
 )
-def add_staff_channel(body: ChannelCreate, key: AdminKey, conn: DbConn) -> ChannelPublic:
-    """Where staff hear of fleet outages, blind spots and escalations (`kind` is ignored)."""
+def add_staff_channel(
+    body: ChannelCreate, key: AdminKey, conn: DbConn, settings: AppSettings
+) -> ChannelPublic:
+    """Where staff hear of fleet outages, blind spots and escalations (`kind` is ignored):
+    any scheme a customer channel takes, and team chat and on-call tools; public addresses
+    only, unless the operator allows a network."""
+    checked_url(body.url, STAFF, settings)
     row = conn.execute(
         "INSERT INTO staff_channels (apprise_url, label, min_severity, enabled) "
         "VALUES (%s, %s, %s, %s) "
