@@ -20,6 +20,9 @@ refuses private addresses the same way, in pycurl's open-socket callback). The w
 installed here refuses only inside `guarded`, in that send's context; everywhere else (the
 database, the broker) it is the system's own.
 
+Behind an egress proxy (HTTPS_PROXY), the proxy resolves the names and the guard sees only
+its address: the proxy must hold the same rule.
+
 Public addresses only, unless the operator names a network in
 FLEETWATCH_ALERTS_ALLOWED_NETWORKS (an SMTP relay of their own; the demo's and the tests'
 sinks on 127.0.0.1).
@@ -28,7 +31,6 @@ sinks on 127.0.0.1).
 from __future__ import annotations
 
 import ipaddress
-import logging
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,8 +41,6 @@ import apprise
 from apprise.utils.parse import parse_url, parse_urls
 
 from alerts.redact import hiding_secrets_of, scrub
-
-log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from api import campaigns, fleet, incidents, live, me, ops, registry
+from api import campaigns, channels, fleet, incidents, live, me, ops, registry
 from api.summary import SummarySnapshot
 from core.settings import MqttTarget, Settings
 
@@ -74,6 +74,7 @@ def create_app(
         fleet.router,
         incidents.router,
         registry.router,
+        channels.router,
         me.router,
         live.router,
         campaigns.router,

@@ -11,6 +11,13 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from alerts.ratelimit import WINDOW, next_test_message_at
+from api.channels import (
+    add_channel_for,
+    channel_row,
+    list_channels_of,
+    test_channel_url,
+    update_channel_row,
+)
 from api.deps import CustomerKey, DbConn
 from api.fleet import list_devices
 from api.incidents import list_incidents, notifications
@@ -25,17 +32,7 @@ from api.models import (
     Preferences,
     TestResult,
 )
-from api.registry import (
-    AppSettings,
-    RowId,
-    add_channel_for,
-    channel_row,
-    get_customer,
-    list_channels_of,
-    test_channel_url,
-    update_channel_row,
-    update_customer_row,
-)
+from api.registry import AppSettings, RowId, get_customer, update_customer_row
 
 router = APIRouter(prefix="/me", tags=["customer"])
 

@@ -54,15 +54,17 @@ GROUP BY c.id ORDER BY c.id DESC LIMIT 3
 """
 _STAFF = """
 INSERT INTO staff_channels (apprise_url, label)
-SELECT %s, 'demo staff inbox' WHERE NOT EXISTS (SELECT 1 FROM staff_channels)
+SELECT %(inbox)s, 'demo staff inbox' WHERE NOT EXISTS (SELECT 1 FROM staff_channels)
 """
+_OLD_STAFF = "UPDATE staff_channels SET apprise_url = %(inbox)s WHERE label = 'demo staff inbox'"
 
 _CHANNELS = """
 INSERT INTO contact_channels (customer_id, kind, apprise_url, label)
 SELECT id, 'webhook', %(inbox)s || id, 'demo inbox' FROM customers
 WHERE NOT EXISTS (SELECT 1 FROM contact_channels c WHERE c.customer_id = customers.id)
 """
-# Earlier runs' inbox channels: to this run's inbox, as the webhooks they are.
+# Earlier runs' inbox channels: to this run's inbox (a new port each run), as the webhooks
+# they are.
 _OLD_CHANNELS = """
 UPDATE contact_channels SET kind = 'webhook', apprise_url = %(inbox)s || customer_id
 WHERE label = 'demo inbox'
@@ -122,7 +124,8 @@ def run_demo(
         # Every simulated customer gets a channel to the demo inbox (earlier runs' stay).
         conn.execute(_OLD_CHANNELS, {"inbox": inbox.url("")})
         conn.execute(_CHANNELS, {"inbox": inbox.url("")})
-        conn.execute(_STAFF, (inbox.url("staff"),))
+        conn.execute(_OLD_STAFF, {"inbox": inbox.url("staff")})
+        conn.execute(_STAFF, {"inbox": inbox.url("staff")})
         _demo_campaign(conn, time_scale)
     log.info("registered %d simulated devices; notifications go to the demo inbox", report.imported)
 
