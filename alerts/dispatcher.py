@@ -354,6 +354,9 @@ class Dispatcher:
                     "attempt": item.attempts,
                     "message_id": str(message.message_id),
                 }
+                if message.channel_key.startswith("c"):
+                    # A customer's channel: its owner may read this line (incidents/visibility.py).
+                    detail["channel_id"] = int(message.channel_key[1:])
                 if result.ok:
                     sent.append((now, item.id, message.token))
                     self.counters.sent += 1

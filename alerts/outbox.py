@@ -76,9 +76,11 @@ WHERE incident_id = ANY(%(ids)b::bigint[]) AND status IN ('pending', 'held')
 RETURNING incident_id
 """
 
+# A critical alert (an alarm panel offline) is never held: its owner must hear first.
 _HOLD = """
 UPDATE notifications SET status = 'held'
 WHERE incident_id = ANY(%(ids)b::bigint[]) AND status = 'pending' AND template = ANY(%(held)s)
+  AND severity <> 'critical'
 """
 
 _RELEASE = """

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 _CLAIM = """
 SELECT n.id, n.created_at, n.audience, n.template, n.severity, n.device_id, n.incident_id,
        n.campaign_id, n.channels, n.context,
-       i.status, f.id IS NOT NULL, coalesce(f.details ? 'customers_told_at', false)
+       i.status, f.id IS NOT NULL, coalesce(f.details ? 'customers_told_at', false),
+       f.details ->> 'down', f.details ->> 'group'
 FROM notices n
 LEFT JOIN incidents i ON i.id = n.incident_id
 LEFT JOIN incidents f ON f.id = i.fleet_incident_id AND f.status <> 'resolved'
@@ -142,10 +143,17 @@ def route_notices(conn: psycopg.Connection, now: datetime, *, limit: int) -> Rou
 
 def _claimed(row: tuple, told: set[int]) -> Claimed:
     (nid, created, audience, template, severity, device, incident_id, campaign, channels) = row[:9]
-    context, status, in_outage, outage_told = row[9:]
+    context, status, in_outage, outage_told, down, group = row[9:]
     incident = None
     if incident_id is not None and status is not None:
-        incident = IncidentView(status, in_outage, outage_told, incident_id in told)
+        outage = f"{down} devices in {group} went offline at once" if in_outage else None
+        incident = IncidentView(
+            status,
+            in_outage=in_outage,
+            outage_told=outage_told,
+            outage=outage,
+            owner_told=incident_id in told,
+        )
     return Claimed(
         nid, created, audience, template, severity, device, incident_id, campaign, channels,
         context, incident,
@@ -162,7 +170,8 @@ def _owner_rows(
     device = recipients.devices.get(notice.device_id)
     if device is None or device.customer_id is None:
         return "device has no owner", [], None
-    fate = notice_fate(notice.template, "owner", notice.incident)
+    critical = device.critical and notice.severity == "critical"
+    fate = notice_fate(notice.template, "owner", notice.incident, critical=critical)
     if fate.template is None:
         return fate.reason, [], None
     channels = _channels(notice.channels, recipients.channels.get(device.customer_id, []))
@@ -178,6 +187,8 @@ def _owner_rows(
     # Silences hold incident alerts; a campaign's notices (a recall) are not alerts.
     silence = silenced.get(device.device_id) if notice.campaign_id is None else None
     context = message_context(device, notice)
+    if notice.incident is not None and notice.incident.outage:
+        context["outage"] = notice.incident.outage
     rows = [
         CustomerRow(
             incident_id=notice.incident_id,

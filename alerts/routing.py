@@ -79,6 +79,8 @@ class IncidentView:
     in_outage: bool = False
     # ...whose owners are being told that we know about it.
     outage_told: bool = False
+    # What that outage is, in words ("30 devices in region north went offline at once").
+    outage: str | None = None
     # A message about the problem reached (or is on its way to) the owner.
     owner_told: bool = False
 
@@ -93,14 +95,18 @@ class Fate:
     reason: str = ""
 
 
-def notice_fate(template: str, audience: str, incident: IncidentView | None) -> Fate:
+def notice_fate(
+    template: str, audience: str, incident: IncidentView | None, *, critical: bool = False
+) -> Fate:
     """The one rule for every owner's message about an incident (templates say what each is
     about, alerts/templates.py):
 
     - about a problem that is over: dropped;
     - a recovery the owner never heard the problem of: dropped;
     - held back by an outage the device is part of, or, once owners are told of the
-      outage, sent as that message instead.
+      outage, sent as that message instead;
+    - but never held when `critical` (a critical incident on a critical device, an alarm
+      panel): it goes at once, saying that many devices went offline together.
     Staff messages and notices without an incident always go.
     """
     if audience != "owner" or incident is None:
@@ -111,6 +117,8 @@ def notice_fate(template: str, audience: str, incident: IncidentView | None) -> 
     if spec.about == "recovery" and not incident.owner_told:
         return Fate(None, reason="owner never told of the problem")
     if spec.in_outage and incident.in_outage:
+        if critical and spec.critical_in_outage:
+            return Fate(spec.critical_in_outage)
         if incident.outage_told:
             return Fate(spec.in_outage)
         return Fate(template, held=True, reason="held by an outage")

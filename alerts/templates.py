@@ -24,6 +24,9 @@ class Template:
     # While the device's incident is part of a group incident (a fleet outage), the owner's
     # message is held; once owners are told of the outage, it is this template instead.
     in_outage: str | None = None
+    # ...except for a critical device (an alarm panel): never held, it goes at once as this
+    # template, which says that many devices went offline together.
+    critical_in_outage: str | None = None
 
 
 # What a customer can do, per kind of device, when it goes quiet.
@@ -71,6 +74,22 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="{device_name} ({model_name}, {identity}) offline since {since_local}",
         in_outage="device_offline_known_outage",
+        critical_in_outage="device_offline_during_outage",
+    ),
+    "device_offline_during_outage": Template(
+        title="Your {device_kind} {device_name} went offline",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) went offline at "
+            "{since_local}.\n\n"
+            "Many devices in your area went offline at the same time ({outage}); we are "
+            "looking into it. Because this is your {device_kind}, we are telling you now "
+            "instead of waiting for that to be cleared up.\n\n"
+            "What to do now: {what_to_do}\n\n"
+            "We will tell you when it is back online."
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) offline since {since_local}, "
+        "in a wider outage",
     ),
     "device_back_online": Template(
         title="Your {device_kind} {device_name} is back online",

@@ -47,6 +47,7 @@ def create_app(
             open=True,
         )
         app.state.pool = pool
+        app.state.settings = settings
         app.state.summary = SummarySnapshot(pool, settings.api_summary_refresh_s).start()
         app.state.metrics = ops.metrics_registry(pool, app.state.summary)
         app.state.mqtt_target = mqtt_target

@@ -1,23 +1,25 @@
 """Campaign routes: the firmware team creates and steers campaigns, owners acknowledge recalls.
 
 A recall notice carries a link (`/recall/{token}`) that works without a key: the token is
-unguessable and acknowledges that one device's notice only.
+unguessable, kept only as its SHA-256, acknowledges that one device's notice only, and
+stops working once the recall is over (campaigns/links.py).
 """
 
 from __future__ import annotations
 
 import html
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
 from api.auth import ApiKey
 from api.deps import CustomerKey, DbConn, ReaderKey, require
 from api.fleet import DeviceIdQuery
+from campaigns.links import link_open, token_hash
 from campaigns.notices import SAFE, UNSAFE
 from campaigns.store import CampaignCreate, campaign_progress, create_campaign, move_campaign
 
@@ -281,10 +283,23 @@ def acknowledge_recall(campaign_id: CampaignId, key: CustomerKey, conn: DbConn):
 
 _TOKEN = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
 _NOTICE_OF_LINK = """
-SELECT c.name, c.safe_to_use, c.instructions, d.name, d.id, cd.state
-FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id
-JOIN devices d ON d.id = cd.device_id WHERE cd.ack_token = %s
+SELECT c.name, c.safe_to_use, c.instructions, d.name, d.id, cd.state, c.status, c.finished_at,
+       c.id
+FROM recall_links l
+JOIN campaign_devices cd ON cd.campaign_id = l.campaign_id AND cd.device_id = l.device_id
+JOIN campaigns c ON c.id = cd.campaign_id
+JOIN devices d ON d.id = cd.device_id WHERE l.token_hash = %s
 """
+
+
+def _notice_of_link(request: Request, conn, token: str) -> tuple:
+    """The notice a link was sent with, while the link works; 404 otherwise (unknown, or
+    its recall over)."""
+    row = conn.execute(_NOTICE_OF_LINK, (token_hash(token),)).fetchone()
+    grace = timedelta(seconds=request.app.state.settings.api_recall_link_grace_s)
+    if row is None or not link_open(row[6], row[7], datetime.now(UTC), grace):
+        raise HTTPException(404, "this link is not valid")
+    return row
 
 
 def _page(title: str, body: str) -> HTMLResponse:
@@ -296,12 +311,10 @@ def _page(title: str, body: str) -> HTMLResponse:
 
 
 @links.get("/recall/{token}", response_class=HTMLResponse, include_in_schema=False)
-def recall_page(token: _TOKEN, conn: DbConn) -> HTMLResponse:
+def recall_page(request: Request, token: _TOKEN, conn: DbConn) -> HTMLResponse:
     """The page a recall notice links to: what it is about, and a button to confirm."""
-    row = conn.execute(_NOTICE_OF_LINK, (token,)).fetchone()
-    if row is None:
-        raise HTTPException(404, "this link is not valid")
-    name, safe, instructions, device_name, device_id, state = row
+    notice = _notice_of_link(request, conn, token)
+    name, safe, instructions, device_name, device_id, state = notice[:6]
     done = state == "acknowledged"
     body = (
         f"<h1>{html.escape(name)}</h1><p>Your device: {html.escape(device_name or device_id)}</p>"
@@ -318,12 +331,12 @@ def recall_page(token: _TOKEN, conn: DbConn) -> HTMLResponse:
 
 
 @links.post("/recall/{token}", response_class=HTMLResponse, include_in_schema=False)
-def recall_confirm(token: _TOKEN, conn: DbConn) -> HTMLResponse:
+def recall_confirm(request: Request, token: _TOKEN, conn: DbConn) -> HTMLResponse:
     """Acknowledge the notice the link was sent for."""
-    if conn.execute(_NOTICE_OF_LINK, (token,)).fetchone() is None:
-        raise HTTPException(404, "this link is not valid")
+    notice = _notice_of_link(request, conn, token)
     for cid, device in conn.execute(
-        _ACK.format(which="cd.ack_token = %(token)s"), {"now": datetime.now(UTC), "token": token}
+        _ACK.format(which="cd.campaign_id = %(campaign)s AND cd.device_id = %(device)s"),
+        {"now": datetime.now(UTC), "campaign": notice[8], "device": notice[4]},
     ).fetchall():
         log.info("campaign %d device %s: recall acknowledged through its link", cid, device)
-    return recall_page(token, conn)
+    return recall_page(request, token, conn)

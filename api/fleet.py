@@ -27,6 +27,7 @@ from api.models import (
     SilencePublic,
 )
 from api.summary import summarize
+from api.visibility import incident_for, viewer_for
 from contract.ids import DEVICE_ID_PATTERN
 
 router = APIRouter(tags=["fleet"])
@@ -198,7 +199,8 @@ ORDER BY s.starts_at
 
 @router.get("/devices/{device_id}", response_model=DeviceDetail)
 def device_detail(device_id: DeviceIdPath, key: CurrentKey, conn: DbConn) -> DeviceDetail:
-    """One device: registry row, state, last metrics, open incidents, recent connectivity."""
+    """One device: registry row, state, last metrics, open incidents, recent connectivity,
+    silences."""
     row = load_device(conn, device_id, key.customer_scope)
     base = device_from_row(row[: len(_DEVICE_FIELDS)]).model_dump()
     extra = row[len(_DEVICE_FIELDS) :]
@@ -214,6 +216,7 @@ def device_detail(device_id: DeviceIdPath, key: CurrentKey, conn: DbConn) -> Dev
         (device_id,),
     ).fetchall()
     silences = conn.execute(_DEVICE_SILENCES, {"device": device_id}).fetchall()
+    viewer = viewer_for(conn, key)
     return DeviceDetail(
         **base,
         model_name=extra[0],
@@ -223,12 +226,14 @@ def device_detail(device_id: DeviceIdPath, key: CurrentKey, conn: DbConn) -> Dev
         overdue_at=extra[4],
         connectivity=extra[5],
         clock_skewed_at=extra[6],
-        open_incidents=[incident_from_row(r) for r in incidents],
+        open_incidents=[incident_for(key, incident_from_row(r)) for r in incidents],
         connectivity_events=[
             ConnectivityEvent(received_at=a, status=s, retained=r) for a, s, r in events
         ],
+        # A customer or firmware key reads when alerts are held, not why or by whom.
         silences=[
-            SilencePublic(**dict(zip(SilencePublic.model_fields, s, strict=True))) for s in silences
+            viewer.silence(SilencePublic(**dict(zip(SilencePublic.model_fields, s, strict=True))))
+            for s in silences
         ],
     )
 

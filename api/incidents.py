@@ -31,6 +31,7 @@ from api.models import (
     SilencePublic,
     TimelineEvent,
 )
+from api.visibility import incident_details_for, incident_for, viewer_for
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["incidents"])
@@ -70,7 +71,7 @@ def list_incidents(
         before_id=int(after) if after is not None else None,
         limit=limit + 1,
     )
-    items = rows[:limit]
+    items = [incident_for(key, i) for i in rows[:limit]]
     more = len(rows) > limit
     return IncidentPage(items=items, next_cursor=encode_cursor(str(items[-1].id)) if more else None)
 
@@ -169,23 +170,34 @@ def notifications(conn: psycopg.Connection, where: str, params: dict, limit: int
     ]
 
 
+# A customer's own: sent to them, on a channel that is theirs (never a staff channel's row).
+OWN_NOTIFICATIONS = "n.customer_id = %(customer)s AND c.customer_id = %(customer)s"
+
+
 @router.get("/incidents/{incident_id}", response_model=IncidentDetail)
 def incident_detail(incident_id: IncidentId, key: CurrentKey, conn: DbConn) -> IncidentDetail:
-    """One incident with its timeline and the notifications it caused."""
+    """One incident with its timeline and the notifications it caused. A customer or firmware
+    key reads the timeline's allowed kinds and fields (incidents/visibility.py), a customer
+    only the messages to their own channels, firmware none's channel."""
     row = _visible(conn, incident_id, key.customer_scope)
-    timeline = conn.execute(
+    viewer = viewer_for(conn, key)
+    timeline = []
+    for at, kind, detail in conn.execute(
         "SELECT at, kind, detail FROM incident_events WHERE incident_id = %s ORDER BY at, id",
         (incident_id,),
-    ).fetchall()
+    ):
+        line = viewer.line(kind, detail)
+        if line is not None:
+            timeline.append(TimelineEvent(at=at, kind=kind, detail=line[0], text=line[1]))
     where = "n.incident_id = %(id)s"
     if key.customer_scope:
-        where += " AND n.customer_id = %(customer)s"
+        where += f" AND {OWN_NOTIFICATIONS}"
     sent = notifications(conn, where, {"id": incident_id, "customer": key.customer_scope})
     return IncidentDetail(
-        **incident_from_row(row[:-1]).model_dump(),
-        details=row[-1],
-        timeline=[TimelineEvent(at=a, kind=k, detail=d) for a, k, d in timeline],
-        notifications=sent,
+        **incident_for(key, incident_from_row(row[:-1])).model_dump(),
+        details=incident_details_for(key, row[-1]),
+        timeline=timeline,
+        notifications=[viewer.notification(n) for n in sent],
     )
 
 
@@ -223,9 +235,12 @@ def resolve_incident(
 def comment_incident(
     incident_id: IncidentId, body: Comment, key: StaffKey, conn: DbConn
 ) -> IncidentDetail:
-    """Add a note to the incident's timeline."""
+    """Add a note to the incident's timeline: staff's own, or with `for_customer` one the
+    device's owner reads too."""
     _visible(conn, incident_id, None)
-    incidents.comment(conn, incident_id, key.name, body.text, datetime.now(UTC))
+    incidents.comment(
+        conn, incident_id, key.name, body.text, datetime.now(UTC), for_customer=body.for_customer
+    )
     return incident_detail(incident_id, key, conn)
 
 

@@ -3,6 +3,8 @@
 Every status change the monitor makes lands on an incident's timeline (a device goes
 offline or degraded: `opened`; it is back: `resolved`), so this one stream carries status
 changes and incidents alike; staff keys also get campaign progress (`event: campaign`).
+A customer or firmware key gets the lines, and the fields, its incident timeline shows
+(api/visibility.py: `Viewer.line`), and nothing of the others.
 Each message's id is a position `I-C` (incident event, campaign event): resume after a
 disconnect with `Last-Event-ID` (or `since` for incident events alone).
 """
@@ -18,6 +20,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.deps import CurrentKey
+from api.visibility import Viewer, viewer_for
 
 router = APIRouter(tags=["live"])
 
@@ -28,7 +31,8 @@ BATCH = 500
 _MAX_ID = 2**63 - 1
 
 _INCIDENT_EVENTS = """
-SELECT e.id, e.at, e.kind, i.id, i.kind, i.scope, i.device_id, i.severity, i.status, i.summary
+SELECT e.id, e.at, e.kind, i.id, i.kind, i.scope, i.device_id, i.severity, i.status, i.summary,
+       e.detail
 FROM incident_events e JOIN incidents i ON i.id = e.incident_id
 WHERE e.id > %(after)s {scope}
 ORDER BY e.id LIMIT %(limit)s
@@ -65,12 +69,22 @@ def _now(pool) -> tuple[int, int]:
         return tuple(conn.execute(_NOW).fetchone())
 
 
-def format_incident(row: tuple, position: str) -> str:
-    """One SSE message for one incident timeline event."""
-    _, at, kind, incident_id, incident_kind, scope, device, severity, status, summary = row
+def _viewer(pool, key) -> Viewer:
+    with pool.connection() as conn:
+        return viewer_for(conn, key)
+
+
+def format_incident(row: tuple, position: str, viewer: Viewer) -> str | None:
+    """One SSE message for one incident timeline event; None when not for this reader."""
+    _, at, kind, incident_id, incident_kind, scope, device, severity, status, summary, detail = row
+    line = viewer.line(kind, detail)
+    if line is None:
+        return None
     data = {
         "event": kind,
         "at": at.isoformat(),
+        "detail": line[0],
+        "text": line[1],
         "incident": {
             "id": incident_id,
             "kind": incident_kind,
@@ -136,6 +150,8 @@ async def events(
 
     async def stream():
         now = await anyio.to_thread.run_sync(_now, pool)
+        # Built once: a channel the customer adds later shows from their next connection.
+        viewer = await anyio.to_thread.run_sync(_viewer, pool, key)
         after = [
             now[0] if incident_start is None else incident_start,
             now[1] if campaign_start is None else campaign_start,
@@ -149,7 +165,10 @@ async def events(
             )
             for row in incidents:
                 after[0] = row[0]
-                yield format_incident(row, f"{after[0]}-{after[1]}")
+                message = format_incident(row, f"{after[0]}-{after[1]}", viewer)
+                if message is None:
+                    continue
+                yield message
                 sent += 1
                 if limit is not None and sent >= limit:
                     return

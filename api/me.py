@@ -20,7 +20,7 @@ from api.channels import (
 )
 from api.deps import CustomerKey, DbConn
 from api.fleet import list_devices
-from api.incidents import list_incidents, notifications
+from api.incidents import OWN_NOTIFICATIONS, list_incidents, notifications
 from api.models import (
     ChannelCreate,
     ChannelPublic,
@@ -87,7 +87,7 @@ def my_notifications(
     key: CustomerKey, conn: DbConn, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> list[NotificationPublic]:
     """What we sent me, or are about to, newest first."""
-    return notifications(conn, "n.customer_id = %(customer)s", {"customer": key.customer_id}, limit)
+    return notifications(conn, OWN_NOTIFICATIONS, {"customer": key.customer_id}, limit)
 
 
 @router.get("/channels", response_model=list[ChannelPublic])

@@ -91,14 +91,16 @@ class IncidentPublic(BaseModel):
 
 
 class SilencePublic(BaseModel):
-    id: int
-    scope: str
-    target: str
+    # Null for a customer or firmware key: which silence, on what, why and by whom are
+    # staff's own; they read when alerts are held.
+    id: int | None
+    scope: str | None
+    target: str | None
     starts_at: datetime
     ends_at: datetime
-    reason: str
+    reason: str | None
     maintenance: bool
-    created_by: str
+    created_by: str | None
 
 
 class DeviceDetail(DevicePublic):
@@ -146,7 +148,11 @@ class OnlineShare(BaseModel):
 class TimelineEvent(BaseModel):
     at: datetime
     kind: str
+    # A customer or firmware key reads the fields incidents/visibility.py allows, and only
+    # the kinds it allows.
     detail: dict[str, Any]
+    # The line in words: staff read the customer's sentence, then what only staff see.
+    text: str
 
 
 class NotificationPublic(BaseModel):
@@ -178,6 +184,8 @@ class IncidentPage(BaseModel):
 
 class Comment(Input):
     text: Text
+    # A note for the device's owner too; otherwise staff's own.
+    for_customer: bool = False
 
 
 class Resolve(Input):

@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool
 
 from core.mqtt import connect_client, make_client
 from core.settings import MqttTarget
+from ingest.upkeep import overdue, read_jobs
 
 router = APIRouter(tags=["operations"])
 
@@ -55,12 +56,26 @@ def readyz(request: Request) -> JSONResponse:
     try:
         with state.pool.connection(timeout=2) as conn:
             checks["database"] = conn.execute("SELECT true").fetchone()[0]
+            jobs = timescaledb_jobs(conn)
+            if jobs is not None:
+                # Detail, not readiness: heartbeats are still stored; the disk fills slowly.
+                checks["timescaledb_jobs"] = jobs
     except Exception:  # any failure to reach it means not ready
         checks["database"] = False
     if state.mqtt_target is not None:
         checks["broker"] = broker_reachable(state.mqtt_target, state.mqtt_protocol)
     ready = checks["database"] and checks["broker"] is not False
     return JSONResponse({"ready": ready, **checks}, status_code=200 if ready else 503)
+
+
+def timescaledb_jobs(conn) -> dict | None:
+    """The TimescaleDB jobs our tables depend on, for /readyz (None on plain PostgreSQL)."""
+    jobs = read_jobs(conn)
+    if not jobs:
+        return None
+    now = conn.execute("SELECT now()").fetchone()[0]
+    late = [j.label for j in jobs if overdue(j, now)]
+    return {"ok": not late, "overdue": late, "failures": sum(j.failures for j in jobs)}
 
 
 _INGEST = """
@@ -115,6 +130,8 @@ class DatabaseCollector:
             outbox_late = conn.execute(_OVERDUE_OUTBOX).fetchone()[0]
             incidents = dict(conn.execute(_INCIDENTS).fetchall())
             unrouted, unrouted_age = conn.execute(_NOTICES).fetchone()
+            jobs = read_jobs(conn)
+            db_now = conn.execute("SELECT now()").fetchone()[0]
             workers = conn.execute(_WORKERS).fetchall()
         yield _counter(
             "fleetwatch_ingest_messages", "MQTT messages received by all ingests", messages
@@ -181,6 +198,7 @@ class DatabaseCollector:
             float(unrouted_age) if unrouted_age is not None else 0.0,
         )
         yield from _worker_metrics(workers)
+        yield from _timescaledb_metrics(jobs, db_now)
         summary = self._summary.get()
         devices = GaugeMetricFamily(
             "fleetwatch_devices", "Registered devices by status", labels=["status"]
@@ -217,6 +235,35 @@ def _worker_metrics(rows):
         overruns.add_metric([worker, job], n_overruns)
         age.add_metric([worker, job], float(seconds) if seconds is not None else float("nan"))
     yield from (runs, errors, overruns, age)
+
+
+def _timescaledb_metrics(jobs, now):
+    """The TimescaleDB jobs our tables depend on (nothing on plain PostgreSQL)."""
+    if not jobs:
+        return
+    labels = ["job", "proc", "target"]
+    failures = CounterMetricFamily(
+        "fleetwatch_timescaledb_job_failures",
+        "Failed runs of a TimescaleDB job, its scheduler's and ours by hand",
+        labels=labels,
+    )
+    age = GaugeMetricFamily(
+        "fleetwatch_timescaledb_job_last_success_age_seconds",
+        "Seconds since a TimescaleDB job last succeeded (NaN: never)",
+        labels=labels,
+    )
+    late = GaugeMetricFamily(
+        "fleetwatch_timescaledb_job_overdue",
+        "1 when a job has not succeeded for longer than its interval allows",
+        labels=labels,
+    )
+    for job in jobs:
+        key = [str(job.job_id), job.proc_name, job.target]
+        failures.add_metric(key, job.failures)
+        last = job.last_ok_at
+        age.add_metric(key, (now - last).total_seconds() if last else float("nan"))
+        late.add_metric(key, 1.0 if overdue(job, now) else 0.0)
+    yield from (failures, age, late)
 
 
 def _counter(name: str, doc: str, value) -> CounterMetricFamily:

@@ -18,6 +18,12 @@ figures, then one line of JSON.
 
 The silent devices are dev-000000 upwards. A `--shared` share of the fleet belongs to
 two-device customers (a household whose internet drops: both go silent, one digest).
+
+`--critical 0.02` makes that share of the silent devices alarm panels (a critical model).
+When the silent devices are enough for a fleet outage (by the default FLEETWATCH_FLEET_*),
+the others' alerts are held by design and only the panels' owners are waited for: the
+latency is then the critical owners', from their deadline to the sink, which an outage must
+not lengthen (`critical_latency_s` in the JSON line).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -238,9 +244,20 @@ class Dispatchers:
 class Fleet:
     silent_ids: list[str]
     customers: dict[str, str]  # silent device -> customer
+    critical_ids: list[str] = field(default_factory=list)  # silent alarm panels
+    # The silent devices make a fleet outage: only the critical owners hear at once.
+    outage: bool = False
 
 
-def register(dsn: str, devices: int, silent: int, shared: float, url: str) -> Fleet:
+# Spread over the silent ones: every k-th is an alarm panel.
+_CRITICAL = """
+UPDATE devices SET model_id = 'alarm-panel-v3' WHERE id = ANY(%s)
+"""
+
+
+def register(
+    dsn: str, devices: int, silent: int, shared: float, url: str, critical: float = 0.0
+) -> Fleet:
     band = 2 * round(shared * 50)  # an even width, so pairs (2k, 2k + 1) fall inside it
     with psycopg.connect(dsn, autocommit=True) as conn:
         with conn.transaction():
@@ -250,8 +267,18 @@ def register(dsn: str, devices: int, silent: int, shared: float, url: str) -> Fl
             rows = conn.execute(
                 "SELECT device_id, customer_id FROM fleet WHERE i < %s ORDER BY i", (silent,)
             ).fetchall()
+            panels = round(silent * critical)
+            step = max(1, silent // panels) if panels else 1
+            critical_ids = [r[0] for r in rows[::step][:panels]] if panels else []
+            if critical_ids:
+                conn.execute(_CRITICAL, (critical_ids,))
         conn.execute("VACUUM ANALYZE")
-    return Fleet([r[0] for r in rows], dict(rows))
+    defaults = Settings.model_fields
+    outage = (
+        silent >= defaults["fleet_min_devices"].default
+        and silent * 100 >= defaults["fleet_min_pct"].default * devices
+    )
+    return Fleet([r[0] for r in rows], dict(rows), critical_ids, outage)
 
 
 def point_channels(dsn: str, url: str) -> None:
@@ -346,14 +373,20 @@ def run(dsn: str, sink: SinkProcess, fleet: Fleet, args, workers: int, dispatche
     pids = [os.getpid(), *senders.pids()]
     machine, ours = _machine_cpu(), _process_cpu(pids)
     try:
-        arrived = wait_for(sink, set(fleet.silent_ids), args.timeout)
+        expected = set(fleet.critical_ids) if fleet.outage else set(fleet.silent_ids)
+        arrived = wait_for(sink, expected, args.timeout)
         ours_after, machine_after = _process_cpu(pids), _machine_cpu()
     finally:
         stats = senders.stop()
         monitor.stop()
     with psycopg.connect(dsn) as conn:
         timeline = conn.execute(_TIMELINE).fetchall()
-    result = summarise(monitor, stats, timeline, due, arrived, workers, dispatchers)
+    waited_for = {d: t for d, t in due.items() if d in expected}
+    result = summarise(monitor, stats, timeline, waited_for, arrived, workers, dispatchers)
+    if fleet.critical_ids:
+        critical = [arrived[d] - due[d] for d in fleet.critical_ids]
+        result["critical_latency_s"] = _stats(critical)
+        result["outage"] = fleet.outage
     total, idle = (after - before for after, before in zip(machine_after, machine, strict=True))
     result["machine_busy"] = round(1 - idle / total, 2)
     result["cpu_ms_per_notification"] = round((ours_after - ours) / len(due) * 1000, 2)
@@ -381,6 +414,7 @@ def _process_cpu(pids: list[int]) -> float:
 def summarise(monitor, stats, timeline, due, arrived, workers, dispatchers) -> dict:
     rows = {r[0]: r for r in timeline}
     ids = list(due)
+    timeline = [r for r in timeline if r[0] in due]
     latency = [arrived[d] - due[d] for d in ids]
     first_claim = min(r[2] for r in timeline if r[2] is not None)
     last_arrival = max(arrived.values())
@@ -409,6 +443,13 @@ def summarise(monitor, stats, timeline, due, arrived, workers, dispatchers) -> d
 
 def print_run(r: dict, base_per_s: float) -> None:
     lat = r["latency_s"]
+    if "critical_latency_s" in r:
+        crit = r["critical_latency_s"]
+        print(
+            f"  critical owners ({'in an outage' if r['outage'] else 'no outage'}): deadline "
+            f"to sink median {crit['median']:.2f} s, p99 {crit['p99']:.2f} s",
+            flush=True,
+        )
     print(
         f"  workers {r['workers']:>2}, dispatchers {r['dispatchers']}: latency median "
         f"{lat['median']:.2f} s, p99 {lat['p99']:.2f} s, max {lat['max']:.2f} s; "
@@ -444,6 +485,9 @@ def main() -> None:
     parser.add_argument("--dispatchers", type=_int_list, default=[1, 2], help="e.g. 1,2")
     parser.add_argument("--sink", choices=["http", "smtp", "both"], default="http")
     parser.add_argument("--shared", type=float, default=0.1, help="share in 2-device customers")
+    parser.add_argument(
+        "--critical", type=float, default=0.0, help="share of the silent that are alarm panels"
+    )
     parser.add_argument("--spread", type=float, default=0.0, help="due instants over N s")
     parser.add_argument("--phase", type=float, default=0.05, help="due, in ticks after a tick")
     parser.add_argument(
@@ -469,7 +513,9 @@ def main() -> None:
     sinks = {kind: SinkProcess(kind, args.sink_delay_ms / 1000).start() for kind in kinds}
     dsn = bench_database("fleetwatch_bench_alerts")
     started = time.perf_counter()
-    fleet = register(dsn, args.devices, args.silent, args.shared, sinks[kinds[0]].url)
+    fleet = register(
+        dsn, args.devices, args.silent, args.shared, sinks[kinds[0]].url, args.critical
+    )
     print(
         f"registered {args.devices:,} devices ({args.shared:.0%} in two-device customers) "
         f"in {time.perf_counter() - started:.1f} s; {args.silent:,} go silent "
@@ -528,6 +574,8 @@ def main() -> None:
                 "devices": args.devices,
                 "silent": args.silent,
                 "shared": args.shared,
+                "critical": args.critical,
+                "outage": fleet.outage,
                 "due": "one instant" if not args.spread else f"spread over {args.spread:g} s",
                 "phase": args.phase,
                 "tick_s": args.tick,

@@ -7,5 +7,7 @@ gates.py       the health gate comparing updated devices with the rest (pure)
 store.py       creating campaigns, their progress, pause / resume / cancel (SQL)
 readings.py    what the runner reads: campaign rows, wave counts, the gate's figures (SQL)
 notices.py     what owners are told, through the alerts outbox
+links.py       a recall notice's link: a token per notice kept as a hash, open while the
+               recall is (SQL, and the pure rule)
 runner.py      the periodic job (APScheduler) that moves every campaign on, and its MQTT
 """

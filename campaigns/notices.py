@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from alerts.notices import ROUTED, record_notices, to_owner
+from campaigns.links import mint_links
 
 SAFE = "It is safe to keep using it meanwhile."
 UNSAFE = "Stop using it until this is done."
@@ -52,13 +53,8 @@ def notify_owners(
         return 0
     tokens = {}
     if campaign.kind == "recall_notice":
-        tokens = dict(
-            conn.execute(
-                "SELECT device_id, ack_token FROM campaign_devices "
-                "WHERE campaign_id = %s AND device_id = ANY(%s)",
-                (campaign.id, device_ids),
-            ).fetchall()
-        )
+        # Each notice its own link; only the tokens' hashes are kept (campaigns/links.py).
+        tokens = mint_links(conn, campaign.id, sorted(device_ids), now)
     notices = [
         to_owner(
             template,

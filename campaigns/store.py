@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from datetime import datetime, time
 
 import psycopg
@@ -114,14 +113,12 @@ def create_campaign(
             ),
         ).fetchone()[0]
         wave_of = assign_waves(campaign_id, [d for d, _ in chosen], waves)
-        recall = spec.kind == "recall_notice"
+        # A recall's link tokens are made with each notice (campaigns/links.py), not here.
         with conn.cursor().copy(
-            "COPY campaign_devices (campaign_id, device_id, wave, from_version, ack_token) "
-            "FROM STDIN"
+            "COPY campaign_devices (campaign_id, device_id, wave, from_version) FROM STDIN"
         ) as copy:
             for device, fw in chosen:
-                token = secrets.token_urlsafe(24) if recall else None
-                copy.write_row((campaign_id, device, wave_of[device], fw, token))
+                copy.write_row((campaign_id, device, wave_of[device], fw))
         record_event(
             conn, campaign_id, now, "created", by=created_by, devices=len(chosen), waves=waves
         )

@@ -2,8 +2,9 @@
 
 Migrations are `NNN_name.sql` files applied in order, each once, inside one transaction.
 A step that differs between plain PostgreSQL and TimescaleDB comes as a pair,
-`NNN_name.postgres.sql` and `NNN_name.timescaledb.sql`; the flavour is chosen once,
-when the first migration runs, by whether the `timescaledb` extension is available.
+`NNN_name.postgres.sql` and `NNN_name.timescaledb.sql`; the flavour is chosen once, when
+the first migration runs, by what the server can do and FLEETWATCH_DATABASE_FLAVOUR
+(core/flavour.py), and kept from then on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 from importlib import resources
 
 import psycopg
+
+from core import flavour as flavours
+from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -79,27 +83,23 @@ def load_migrations(flavour: str) -> list[Migration]:
     return [chosen[v] for v in sorted(chosen)]
 
 
-def detect_flavour(conn: psycopg.Connection) -> str:
-    """The flavour already migrated with; else `timescaledb` if available, else `postgres`."""
-    if _has_table(conn, "schema_migrations"):
-        row = conn.execute(
-            "SELECT flavour FROM schema_migrations ORDER BY version LIMIT 1"
-        ).fetchone()
-        if row:
-            return row[0]
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')"
-    ).fetchone()
-    return "timescaledb" if row and row[0] else "postgres"
+def migrate(
+    dsn: str,
+    *,
+    flavour: str | None = None,
+    migrations: list[Migration] | None = None,
+    probe=None,
+) -> list[str]:
+    """Apply every migration not yet applied; return the names applied. Idempotent.
 
-
-def _has_table(conn: psycopg.Connection, name: str) -> bool:
-    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
-    return bool(row and row[0])
-
-
-def migrate(dsn: str) -> list[str]:
-    """Apply every migration not yet applied; return the names applied. Idempotent."""
+    `flavour` is FLEETWATCH_DATABASE_FLAVOUR (auto, postgres, timescaledb) unless given;
+    core/flavour.py decides what it means on this server. A failed migration raises its own
+    error: if it took the connection down, the lock went with the session and nothing else
+    is tried on it. (`migrations` and `probe` are for tests.)
+    """
+    setting = flavour or get_settings().database_flavour
+    kwargs = {"probe": probe} if probe is not None else {}
+    probed = flavours.probe_if_needed(dsn, setting, **kwargs)
     applied: list[str] = []
     with connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
@@ -111,9 +111,9 @@ def migrate(dsn: str) -> list[str]:
                        flavour    text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            flavour = detect_flavour(conn)
+            chosen = flavours.decide(conn, setting, probed).flavour
             done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
-            for migration in load_migrations(flavour):
+            for migration in migrations if migrations is not None else load_migrations(chosen):
                 if migration.version in done:
                     continue
                 with conn.transaction():
@@ -121,11 +121,21 @@ def migrate(dsn: str) -> list[str]:
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name, flavour) "
                         "VALUES (%s, %s, %s)",
-                        (migration.version, migration.name, flavour),
+                        (migration.version, migration.name, chosen),
                     )
                 label = f"{migration.version:03d}_{migration.name}"
-                log.info("migration applied: %s (%s)", label, flavour)
+                log.info("migration applied: %s (%s)", label, chosen)
                 applied.append(label)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+            _unlock(conn)
     return applied
+
+
+def _unlock(conn: psycopg.Connection) -> None:
+    """Release the migration lock, never hiding the error that got us here."""
+    if conn.closed or conn.broken:
+        return  # the session ended, and its lock with it
+    try:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    except psycopg.Error as exc:
+        log.warning("migrations: could not release the migration lock: %s", exc)

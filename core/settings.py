@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     ingest_clock_behind_s: int = 7 * 24 * 3600
 
     heartbeat_retention_days: int = 30
+    # auto: TimescaleDB when the server can load it, else plain PostgreSQL (with a log line
+    # when it is installed but not loadable); postgres; timescaledb: stop if it cannot be had.
+    database_flavour: Literal["auto", "postgres", "timescaledb"] = "auto"
 
     monitor_tick_s: float = 0.25
     monitor_will_grace_s: int = 20
@@ -137,6 +140,10 @@ class Settings(BaseSettings):
     api_port: int = 8080
     api_pool_size: int = 10
     api_summary_refresh_s: float = 5.0
+    # A completed recall's links still show their page this long (campaigns/links.py): the
+    # last owner's confirmation completes it, and their next look should thank them. A
+    # cancelled recall's links stop at once.
+    api_recall_link_grace_s: int = Field(default=86400, ge=0, le=30 * 86400)
     # A customer's own channels, and the test messages they may send to them an hour.
     api_channels_per_customer: int = Field(default=10, ge=0)
     api_channel_tests_per_hour: int = Field(default=5, ge=0)

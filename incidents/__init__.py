@@ -2,7 +2,8 @@
 
     open       one open incident per device and kind, or per group and kind (unique indexes)
     record     a line on an incident's timeline (`incident_events`)
-    acknowledge, comment
+    acknowledge, comment  (a note is staff's own unless marked for the customer)
+    visibility what an owner may read of each timeline line, and its words (pure)
     resolve    one behaviour for every caller (monitor, health rules, staff, campaigns):
                the owner's messages about the problem still waiting are cancelled (moot);
                a resolved group incident releases what it held for its open members;

@@ -241,9 +241,19 @@ def acknowledge(conn: psycopg.Connection, incident_id: int, by: str, now: dateti
     return True
 
 
-def comment(conn: psycopg.Connection, incident_id: int, by: str, text: str, now: datetime) -> None:
-    """A note on the incident's timeline."""
-    record_events(conn, [(incident_id, "comment", json.dumps({"by": by, "text": text}))], now)
+def comment(
+    conn: psycopg.Connection,
+    incident_id: int,
+    by: str,
+    text: str,
+    now: datetime,
+    *,
+    for_customer: bool = False,
+) -> None:
+    """A note on the incident's timeline; staff's own unless `for_customer` (then the owner
+    reads it too: incidents/visibility.py)."""
+    detail = {"by": by, "text": text, "for_customer": for_customer}
+    record_events(conn, [(incident_id, "comment", json.dumps(detail))], now)
 
 
 def attach(

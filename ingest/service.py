@@ -46,12 +46,14 @@ from core import db
 from core.mqtt import connect_client, end_session, make_client
 from core.settings import MqttTarget, Settings
 from core.worker import Job, Worker
+from ingest.upkeep import upkeep
 from ingest.writer import WriteResult, forget_ingest, record_progress, write_batch
 
 log = logging.getLogger(__name__)
 
-# How often the partitions ahead are created and retention applied; cheap, so hourly.
-MAINTENANCE_EVERY_S = 3600
+# How often the upkeep runs (ingest/upkeep.py): partitions, retention, and TimescaleDB jobs
+# overdue. Cheap (a few catalog reads), and a job overdue is then run within minutes.
+MAINTENANCE_EVERY_S = 300
 # One summary line in the log this often; enough to see the rate without flooding.
 STATS_LOG_EVERY_S = 30
 # Longest wait between database reconnect attempts while it is down.
@@ -96,19 +98,6 @@ class Tick:
     """A tick the ingest sent itself at `sent_at`, back through its session."""
 
     sent_at: datetime
-
-
-def maintain_heartbeats(conn: psycopg.Connection, retention_days: int, now: datetime) -> None:
-    """Create the coming days' partitions and drop those past retention (no-ops on TimescaleDB)."""
-    today = now.astimezone(UTC).date()
-    conn.execute(
-        "SELECT fleetwatch_ensure_heartbeat_partitions(%s, %s)",
-        (today - timedelta(days=8), today + timedelta(days=2)),
-    )
-    conn.execute(
-        "SELECT fleetwatch_apply_heartbeat_retention(make_interval(days => %s))",
-        (retention_days,),
-    )
 
 
 class Ingest:
@@ -173,7 +162,7 @@ class Ingest:
     def start(self, *, wait_connected: float = 30.0) -> Ingest:
         """Connect to the database and broker and start flushing."""
         self._conn = self._connect_db()
-        maintain_heartbeats(self._conn, self.settings.heartbeat_retention_days, _now())
+        upkeep(self._conn, self.settings.heartbeat_retention_days)
         self.worker.start()
         connect_client(self.client, self.target, persistent=True, asynchronous=True)
         self.client.loop_start()
@@ -370,9 +359,7 @@ class Ingest:
             self.client.publish(self._tick_topic, _now().isoformat().encode(), qos=1)
 
     def _maintain(self) -> None:
-        self._with_db(
-            lambda conn: maintain_heartbeats(conn, self.settings.heartbeat_retention_days, _now())
-        )
+        self._with_db(lambda conn: upkeep(conn, self.settings.heartbeat_retention_days))
 
     def _flush(self, batch) -> bool | None:
         heartbeats, statuses, rejections, ticks = [], [], [], []

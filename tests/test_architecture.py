@@ -28,6 +28,7 @@ OWNERS = {
     "notices": "alerts",
     "notifications": "alerts",
     "delivery_attempts": "alerts",
+    "recall_links": "campaigns",
     "worker_jobs": "core",
 }
 _WRITE = re.compile(

@@ -1,12 +1,13 @@
 """Migrations: idempotent, and the plain-PostgreSQL partitioning and retention work."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 from support import count
 
 from core import db
-from ingest.service import maintain_heartbeats
+from ingest.upkeep import maintain_heartbeats
 
 
 def test_migrate_twice_applies_nothing_the_second_time(dsn):
@@ -79,3 +80,98 @@ def test_five_minute_summaries_on_plain_postgres(conn):
         "WHERE device_id = 'd' ORDER BY bucket"
     ).fetchall()
     assert rows == [(t0, 3, 80.0, 70.0)]
+
+
+def test_016_keeps_sent_recall_links_working_and_names_old_message_lines_channels(
+    database_server, make_settings, broker
+):
+    """A database as 015 left it: a recall link sent with a clear token, message lines
+    without their channel. After 016 the link still works, nothing holds the token in
+    clear, and the customer's line names its channel (the staff line does not)."""
+    import uuid
+
+    from fastapi.testclient import TestClient
+    from psycopg import conninfo
+    from support import add_channel, make_device
+
+    from api.app import create_app
+    from campaigns.store import CampaignCreate, create_campaign
+
+    name = f"fleetwatch_old_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(database_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = conninfo.make_conninfo(database_server, dbname=name)
+    legacy = "legacy-clear-token-0123456789abcdef"
+    now = datetime.now(UTC)
+    try:
+        before = [m for m in db.load_migrations("postgres") if m.version < 16]
+        db.migrate(url, flavour="postgres", migrations=before)
+        with psycopg.connect(url, autocommit=True) as old:
+            make_device(old, "ev-old", model_id="ev-charger-v1", customer_id="old")
+            recall = {
+                "name": "Cable recall",
+                "kind": "recall_notice",
+                "target": {"device_ids": ["ev-old"]},
+                "safe_to_use": True,
+                "instructions": "Swap the cable.",
+            }
+            campaign = create_campaign(
+                old, CampaignCreate.model_validate(recall), created_by="t", now=now
+            )[0]
+            old.execute(
+                "UPDATE campaign_devices SET state = 'notified', notified_at = now(), "
+                "ack_token = %s WHERE campaign_id = %s",
+                (legacy, campaign),
+            )
+            channel = add_channel(old, "old", "json://127.0.0.1:9/old")
+            staff = old.execute(
+                "INSERT INTO staff_channels (apprise_url) VALUES ('json://127.0.0.1:9/s') "
+                "RETURNING id"
+            ).fetchone()[0]
+            incident = old.execute(
+                "INSERT INTO incidents (scope, device_id, kind, severity, opened_at, summary) "
+                "VALUES ('device', 'ev-old', 'offline', 'warning', now(), 'x') RETURNING id"
+            ).fetchone()[0]
+            for column, target in (("channel_id", channel), ("staff_channel_id", staff)):
+                message = uuid.uuid4()
+                notification = old.execute(
+                    f"INSERT INTO notifications (incident_id, device_id, {column}, template, "
+                    "severity, context, created_at, due_at) VALUES "
+                    "(%s, 'ev-old', %s, 'device_offline', 'warning', '{}', now(), now()) "
+                    "RETURNING id",
+                    (incident, target),
+                ).fetchone()[0]
+                old.execute(
+                    "INSERT INTO delivery_attempts (notification_id, started_at, message_id) "
+                    "VALUES (%s, now(), %s)",
+                    (notification, message),
+                )
+                old.execute(
+                    "INSERT INTO incident_events (incident_id, at, kind, detail) "
+                    "VALUES (%s, now(), 'notified', %s)",
+                    (incident, json.dumps({"channel": column, "message_id": str(message)})),
+                )
+        assert "016_recall_links_and_message_lines" in db.migrate(url)
+
+        with psycopg.connect(url, autocommit=True) as new:
+            clear = new.execute(
+                "SELECT count(*) FROM campaign_devices cd WHERE cd::text LIKE %s", (f"%{legacy}%",)
+            ).fetchone()[0]
+            assert clear == 0
+            lines = dict(
+                new.execute(
+                    "SELECT detail ->> 'channel', detail -> 'channel_id' FROM incident_events"
+                ).fetchall()
+            )
+            assert lines == {"channel_id": channel, "staff_channel_id": None}
+            target, protocol = broker
+            app = create_app(make_settings(), url, mqtt_target=target, mqtt_protocol=protocol)
+            with TestClient(app) as client:
+                assert "I have read this notice" in client.get(f"/recall/{legacy}").text
+                assert "Thank you" in client.post(f"/recall/{legacy}").text
+            assert new.execute("SELECT state FROM campaign_devices").fetchone()[0] == (
+                "acknowledged"
+            )
+    finally:
+        with psycopg.connect(database_server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -196,3 +196,63 @@ def test_a_few_devices_down_is_not_an_outage(conn, tick, region):
     tick(NOW)
     assert count(conn, "SELECT count(*) FROM incidents WHERE scope = 'fleet'") == 0
     assert statuses(conn) == {"pending": 5}
+
+
+def test_an_outage_never_holds_an_alarm_panel_its_owner_hears_at_once_with_the_context(
+    conn, tick, route, make_monitor, make_dispatcher, http_sink
+):
+    east = [f"east-cam-{i:02d}" for i in range(35)] + [f"east-panel-{i}" for i in range(5)]
+    for device in east:
+        panel = "panel" in device
+        make_device(
+            conn,
+            device,
+            model_id="alarm-panel-v3" if panel else "camera-v1",
+            region="east",
+            name=device.replace("east-", "").title(),
+            customer_id=f"owner-{device}",
+        )
+        add_channel(conn, f"owner-{device}", http_sink.url(device))
+    panels = [d for d in east if "panel" in d]
+    # Every deadline passes at NOW: the outage is found in the tick that finds them.
+    make_overdue(conn, east, NOW, seconds=0)
+    tick(NOW)
+    # The cameras are one model's outage, the panels the region's rest: both kinds held.
+    outages = count(conn, "SELECT count(*) FROM incidents WHERE scope = 'fleet'")
+    assert outages >= 1
+    assert count(conn, "SELECT count(*) FROM incidents WHERE fleet_incident_id IS NOT NULL") == 40
+    by_template = dict(
+        conn.execute(
+            "SELECT template || ':' || status, count(*) FROM notifications "
+            "WHERE customer_id IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    )
+    assert by_template == {"device_offline:held": 35, "device_offline_during_outage:pending": 5}
+    due = conn.execute(
+        "SELECT max(due_at) FROM notifications WHERE template = 'device_offline_during_outage'"
+    ).fetchone()[0]
+    assert due <= NOW  # at the panel's own deadline: not a second of hold
+
+    make_dispatcher().run_once(NOW)
+    sent = http_sink.by_path()
+    assert sorted(sent) == sorted(f"/{p}" for p in panels)
+    title, body = sent["/east-panel-0"][0]
+    assert title == "Your alarm panel Panel-0 went offline"
+    assert "devices in region east went offline at once" in body
+    assert "we are looking into it" in body and "Your home may not be protected" in body
+
+    # The outage lasts: the cameras' owners are told once that we know; not the panels'.
+    assert make_monitor().review(NOW + 10 * MIN).told == 35
+    make_dispatcher().run_once(NOW + 10 * MIN)
+    sent = http_sink.by_path()
+    assert all(len(sent[f"/{p}"]) == 1 for p in panels)
+    assert all(len(sent[f"/{c}"]) == 1 for c in east if "cam" in c)
+
+    # It ends: every owner hears once more, that the device is back.
+    come_back(conn, east, NOW + 20 * MIN)
+    tick(NOW + 20 * MIN)
+    assert make_monitor().review(NOW + 20 * MIN).resolved == outages
+    make_dispatcher().run_once(NOW + 20 * MIN)
+    sent = http_sink.by_path()
+    assert {len(sent[f"/{d}"]) for d in east} == {2}
+    assert {sent[f"/{d}"][1][0].split(" is ")[1] for d in east} == {"back online"}

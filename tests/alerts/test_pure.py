@@ -7,7 +7,7 @@ import pytest
 from alerts.context import DeviceInfo, device_context, duration_text
 from alerts.dispatcher import backoff
 from alerts.redact import redact_url, scrub
-from alerts.routing import Channel, CustomerPrefs, quiet_hours_end, route
+from alerts.routing import Channel, CustomerPrefs, IncidentView, notice_fate, quiet_hours_end, route
 from alerts.templates import render, render_digest
 
 BERLIN_NIGHT = datetime(2026, 11, 25, 22, 30, tzinfo=UTC)  # 23:30 in Berlin
@@ -156,3 +156,58 @@ def test_secrets_never_survive_redaction(url, secrets):
 def test_backoff_grows_and_is_capped():
     waits = [backoff(n, 5, 900).total_seconds() for n in range(1, 10)]
     assert waits[:4] == [5, 10, 20, 40] and waits[-1] == 900
+
+
+@pytest.mark.parametrize(
+    ("template", "incident", "critical", "expected"),
+    [
+        ("device_offline", None, False, ("device_offline", False)),
+        ("device_offline", IncidentView("open"), False, ("device_offline", False)),
+        # A problem that is over is never sent; a recovery only to an owner who was told.
+        ("device_offline", IncidentView("resolved"), False, (None, False)),
+        ("device_back_online", IncidentView("resolved"), False, (None, False)),
+        (
+            "device_back_online",
+            IncidentView("resolved", owner_told=True),
+            False,
+            ("device_back_online", False),
+        ),
+        # An outage holds the alert, then turns it into "we know" once owners are told...
+        ("device_offline", IncidentView("open", in_outage=True), False, ("device_offline", True)),
+        (
+            "device_offline",
+            IncidentView("open", in_outage=True, outage_told=True),
+            False,
+            ("device_offline_known_outage", False),
+        ),
+        # ...but never holds a critical device: it goes at once, with the outage in it.
+        (
+            "device_offline",
+            IncidentView("open", in_outage=True),
+            True,
+            ("device_offline_during_outage", False),
+        ),
+        (
+            "device_offline",
+            IncidentView("open", in_outage=True, outage_told=True),
+            True,
+            ("device_offline_during_outage", False),
+        ),
+        # A health problem is not held by an outage.
+        (
+            "device_low_battery",
+            IncidentView("open", in_outage=True),
+            False,
+            ("device_low_battery", False),
+        ),
+    ],
+)
+def test_notice_fate(template, incident, critical, expected):
+    fate = notice_fate(template, "owner", incident, critical=critical)
+    assert (fate.template, fate.held) == expected
+
+
+def test_staff_notices_always_go():
+    assert notice_fate("fleet_outage_resolved", "staff", IncidentView("resolved")).template == (
+        "fleet_outage_resolved"
+    )

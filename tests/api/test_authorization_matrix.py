@@ -229,3 +229,69 @@ def test_no_answer_or_log_line_shows_a_channel_secret(api, keys, world, caplog):
     assert failed.json()["ok"] is False and "b-secret-token-8271" not in failed.text
     assert failed.json()["error"]  # the reason is there, scrubbed
     assert caplog.records and "b-secret-token-8271" not in caplog.text
+
+
+# What staff keep for themselves: a staff note on B's incident and a silence's reason; and
+# what is B's own: the address of one of B's channels (a customer sees their own).
+STAFF_NOTE, SILENCE_REASON, B_ADDRESS = "b-private-note-5531", "b-silence-7719", "b-mail.example"
+
+
+@pytest.fixture
+def staff_notes(conn, world):
+    """On B's device: a staff note, a message sent to B's mail channel, a silence; and a
+    later event anyone reading B's timeline may see, as a marker for the stream."""
+    from datetime import UTC, datetime
+
+    import incidents
+
+    now = datetime.now(UTC)
+    incident = world["incident_b"]
+    channel = add_channel(conn, "cust-b", f"mailto://owner@{B_ADDRESS}")
+    conn.execute(
+        "INSERT INTO notifications (incident_id, device_id, customer_id, channel_id, template, "
+        "severity, context, status, created_at, due_at, sent_at, last_error) VALUES "
+        "(%s, 'b-1', 'cust-b', %s, 'device_offline', 'warning', '{}', 'failed', now(), now(), "
+        "NULL, %s)",
+        (incident, channel, f"550 no mailbox owner@{B_ADDRESS}"),
+    )
+    incidents.comment(conn, incident, "key 1 (ops)", STAFF_NOTE, now)
+    sent = {"channel": f"mailto://***@{B_ADDRESS}", "attempt": 1, "channel_id": channel}
+    incidents.record_events(conn, [(incident, "notified", sent)], now)
+    conn.execute(
+        "INSERT INTO silences (scope, target, starts_at, ends_at, reason, created_by) "
+        "VALUES ('device', 'b-1', now(), now() + interval '1 hour', %s, 'key 1 (ops)')",
+        (SILENCE_REASON,),
+    )
+    incidents.record_events(conn, [(incident, "reminded", {"reminder": 1})], now)
+    return world
+
+
+def test_firmware_and_customers_read_no_staff_note_and_firmware_no_customer_channel(
+    api, keys, staff_notes
+):
+    # role: its key, what it must not read, and how many of B's 3 timeline events it sees
+    hidden = {
+        "firmware": (keys.firmware, (STAFF_NOTE, SILENCE_REASON, B_ADDRESS), 1),
+        "customer": (keys.customer("cust-b"), (STAFF_NOTE, SILENCE_REASON), 2),
+        "admin": (keys.admin, (), 3),
+    }
+    shown_to_admin = set()
+    for role, (key, secrets, events) in hidden.items():
+        for method, path in sorted(set(ALLOWED) - STREAMS):
+            if method != "GET" or role not in ALLOWED[(method, path)]:
+                continue
+            url = concrete(path, staff_notes)
+            response = api.get(url, headers=auth(key))
+            assert response.status_code == 200, (role, url, response.text[:200])
+            for text in secrets:
+                assert text not in response.text, (role, url, text)
+            shown_to_admin |= {t for t in hidden["firmware"][1] if t in response.text}
+        stream = api.get(f"/api/v1/events?since=0&limit={events}", headers=auth(key))
+        kinds = [line for line in stream.text.splitlines() if line.startswith("data: ")]
+        for text in secrets:
+            assert text not in stream.text, (role, "events", text)
+        # The stream reaches the marker without a staff note on the way.
+        assert '"event": "reminded"' in kinds[-1], (role, kinds)
+        assert role == "admin" or not any('"event": "comment"' in k for k in kinds), (role, kinds)
+    # The check can fail: staff do read all of it.
+    assert shown_to_admin == set(hidden["firmware"][1])

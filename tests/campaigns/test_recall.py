@@ -9,7 +9,7 @@ import pytest
 from support import add_channel, auth, make_device
 
 from api.auth import create_key
-from campaigns.store import CampaignCreate, create_campaign
+from campaigns.store import CampaignCreate, create_campaign, move_campaign
 
 T0 = datetime.now(UTC).replace(microsecond=0)
 RECALL = {
@@ -110,3 +110,81 @@ def test_another_owners_recall_and_bad_links_are_refused(conn, owners, runner, a
     assert api.post("/recall/x").status_code == 422
     states = {s for (s,) in conn.execute("SELECT state FROM campaign_devices")}
     assert states == {"notified"}
+
+
+def links_in(smtp, base: str) -> dict[str, str]:
+    """The recall link (path) of each email received, by recipient."""
+    return {
+        message["to"]: next(
+            word.removeprefix(base)
+            for word in message.get_body().get_content().split()
+            if word.startswith(f"{base}/recall/")
+        )
+        for _, message in smtp.messages
+    }
+
+
+def holders_of(conn, text: str) -> list[str]:
+    """The tables, other than the outbox that writes the message, holding `text` anywhere."""
+    tables = [
+        t
+        for (t,) in conn.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' "
+            "AND table_name NOT IN ('notices', 'notifications')"
+        )
+    ]
+    return [
+        t
+        for t in tables
+        if conn.execute(
+            f'SELECT EXISTS (SELECT 1 FROM "{t}" x WHERE x::text LIKE %s)', (f"%{text}%",)
+        ).fetchone()[0]
+    ]
+
+
+def test_recall_links_are_kept_only_as_hashes_and_stop_when_the_recall_is_cancelled(
+    conn, owners, runner, make_dispatcher, smtp, api
+):
+    campaign_id, _ = create_campaign(
+        conn, CampaignCreate.model_validate(RECALL), created_by="safety", now=T0
+    )
+    from played import Devices
+
+    runner(Devices(conn), public_url="https://fleet.example.com").tick(T0)
+    assert make_dispatcher().run_once(T0) == 3
+    links = links_in(smtp, "https://fleet.example.com")
+    assert len(set(links.values())) == 3
+    for path in links.values():
+        assert holders_of(conn, path.rsplit("/", 1)[1]) == []
+        assert api.get(path).status_code == 200
+    assert "Thank you" in api.post(links["ann@example.com"]).text
+
+    assert move_campaign(conn, campaign_id, "cancel", by="safety", now=T0 + timedelta(hours=1))
+    for path in links.values():
+        assert api.get(path).status_code == 404
+        assert api.post(path).status_code == 404
+    assert {s for (s,) in conn.execute("SELECT state FROM campaign_devices")} == {
+        "acknowledged",
+        "cancelled",
+    }
+
+
+def test_a_completed_recalls_links_show_the_thanks_for_a_grace_then_stop(
+    conn, owners, runner, make_dispatcher, smtp, api
+):
+    create_campaign(conn, CampaignCreate.model_validate(RECALL), created_by="safety", now=T0)
+    from played import Devices
+
+    r = runner(Devices(conn), public_url="https://fleet.example.com")
+    r.tick(T0)
+    make_dispatcher().run_once(T0)
+    links = links_in(smtp, "https://fleet.example.com")
+    for path in links.values():
+        api.post(path)
+    r.tick(T0 + timedelta(minutes=1))
+    assert conn.execute("SELECT status FROM campaigns").fetchone()[0] == "completed"
+    # The last owner to confirm closed the recall: coming back to the page still thanks them.
+    assert "Thank you" in api.get(links["cyd@example.com"]).text
+    conn.execute("UPDATE campaigns SET finished_at = now() - interval '1 day 1 minute'")
+    assert api.get(links["cyd@example.com"]).status_code == 404

@@ -13,7 +13,9 @@ import pytest
 from pglite_server import pglite_connection
 from psycopg.types.json import Jsonb
 
+from api.ops import _timescaledb_metrics, timescaledb_jobs
 from core import db
+from ingest.upkeep import read_jobs, run_overdue_jobs, upkeep
 
 pytestmark = pytest.mark.node
 
@@ -312,3 +314,54 @@ def test_api_history_from_the_continuous_aggregate_equals_the_raw_reading(timesc
         for field in ("avg_battery_pct", "min_battery_pct", "avg_temp_c", "max_temp_c"):
             assert agg[field] == pytest.approx(raw[field]), field
     assert sum(p["heartbeats"] for p in five) == 130 and len(five) == 26
+
+
+# -- upkeep when TimescaleDB's scheduler does not run the jobs ----------------------------------
+
+
+def test_upkeep_runs_the_jobs_no_scheduler_ran_and_reports_them(timescale_dsn):
+    """PGlite has no background workers: the jobs never succeed by themselves. The upkeep
+    sees that, runs them by hand, and /metrics' figures follow."""
+    now = datetime.now(UTC)
+    # A day no other test of this module writes, so its chunk is this test's alone.
+    cold, recent = now - timedelta(days=20), now - timedelta(minutes=40)
+    with pglite_connection(timescale_dsn) as conn:
+        conn.autocommit = True
+        for seq, ts in enumerate([cold, recent]):
+            insert_heartbeat(conn, "upkeep-1", ts, seq, battery_pct=50.0)
+        materialized = ".".join(
+            conn.execute(
+                "SELECT materialization_hypertable_schema, materialization_hypertable_name "
+                "FROM timescaledb_information.continuous_aggregates "
+                "WHERE view_name = 'heartbeats_5m'"
+            ).fetchone()
+        )
+        bucket_rows = f"SELECT count(*) FROM {materialized} WHERE device_id = 'upkeep-1'"
+        cold_chunk = (
+            "SELECT is_compressed FROM timescaledb_information.chunks "
+            "WHERE hypertable_name = 'heartbeats' AND range_start <= %s AND %s < range_end"
+        )
+        assert scalar(conn, cold_chunk, cold, cold) is False
+        assert scalar(conn, bucket_rows) == 0
+
+        db_now = scalar(conn, "SELECT now()")
+        before = timescaledb_jobs(conn)
+        assert before["ok"] is False and len(before["overdue"]) == 4
+        families = {f.name: f for f in _timescaledb_metrics(read_jobs(conn), db_now)}
+        assert {s.value for s in families["fleetwatch_timescaledb_job_overdue"].samples} == {1.0}
+
+        upkeep(conn, retention_days=30)
+
+        assert scalar(conn, cold_chunk, cold, cold) is True  # compressed
+        assert scalar(conn, bucket_rows) == 1  # the recent bucket, materialized
+        after = timescaledb_jobs(conn)
+        assert after == {"ok": True, "overdue": [], "failures": 0}
+        families = {f.name: f for f in _timescaledb_metrics(read_jobs(conn), db_now)}
+        assert {s.value for s in families["fleetwatch_timescaledb_job_overdue"].samples} == {0.0}
+        ages = [
+            s.value for s in families["fleetwatch_timescaledb_job_last_success_age_seconds"].samples
+        ]
+        assert len(ages) == 4 and all(a < 600 for a in ages)
+        # Done within its interval: the next upkeep leaves them be.
+        assert run_overdue_jobs(conn, scalar(conn, "SELECT now()")) == []
+        assert scalar(conn, "SELECT sum(runs) FROM timescale_job_runs") == 4

@@ -1,0 +1,56 @@
+"""Recall links: the page a recall notice points to, where its owner confirms without a key.
+
+    mint_links   a new token per device for the notice being recorded; only its SHA-256 is
+                 stored (`recall_links`), the token itself goes into that notice's message
+    token_hash   how a link's token is looked up
+    link_open    whether a link still works (pure): while its recall is open, and a grace
+                 after it completed; never after a cancellation
+
+Why a token per notice, made when the notice is recorded, rather than one derived from a
+server secret: nothing in the database then opens a link (a copy of the campaign tables
+holds hashes only), no secret has to be configured and shared by every process, and each
+message's link is its own (the repeat notice's link does not reveal the first's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+import psycopg
+
+# 32 random bytes: 43 URL-safe characters, within the link's 16-64 (api/campaigns.py).
+TOKEN_BYTES = 32
+
+_COPY = "COPY recall_links (token_hash, campaign_id, device_id, created_at) FROM STDIN"
+
+
+def token_hash(token: str) -> bytes:
+    """The stored form of a link's token."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def mint_links(
+    conn: psycopg.Connection, campaign_id: int, device_ids: list[str], now: datetime
+) -> dict[str, str]:
+    """A new link token for each device's notice: {device id: token}, kept as hashes."""
+    tokens = {device: secrets.token_urlsafe(TOKEN_BYTES) for device in device_ids}
+    with conn.cursor().copy(_COPY) as copy:
+        for device, token in tokens.items():
+            copy.write_row((token_hash(token), campaign_id, device, now))
+    return tokens
+
+
+def link_open(status: str, finished_at: datetime | None, now: datetime, grace: timedelta) -> bool:
+    """Whether a recall's link still works at `now`.
+
+    A completed recall's links show their page for `grace` more: the last owner's confirmation
+    is what completes it, and coming back to the page should thank them, not call the link
+    invalid; nothing is left to confirm by then. A cancelled recall's links stop at once.
+    """
+    if status == "cancelled":
+        return False
+    if status == "completed":
+        return finished_at is not None and now < finished_at + grace
+    return True
