@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+from alerts.outbound import STAFF, ChannelRefused, check_rules
 from alerts.ratelimit import WINDOW as RATE_WINDOW
 from alerts.ratelimit import ChannelUse, deferred_until
 from alerts.redact import redact_url, scrub
@@ -76,9 +77,9 @@ WHERE id = %s AND claim_token = %s AND status = 'sending'
 """
 
 _URLS = """
-SELECT 'c' || id, apprise_url, label FROM contact_channels WHERE id = ANY(%(customer)s)
+SELECT 'c' || id, apprise_url, label, kind FROM contact_channels WHERE id = ANY(%(customer)s)
 UNION ALL
-SELECT 's' || id, apprise_url, label FROM staff_channels WHERE id = ANY(%(staff)s)
+SELECT 's' || id, apprise_url, label, %(staff_kind)s FROM staff_channels WHERE id = ANY(%(staff)s)
 """
 
 _START_ATTEMPT = """
@@ -129,6 +130,7 @@ class Message:
     label: str | None
     items: list[Claimed]
     token: uuid.UUID
+    kind: str = STAFF  # the channel's kind: which schemes its URL may use
     message_id: uuid.UUID = field(default_factory=uuid.uuid4)
     attempt_ids: list[int] = field(default_factory=list)
 
@@ -154,14 +156,17 @@ def backoff(attempts: int, base_s: float, max_s: float) -> timedelta:
 
 
 def group_messages(
-    claimed: list[Claimed], urls: dict[str, tuple[str, str | None]], token: uuid.UUID
+    claimed: list[Claimed], urls: dict[str, tuple[str, str | None, str]], token: uuid.UUID
 ) -> list[Message]:
-    """Messages to send: one per channel, a digest where a channel has several notifications."""
+    """Messages to send: one per channel, a digest where a channel has several notifications.
+    `urls`: each channel's (URL, label, kind)."""
     by_channel: dict[str, list[Claimed]] = defaultdict(list)
     for item in claimed:
         by_channel[item.channel_key].append(item)
     return [
-        Message(key, urls[key][0], urls[key][1], sorted(items, key=lambda c: c.id), token)
+        Message(
+            key, urls[key][0], urls[key][1], sorted(items, key=lambda c: c.id), token, urls[key][2]
+        )
         for key, items in by_channel.items()
         if key in urls
     ]
@@ -173,7 +178,7 @@ class Dispatcher:
     def __init__(self, settings: Settings, dsn: str, sender=None) -> None:
         self.settings = settings
         self.dsn = dsn
-        self.sender = sender or AppriseSender()
+        self.sender = sender or AppriseSender(allowed_networks=settings.allowed_networks())
         self.counters = DispatchCounters()
         self._pool = ThreadPoolExecutor(settings.alerts_workers, thread_name_prefix="dispatch")
         self._conn: psycopg.Connection | None = None
@@ -213,12 +218,13 @@ class Dispatcher:
             for r in rows
         ]
         urls = {
-            key: (url, label)
-            for key, url, label in conn.execute(
+            key: (url, label, kind)
+            for key, url, label, kind in conn.execute(
                 _URLS,
                 {
                     "customer": [r[7] for r in rows if r[7] is not None],
                     "staff": [r[8] for r in rows if r[8] is not None],
+                    "staff_kind": STAFF,
                 },
             )
         }
@@ -294,6 +300,17 @@ class Dispatcher:
         return sum(len(m.items) for m in messages)
 
     def _send(self, message: Message) -> SendResult:
+        try:
+            # Checked at every send: a channel may be older than the rules, or written by hand.
+            check_rules(message.url, message.kind)
+        except ChannelRefused as refused:
+            log.warning(
+                "send to %s refused for device %s: %s",
+                message.label or redact_url(message.url),
+                ", ".join(sorted({c.device_id or "-" for c in message.items})),
+                refused,
+            )
+            return SendResult(False, 0, str(refused)[:500], permanent=True)
         try:
             title, body = message.render()
             result = self.sender.send(message.url, title, body)

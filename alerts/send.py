@@ -1,13 +1,23 @@
-"""Sending one message through Apprise, turning its True/False into an error we can keep."""
+"""Sending one message through Apprise, turning its True/False into an error we can keep.
+
+Every send is `guarded` (alerts/outbound.py): it reaches public addresses only, and the
+networks the operator allows; a refused address is a permanent failure that says why,
+and nothing is sent.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import apprise
 
-from alerts.redact import scrub
+from alerts.outbound import IPNetwork, guarded, instantiate
+from alerts.redact import hiding_secrets_of, scrub
+
+# Longest error text kept (notifications.last_error, delivery_attempts.error).
+ERROR_LIMIT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,42 +25,65 @@ class SendResult:
     ok: bool
     duration_ms: int
     error: str | None = None
-    # Retrying cannot help: the URL is invalid or names a service Apprise does not know.
+    # Retrying cannot help: the URL is invalid, names a service Apprise does not know, or
+    # leads somewhere alerts may not go.
     permanent: bool = False
 
 
-_ASSET = apprise.AppriseAsset(service_timeout=0)
+# No redirects: a webhook's answer must not send our request elsewhere (a redirect to a
+# refused address would be refused anyway, by the guard).
+_ASSET = apprise.AppriseAsset(service_timeout=0, http_redirects=False)
+
+
+def error_text(lines: list[str], url: str) -> str:
+    """Apprise's warnings and errors (all its lines if none), scrubbed of the URL's secrets,
+    then cut to ERROR_LIMIT from the end: scrubbed first, so no piece of a secret survives
+    the cut."""
+    problems = [line for line in lines if not line.startswith(("DEBUG", "INFO"))] or lines
+    return scrub("; ".join(problems) or "Apprise reported failure", url)[-ERROR_LIMIT:]
 
 
 class AppriseSender:
-    """Sends through Apprise; secrets of the URL never reach the returned error text."""
+    """Sends through Apprise to public addresses and `allowed_networks`; secrets of the URL
+    never reach the returned error text or the log."""
 
-    def __init__(self, timeout_s: float = 15.0) -> None:
+    def __init__(
+        self, timeout_s: float = 15.0, *, allowed_networks: Sequence[IPNetwork] = ()
+    ) -> None:
         self.timeout_s = timeout_s
+        self.allowed_networks = tuple(allowed_networks)
 
     def send(self, url: str, title: str, body: str) -> SendResult:
         started = time.perf_counter()
+        # One URL, one service: Apprise would read several from one string.
+        server = instantiate(url, asset=_ASSET)
+        if server is None:
+            return SendResult(False, 0, "invalid or unsupported Apprise URL", permanent=True)
         # No Apprise deadline: with one (its default service_timeout of 60 s, or
         # notify(timeout=...)) Apprise hands every send to its process-wide pool of
         # min(32, cpu_count + 4) threads, whatever alerts_workers says. Without one it sends
         # in this thread; the socket timeouts (capped at timeout_s) bound a hung endpoint.
+        server.socket_connect_timeout = min(server.socket_connect_timeout, self.timeout_s)
+        server.socket_read_timeout = min(server.socket_read_timeout, self.timeout_s)
+        server.redirects = False  # whatever the URL says
         sender = apprise.Apprise(asset=_ASSET)
-        if not sender.add(url):
-            return SendResult(False, 0, "invalid or unsupported Apprise URL", permanent=True)
-        for server in sender:
-            server.socket_connect_timeout = min(server.socket_connect_timeout, self.timeout_s)
-            server.socket_read_timeout = min(server.socket_read_timeout, self.timeout_s)
+        sender.add(server)
         logs: list[str] = []
-        result = sender.notify(
-            body=body,
-            title=title,
-            # Plain text keeps our paragraphs; Apprise would otherwise fold them into HTML.
-            body_format=apprise.NotifyFormat.TEXT,
-            log_callback=lambda entry, plugin: logs.append(f"{entry.level}: {entry.message}"),
-        )
+        with guarded(self.allowed_networks) as refusals, hiding_secrets_of(url):
+            result = sender.notify(
+                body=body,
+                title=title,
+                # Plain text keeps our paragraphs; Apprise would otherwise fold them into HTML.
+                body_format=apprise.NotifyFormat.TEXT,
+                log_callback=lambda entry, plugin: logs.append(f"{entry.level}: {entry.message}"),
+            )
         elapsed = int((time.perf_counter() - started) * 1000)
         if result:
             return SendResult(True, elapsed)
-        problems = [line for line in logs if not line.startswith(("DEBUG", "INFO"))] or logs
-        error = scrub("; ".join(problems)[-500:] or "Apprise reported failure", url)
-        return SendResult(False, elapsed, error)
+        if refusals:
+            # Only the host can hold a secret (an ntfy topic is no host): the rest is ours.
+            said = dict.fromkeys(f"{scrub(r.host, url)} {r.why}" for r in refusals)
+            reason = "refused: " + "; ".join(said)
+            reason += " (alerts go to public addresses, and FLEETWATCH_ALERTS_ALLOWED_NETWORKS)"
+            return SendResult(False, elapsed, reason[-ERROR_LIMIT:], permanent=True)
+        return SendResult(False, elapsed, error_text(logs, url))

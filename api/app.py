@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from api import campaigns, fleet, incidents, live, me, ops, registry
+from api import campaigns, channels, fleet, incidents, live, me, ops, registry
 from api.feed import EventFeed
 from api.headers import SecurityHeaders
 from api.limits import BodyLimit, LargerBody
@@ -77,10 +77,12 @@ def create_app(
         ),
         lifespan=lifespan,
     )
+    app.state.settings = settings  # what routes read through api.registry.AppSettings
     for router in (
         fleet.router,
         incidents.router,
         registry.router,
+        channels.router,
         me.router,
         live.router,
         campaigns.router,

@@ -4,10 +4,20 @@ and channels. The fleet and incident routes answer customer keys too, restricted
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
+from alerts.ratelimit import WINDOW, next_test_message_at
+from api.channels import (
+    add_channel_for,
+    channel_row,
+    list_channels_of,
+    test_channel_url,
+    update_channel_row,
+)
 from api.deps import CustomerKey, DbConn
 from api.fleet import list_devices
 from api.incidents import OWN_NOTIFICATIONS, list_incidents, notifications
@@ -22,16 +32,7 @@ from api.models import (
     Preferences,
     TestResult,
 )
-from api.registry import (
-    RowId,
-    add_channel_for,
-    channel_row,
-    get_customer,
-    list_channels_of,
-    test_channel_url,
-    update_channel_row,
-    update_customer_row,
-)
+from api.registry import AppSettings, RowId, get_customer, update_customer_row
 
 router = APIRouter(prefix="/me", tags=["customer"])
 
@@ -43,11 +44,19 @@ def me(key: CustomerKey, conn: DbConn) -> CustomerPublic:
 
 
 @router.patch("", response_model=CustomerPublic)
-def update_preferences(body: Preferences, key: CustomerKey, conn: DbConn) -> CustomerPublic:
-    """Change name, timezone, quiet hours or the hourly message limit."""
+def update_preferences(
+    body: Preferences, key: CustomerKey, conn: DbConn, settings: AppSettings
+) -> CustomerPublic:
+    """Change name, timezone, quiet hours or the hourly message limit (lower than the
+    operator's, FLEETWATCH_ALERTS_RATE_LIMIT_PER_HOUR, never higher)."""
     values = body.model_dump(exclude_unset=True)
     if values.get("timezone", "") is None or values.get("name", "") is None:
         raise HTTPException(422, "name and timezone cannot be removed")
+    ceiling = settings.alerts_rate_limit_per_hour
+    if (values.get("max_messages_per_hour") or 0) > ceiling:
+        raise HTTPException(
+            422, f"max_messages_per_hour may be at most {ceiling}, the operator's limit"
+        )
     return update_customer_row(conn, key.customer_id, values)
 
 
@@ -87,17 +96,22 @@ def my_channels(key: CustomerKey, conn: DbConn) -> list[ChannelPublic]:
 
 
 @router.post("/channels", response_model=ChannelPublic, status_code=201)
-def add_my_channel(body: ChannelCreate, key: CustomerKey, conn: DbConn) -> ChannelPublic:
-    """Add a channel: any Apprise URL (mailto://, ntfy://, twilio://, json://, ...)."""
-    return add_channel_for(conn, key.customer_id, body)
+def add_my_channel(
+    body: ChannelCreate, key: CustomerKey, conn: DbConn, settings: AppSettings
+) -> ChannelPublic:
+    """Add a channel: an Apprise URL of a scheme its kind takes (email: mailto://, ...;
+    sms: twilio://, ...; push: ntfy://, pover://, ...; webhook: json://, ...), to public
+    addresses only, without custom headers or another method. 422 names the rule a URL
+    breaks; 409 past the most channels a customer may have."""
+    return add_channel_for(conn, key.customer_id, body, settings)
 
 
 @router.patch("/channels/{channel_id}", response_model=ChannelPublic)
 def update_my_channel(
-    channel_id: RowId, body: ChannelUpdate, key: CustomerKey, conn: DbConn
+    channel_id: RowId, body: ChannelUpdate, key: CustomerKey, conn: DbConn, settings: AppSettings
 ) -> ChannelPublic:
     channel_row(conn, channel_id, key.customer_id)
-    return update_channel_row(conn, channel_id, body)
+    return update_channel_row(conn, channel_id, body, settings)
 
 
 @router.delete("/channels/{channel_id}", status_code=204)
@@ -107,6 +121,40 @@ def delete_my_channel(channel_id: RowId, key: CustomerKey, conn: DbConn) -> None
 
 
 @router.post("/channels/{channel_id}/test", response_model=TestResult)
-def test_my_channel(channel_id: RowId, key: CustomerKey, conn: DbConn) -> TestResult:
-    """Send a test message to one of my channels."""
-    return test_channel_url(channel_row(conn, channel_id, key.customer_id)[3])
+def test_my_channel(
+    channel_id: RowId, key: CustomerKey, conn: DbConn, settings: AppSettings
+) -> TestResult:
+    """Send a test message to one of my channels (a few an hour: 429 past them)."""
+    row = channel_row(conn, channel_id, key.customer_id)
+    count_test_message(
+        conn, key.customer_id, channel_id, settings.api_channel_tests_per_hour, datetime.now(UTC)
+    )
+    return test_channel_url(row[3], row[2], settings)
+
+
+def count_test_message(
+    conn, customer_id: str, channel_id: int, per_hour: int, now: datetime
+) -> None:
+    """Count a test message against the customer's hourly allowance, or refuse it (429)."""
+    with conn.transaction():
+        # One at a time per customer: two at once cannot both take the last one.
+        conn.execute("SELECT 1 FROM customers WHERE id = %s FOR UPDATE", (customer_id,))
+        conn.execute(
+            "DELETE FROM channel_tests WHERE customer_id = %s AND sent_at <= %s",
+            (customer_id, now - WINDOW),
+        )
+        sent = conn.execute(
+            "SELECT sent_at FROM channel_tests WHERE customer_id = %s", (customer_id,)
+        ).fetchall()
+        at = next_test_message_at([s for (s,) in sent], per_hour, now)
+        if at is not None:
+            wait_s = max(1, math.ceil((at - now).total_seconds()))
+            raise HTTPException(
+                429,
+                f"at most {per_hour} test messages an hour: the next may go in {wait_s} s",
+                headers={"Retry-After": str(wait_s)},
+            )
+        conn.execute(
+            "INSERT INTO channel_tests (customer_id, channel_id, sent_at) VALUES (%s, %s, %s)",
+            (customer_id, channel_id, now),
+        )

@@ -1,6 +1,6 @@
-"""Registry routes: devices, models, customers, their channels, staff channels and API keys.
+"""Registry routes: devices, models, customers and API keys (their channels: api/channels.py).
 
-Writes are for admins; staff may also manage customers' channels and send test messages.
+Writes are for admins.
 """
 
 from __future__ import annotations
@@ -9,18 +9,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from psycopg.types.json import Jsonb
 
-from alerts.redact import redact_url
-from alerts.send import AppriseSender
 from api.auth import create_key, revoke_key
 from api.deps import AdminKey, DbConn, ReaderKey, StaffKey
 from api.fleet import DeviceIdPath, device_detail
 from api.models import (
-    ChannelCreate,
-    ChannelPublic,
-    ChannelUpdate,
     CustomerCreate,
     CustomerPublic,
     DeviceDetail,
@@ -32,8 +27,8 @@ from api.models import (
     ModelPublic,
     ModelUpdate,
     Preferences,
-    TestResult,
 )
+from core.settings import Settings
 from devices.registry import DeviceRow, import_devices
 from monitor.rules import RuleError, parse_rules
 
@@ -42,8 +37,14 @@ router = APIRouter(tags=["registry"])
 
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 CustomerIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
-TEST_TITLE = "Fleetwatch test message"
-TEST_BODY = "This is a test message from Fleetwatch: this channel works."
+
+
+def app_settings(request: Request) -> Settings:
+    """The settings the app was made with."""
+    return request.app.state.settings
+
+
+AppSettings = Annotated[Settings, Depends(app_settings)]
 
 
 def _set_clause(values: dict) -> str:
@@ -240,135 +241,6 @@ def update_customer(
 ) -> CustomerPublic:
     get_customer(conn, customer_id)
     return update_customer_row(conn, customer_id, body.model_dump(exclude_unset=True))
-
-
-_CHANNEL_COLUMNS = "id, customer_id, kind, apprise_url, label, min_severity, enabled"
-
-
-def channel_from_row(row) -> ChannelPublic:
-    return ChannelPublic(
-        id=row[0],
-        customer_id=row[1],
-        kind=row[2],
-        url=redact_url(row[3]),
-        label=row[4],
-        min_severity=row[5],
-        enabled=row[6],
-    )
-
-
-def list_channels_of(conn, customer_id: str) -> list[ChannelPublic]:
-    rows = conn.execute(
-        f"SELECT {_CHANNEL_COLUMNS} FROM contact_channels WHERE customer_id = %s ORDER BY id",
-        (customer_id,),
-    ).fetchall()
-    return [channel_from_row(r) for r in rows]
-
-
-def add_channel_for(conn, customer_id: str, body: ChannelCreate) -> ChannelPublic:
-    row = conn.execute(
-        "INSERT INTO contact_channels (customer_id, kind, apprise_url, label, min_severity, "
-        f"enabled) VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_CHANNEL_COLUMNS}",
-        (customer_id, body.kind, body.url, body.label, body.min_severity, body.enabled),
-    ).fetchone()
-    log.info("channel %d (%s) added for customer %s", row[0], body.kind, customer_id)
-    return channel_from_row(row)
-
-
-def channel_row(conn, channel_id: int, customer_id: str | None):
-    """A customer channel, or 404 (also when it belongs to another customer than asked)."""
-    row = conn.execute(
-        f"SELECT {_CHANNEL_COLUMNS} FROM contact_channels WHERE id = %s", (channel_id,)
-    ).fetchone()
-    if row is None or (customer_id is not None and row[1] != customer_id):
-        raise HTTPException(404, f"no channel {channel_id}")
-    return row
-
-
-def update_channel_row(conn, channel_id: int, body: ChannelUpdate) -> ChannelPublic:
-    values = body.model_dump(exclude_unset=True, exclude_none=True)
-    if "url" in values:
-        values["apprise_url"] = values.pop("url")
-    if values:
-        conn.execute(
-            f"UPDATE contact_channels SET {_set_clause(values)} WHERE id = %(channel)s",
-            {**values, "channel": channel_id},
-        )
-    return channel_from_row(channel_row(conn, channel_id, None))
-
-
-def test_channel_url(url: str) -> TestResult:
-    """Send a test message now and say how it went (secrets scrubbed from the error)."""
-    result = AppriseSender(timeout_s=10).send(url, TEST_TITLE, TEST_BODY)
-    return TestResult(ok=result.ok, duration_ms=result.duration_ms, error=result.error)
-
-
-@router.get("/customers/{customer_id}/channels", response_model=list[ChannelPublic])
-def customer_channels(
-    customer_id: CustomerIdPath, key: StaffKey, conn: DbConn
-) -> list[ChannelPublic]:
-    get_customer(conn, customer_id)
-    return list_channels_of(conn, customer_id)
-
-
-@router.post("/customers/{customer_id}/channels", response_model=ChannelPublic, status_code=201)
-def add_customer_channel(
-    customer_id: CustomerIdPath, body: ChannelCreate, key: StaffKey, conn: DbConn
-) -> ChannelPublic:
-    get_customer(conn, customer_id)
-    return add_channel_for(conn, customer_id, body)
-
-
-@router.patch("/channels/{channel_id}", response_model=ChannelPublic)
-def update_channel(
-    channel_id: RowId, body: ChannelUpdate, key: StaffKey, conn: DbConn
-) -> ChannelPublic:
-    channel_row(conn, channel_id, None)
-    return update_channel_row(conn, channel_id, body)
-
-
-@router.delete("/channels/{channel_id}", status_code=204)
-def delete_channel(channel_id: RowId, key: StaffKey, conn: DbConn) -> None:
-    if not conn.execute("DELETE FROM contact_channels WHERE id = %s", (channel_id,)).rowcount:
-        raise HTTPException(404, f"no channel {channel_id}")
-
-
-@router.post("/channels/{channel_id}/test", response_model=TestResult)
-def test_channel(channel_id: RowId, key: StaffKey, conn: DbConn) -> TestResult:
-    """Send a test message to a customer channel."""
-    return test_channel_url(channel_row(conn, channel_id, None)[3])
-
-
-# -- staff channels: fleet and system incidents, escalations ------------------------------
-
-
-@router.get("/staff-channels", response_model=list[ChannelPublic], tags=["staff channels"])
-def list_staff_channels(key: StaffKey, conn: DbConn) -> list[ChannelPublic]:
-    rows = conn.execute(
-        "SELECT id, NULL, 'staff', apprise_url, label, min_severity, enabled "
-        "FROM staff_channels ORDER BY id"
-    ).fetchall()
-    return [channel_from_row(r) for r in rows]
-
-
-@router.post(
-    "/staff-channels", response_model=ChannelPublic, status_code=201, tags=["staff channels"]
-)
-def add_staff_channel(body: ChannelCreate, key: AdminKey, conn: DbConn) -> ChannelPublic:
-    """Where staff hear of fleet outages, blind spots and escalations (`kind` is ignored)."""
-    row = conn.execute(
-        "INSERT INTO staff_channels (apprise_url, label, min_severity, enabled) "
-        "VALUES (%s, %s, %s, %s) "
-        "RETURNING id, NULL, 'staff', apprise_url, label, min_severity, enabled",
-        (body.url, body.label, body.min_severity, body.enabled),
-    ).fetchone()
-    return channel_from_row(row)
-
-
-@router.delete("/staff-channels/{channel_id}", status_code=204, tags=["staff channels"])
-def delete_staff_channel(channel_id: RowId, key: AdminKey, conn: DbConn) -> None:
-    if not conn.execute("DELETE FROM staff_channels WHERE id = %s", (channel_id,)).rowcount:
-        raise HTTPException(404, f"no staff channel {channel_id}")
 
 
 # -- API keys -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -146,6 +147,10 @@ class Settings(BaseSettings):
     alerts_remind_every_s: int = 4 * 3600
     alerts_max_reminders: int = 3
     alerts_rate_limit_per_hour: int = 20
+    # Alerts go to public addresses only. The networks named here (CIDR, comma-separated)
+    # are allowed too: an SMTP relay or a webhook inside the operator's own network, the
+    # demo's and the tests' sinks on 127.0.0.1. Empty: none.
+    alerts_allowed_networks: str = ""
 
     campaigns_tick_s: float = 2.0
     campaigns_mqtt_url: str | None = Field(
@@ -184,6 +189,9 @@ class Settings(BaseSettings):
         description="The login /readyz checks the broker with; unset: FLEETWATCH_MQTT_URL's. "
         "For `serve` on a broker that ties sessions to logins (deploy/).",
     )
+    # A customer's own channels, and the test messages they may send to them an hour.
+    api_channels_per_customer: int = Field(default=10, ge=0)
+    api_channel_tests_per_hour: int = Field(default=5, ge=0)
 
     @field_validator("topic_prefix")
     @classmethod
@@ -209,9 +217,31 @@ class Settings(BaseSettings):
             self.ingest_client_id = login or DEFAULT_INGEST_CLIENT_ID
         return self
 
+    @field_validator("alerts_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        _parse_networks(value)
+        return value
+
+    def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """The networks alerts may reach besides public addresses (alerts_allowed_networks)."""
+        return _parse_networks(self.alerts_allowed_networks)
+
     def mqtt_target(self) -> MqttTarget | None:
         """The configured broker, or None when the embedded one is to be used."""
         return MqttTarget.from_url(self.mqtt_url) if self.mqtt_url else None
+
+
+def _parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network (CIDR, like 10.20.0.0/16)") from None
+    return tuple(networks)
 
 
 @functools.cache

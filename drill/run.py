@@ -206,6 +206,9 @@ class Drill:
             FLEETWATCH_FLEET_MIN_PCT="50",
             FLEETWATCH_ALERTS_LEASE_S=str(t.lease_s),
             FLEETWATCH_LOG_LEVEL="INFO",
+            # The sink listens on 127.0.0.1, where alerts may not go by default: the drill
+            # allows loopback, as an operator allows a network of their own.
+            FLEETWATCH_ALERTS_ALLOWED_NETWORKS="127.0.0.0/8",
         )
         self._add_process("ingest")
         self._start("ingest", 0)

@@ -54,14 +54,25 @@ GROUP BY c.id ORDER BY c.id DESC LIMIT 3
 """
 _STAFF = """
 INSERT INTO staff_channels (apprise_url, label)
-SELECT %s, 'demo staff inbox' WHERE NOT EXISTS (SELECT 1 FROM staff_channels)
+SELECT %(inbox)s, 'demo staff inbox' WHERE NOT EXISTS (SELECT 1 FROM staff_channels)
 """
+_OLD_STAFF = "UPDATE staff_channels SET apprise_url = %(inbox)s WHERE label = 'demo staff inbox'"
 
 _CHANNELS = """
 INSERT INTO contact_channels (customer_id, kind, apprise_url, label)
-SELECT id, 'push', %s || id, 'demo inbox' FROM customers
+SELECT id, 'webhook', %(inbox)s || id, 'demo inbox' FROM customers
 WHERE NOT EXISTS (SELECT 1 FROM contact_channels c WHERE c.customer_id = customers.id)
 """
+# Earlier runs' inbox channels: to this run's inbox (a new port each run), as the webhooks
+# they are.
+_OLD_CHANNELS = """
+UPDATE contact_channels SET kind = 'webhook', apprise_url = %(inbox)s || customer_id
+WHERE label = 'demo inbox'
+"""
+# The demo's inbox listens on 127.0.0.1, where alerts may not go by default
+# (FLEETWATCH_ALERTS_ALLOWED_NETWORKS): the demo allows loopback, as an operator allows a
+# network of their own.
+DEMO_NETWORK = "127.0.0.0/8"
 
 
 def run_demo(
@@ -88,6 +99,9 @@ def run_demo(
     console.print("Starting PostgreSQL, the MQTT broker and the services ...")
 
     settings = _demo_timing(base, time_scale)
+    allowed = ",".join(n for n in (settings.alerts_allowed_networks, DEMO_NETWORK) if n)
+    settings = settings.model_copy(update={"alerts_allowed_networks": allowed})
+    log.info("demo: alerts may go to %s (the demo inbox is on 127.0.0.1)", allowed)
     dsn = embedded.database_url(settings)
     db.migrate(dsn)
     target, settings = embedded.mqtt_target(settings, start=True, log_file=log_file)
@@ -108,8 +122,10 @@ def run_demo(
                 f"could not register the simulated fleet: {refused.errors[0]}"
             ) from None
         # Every simulated customer gets a channel to the demo inbox (earlier runs' stay).
-        conn.execute(_CHANNELS, (inbox.url(""),))
-        conn.execute(_STAFF, (inbox.url("staff"),))
+        conn.execute(_OLD_CHANNELS, {"inbox": inbox.url("")})
+        conn.execute(_CHANNELS, {"inbox": inbox.url("")})
+        conn.execute(_OLD_STAFF, {"inbox": inbox.url("staff")})
+        conn.execute(_STAFF, {"inbox": inbox.url("staff")})
         _demo_campaign(conn, time_scale)
     log.info("registered %d simulated devices; notifications go to the demo inbox", report.imported)
 

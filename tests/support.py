@@ -71,10 +71,17 @@ def add_channel(
     customer_id: str,
     url: str,
     *,
-    kind: str = "email",
+    kind: str | None = None,
     min_severity: str = "info",
 ) -> int:
-    """Give a customer a contact channel."""
+    """Give a customer a contact channel, straight into the database (no check of its URL,
+    as a channel saved before the rules); `kind` by default the one its scheme is for."""
+    if kind is None:
+        from alerts.outbound import SCHEMES
+
+        scheme = SCHEMES.get(url.split("://", 1)[0].lower())
+        kinds = sorted(scheme.kinds - {"staff"}) if scheme else []
+        kind = kinds[0] if kinds else "webhook"
     return conn.execute(
         "INSERT INTO contact_channels (customer_id, kind, apprise_url, min_severity) "
         "VALUES (%s, %s, %s, %s) RETURNING id",

@@ -118,8 +118,8 @@ BODIES = {
     },
     "/api/v1/silences": {"scope": "label", "target": "x", "duration_s": 60, "reason": "x"},
     "/api/v1/staff-channels": {"kind": "webhook", "url": "json://127.0.0.1:9/staff"},
-    "/api/v1/customers/{customer_id}/channels": {"kind": "email", "url": "json://127.0.0.1:9/x"},
-    "/api/v1/me/channels": {"kind": "email", "url": "json://127.0.0.1:9/mine"},
+    "/api/v1/customers/{customer_id}/channels": {"kind": "webhook", "url": "json://127.0.0.1:9/x"},
+    "/api/v1/me/channels": {"kind": "webhook", "url": "json://127.0.0.1:9/mine"},
     "/api/v1/incidents/{incident_id}/comments": {"text": "x"},
     "/api/v1/incidents/{incident_id}/resolve": {},
 }

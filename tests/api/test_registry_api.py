@@ -104,7 +104,8 @@ def test_customers_channels_and_preferences(api, keys, conn):
         "/api/v1/customers/zoe/channels",
         json={
             "kind": "sms",
-            "url": "twilio://ACsid:authtoken99@15551234567/15557654321",
+            "url": "twilio://AC0123456789abcdef0123456789abcdef:authtoken99abcdef0123456789abcde"
+            "@15551234567/15557654321",
             "min_severity": "critical",
         },
         headers=admin,
@@ -139,11 +140,17 @@ def test_a_test_message_reaches_the_channel_or_says_why_not(api, keys, conn, htt
     assert http_sink.received() == [
         ("Fleetwatch test message", "This is a test message from Fleetwatch: this channel works.")
     ]
-    bad = api.post(
+    refused = api.post(
         "/api/v1/me/channels", json={"kind": "push", "url": "nosuch://abc/def"}, headers=zoe
+    )
+    assert refused.status_code == 422 and "(scheme)" in refused.json()["detail"]
+    # One that went wrong since it was saved: the test says why.
+    down = api.post(
+        "/api/v1/me/channels", json={"kind": "webhook", "url": http_sink.url("down")}, headers=zoe
     ).json()
-    failed = api.post(f"/api/v1/channels/{bad['id']}/test", headers=auth(keys.staff)).json()
-    assert failed["ok"] is False and "invalid" in failed["error"]
+    http_sink.fail_next = 1
+    failed = api.post(f"/api/v1/channels/{down['id']}/test", headers=auth(keys.staff)).json()
+    assert failed["ok"] is False and "503" in failed["error"]
 
 
 def test_keys_made_listed_and_revoked_through_the_api(api, keys, conn):

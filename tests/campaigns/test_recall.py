@@ -41,7 +41,7 @@ def owners(conn, smtp, http_sink):
             name=f"{owner.title()}'s charger",
         )
         add_channel(conn, owner, smtp.url(f"{owner}@example.com"), kind="email")
-        add_channel(conn, owner, http_sink.url(owner), kind="sms")
+        add_channel(conn, owner, http_sink.url(owner), kind="webhook")
     return ["ann", "bob", "cyd"]
 
 
