@@ -290,13 +290,16 @@ class Dispatcher:
         return [r for r in rows if r[0] not in held]
 
     def run_once(self, now: datetime | None = None) -> int:
-        """Claim, send and record one batch at `now` (default: the database's clock); return
-        how many notifications it handled."""
+        """Claim, send and record one batch; return how many notifications it handled.
+
+        One clock: a `now` passed in (a test) times the claim and the record alike;
+        otherwise the database's, read at the claim and again after the sends.
+        """
         messages = self.claim(now or db.db_now(self._connection()))
         if not messages:
             return 0
         results = list(self._pool.map(self._send, messages))
-        self._record(messages, results)
+        self._record(messages, results, now)
         return sum(len(m.items) for m in messages)
 
     def _send(self, message: Message) -> SendResult:
@@ -337,9 +340,11 @@ class Dispatcher:
             )
         return result
 
-    def _record(self, messages: list[Message], results: list[SendResult]) -> None:
+    def _record(
+        self, messages: list[Message], results: list[SendResult], now: datetime | None = None
+    ) -> None:
         conn = self._connection()
-        now = db.db_now(conn)
+        now = now or db.db_now(conn)
         s = self.settings
         finished, sent, failed, retried, events = [], [], [], [], []
         for message, result in zip(messages, results, strict=True):

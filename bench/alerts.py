@@ -164,9 +164,9 @@ class TimedDispatcher(Dispatcher):
             self.stats.claim_s.append(time.perf_counter() - started)
         return messages
 
-    def _record(self, messages, results):
+    def _record(self, messages, results, now=None):
         started = time.perf_counter()
-        super()._record(messages, results)
+        super()._record(messages, results, now)
         self.stats.record_s.append(time.perf_counter() - started)
 
     def run_once(self, now=None):
