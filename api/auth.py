@@ -31,11 +31,22 @@ class ApiKey:
     role: str
     customer_id: str | None
     label: str | None
+    # A customer signed in on their page (portal/sessions.py) rather than a program with a
+    # key: `id` is then the session's, and `label` the customer's name.
+    session: bool = False
 
     @property
     def name(self) -> str:
-        """How the key's holder is named on timelines ("key 12 (ops laptop)")."""
+        """How the caller is named on timelines ("key 12 (ops laptop)", "Jane Doe (owner,
+        signed in)")."""
+        if self.session:
+            return f"{self.label} (owner, signed in)"
         return f"key {self.id}" + (f" ({self.label})" if self.label else "")
+
+    @property
+    def caller_id(self) -> tuple[str, int]:
+        """One caller, whether a key or a session (their ids are counted apart)."""
+        return ("session" if self.session else "key", self.id)
 
     @property
     def customer_scope(self) -> str | None:

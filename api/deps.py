@@ -8,11 +8,23 @@ from typing import Annotated
 
 import psycopg
 from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import ApiKey, find_key
+from portal.sessions import SESSION_COOKIE, find_session
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer fwk_...`")
+session_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description="A customer's session on their page, opened by a sign-in link",
+)
+# What a page sends with every change it asks for. A cookie goes with any request the
+# browser makes, also one another site's page starts; a custom header cannot be set by another
+# site without a CORS preflight, which this API never grants. (SameSite=Lax on the cookie is
+# the second lock, for browsers that honour it.)
+CSRF_HEADER = "X-Fleetwatch-Page"
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_conn(request: Request) -> Iterator[psycopg.Connection]:
@@ -26,15 +38,27 @@ DbConn = Annotated[psycopg.Connection, Depends(get_conn)]
 
 def current_key(
     conn: DbConn,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: Annotated[str | None, Depends(session_cookie)] = None,
 ) -> ApiKey:
-    """The caller's live API key; 401 without one."""
-    if credentials is None:
+    """The caller: a live API key, or else a customer's session cookie; 401 without either.
+
+    A key in the header wins over a cookie: a program is never mistaken for a page."""
+    now = datetime.now(UTC)
+    if credentials is not None:
+        key = find_key(conn, credentials.credentials, now)
+        if key is None:
+            raise HTTPException(401, "unknown or revoked API key")
+        return key
+    if session is None:
         raise HTTPException(401, "an API key is required: Authorization: Bearer <key>")
-    key = find_key(conn, credentials.credentials, datetime.now(UTC))
-    if key is None:
-        raise HTTPException(401, "unknown or revoked API key")
-    return key
+    found = find_session(conn, session, now)
+    if found is None:
+        raise HTTPException(401, "your session has ended: sign in again")
+    if request.method not in _SAFE and request.headers.get(CSRF_HEADER) != "1":
+        raise HTTPException(403, f"a page's request must carry {CSRF_HEADER}: 1")
+    return ApiKey(found.id, "customer", found.customer_id, found.customer_name, session=True)
 
 
 CurrentKey = Annotated[ApiKey, Depends(current_key)]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -137,7 +138,7 @@ class TooManyStreams(Exception):
 class Subscription:
     """One stream's place at the feed: what it has been handed and not yet taken."""
 
-    def __init__(self, key_id: int, upto: tuple[int, int] | None) -> None:
+    def __init__(self, key_id: Hashable, upto: tuple[int, int] | None) -> None:
         self.key_id = key_id
         # Everything after this position comes through `take`; before it, the database.
         self.upto = upto
@@ -186,7 +187,7 @@ class EventFeed:
     def streams(self) -> int:
         return sum(len(subs) for subs in self._by_key.values())
 
-    def open(self, key_id: int) -> Subscription:
+    def open(self, key_id: Hashable) -> Subscription:
         """A place for one more stream of `key_id`; TooManyStreams past its share."""
         if len(self._by_key[key_id]) >= self.streams_per_key:
             raise TooManyStreams(

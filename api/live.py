@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import ApiKey
-from api.deps import current_key
+from api.deps import current_key, session_cookie
 from api.feed import BATCH, CampaignEvent, IncidentEvent, TooManyStreams, read_events
 from api.visibility import Viewer, viewer_for
 
@@ -40,11 +40,12 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 def stream_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: Annotated[str | None, Depends(session_cookie)] = None,
 ) -> ApiKey:
-    """The caller's key, looked up on a connection given back at once: a stream lasts hours
-    and must not hold one of the pool's few connections all that time."""
+    """The caller's key (or session), looked up on a connection given back at once: a stream
+    lasts hours and must not hold one of the pool's few connections all that time."""
     with request.app.state.pool.connection() as conn:
-        return current_key(conn, credentials)
+        return current_key(conn, request, credentials, session)
 
 
 def stream_viewer(
@@ -158,7 +159,7 @@ async def events(
     if since is not None:
         incident_start = since
     try:
-        subscription = feed.open(key.id)
+        subscription = feed.open(key.caller_id)
     except TooManyStreams as refused:
         raise HTTPException(429, str(refused), headers={"Retry-After": "30"}) from None
 

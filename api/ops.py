@@ -32,7 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from psycopg_pool import ConnectionPool
 
-from api.deps import current_key
+from api.deps import current_key, session_cookie
 from core.mqtt import connect_client, make_client
 from core.settings import MqttTarget
 from ingest.upkeep import overdue, read_jobs
@@ -47,6 +47,7 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: 
 def ops_access(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    session: Annotated[str | None, Depends(session_cookie)] = None,
 ) -> None:
     """Anyone on the operations listener; elsewhere a key of a staff role, or 404 when an
     operations listener is set (they are not served on the API's port then)."""
@@ -56,7 +57,7 @@ def ops_access(
             return
         raise HTTPException(404, "Not Found")
     with request.app.state.pool.connection(timeout=5) as conn:
-        key = current_key(conn, credentials)
+        key = current_key(conn, request, credentials, session)
     if key.role not in OPS_ROLES:
         raise HTTPException(403, f"a {key.role} key may not do this (needs {'/'.join(OPS_ROLES)})")
 

@@ -161,6 +161,11 @@ class Settings(BaseSettings):
     # Where customers' links (a recall's acknowledgement) point: the API as they reach it.
     public_url: str = "http://127.0.0.1:8080"
 
+    # The customer's page (portal/): a sign-in link works once, for this many minutes; the
+    # session it opens lasts this many hours (sign out ends it sooner).
+    portal_signin_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    portal_session_hours: int = Field(default=14 * 24, ge=1, le=90 * 24)
+
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_pool_size: int = 10

@@ -54,6 +54,8 @@ DATA_TABLES = (
     "notices",
     "worker_jobs",
     "channel_tests",
+    "signin_links",
+    "customer_sessions",
 )
 
 

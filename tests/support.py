@@ -73,9 +73,11 @@ def add_channel(
     *,
     kind: str | None = None,
     min_severity: str = "info",
+    verified: bool = True,
 ) -> int:
     """Give a customer a contact channel, straight into the database (no check of its URL,
-    as a channel saved before the rules); `kind` by default the one its scheme is for."""
+    as a channel saved before the rules); `kind` by default the one its scheme is for;
+    verified unless told (as staff's and imported channels are)."""
     if kind is None:
         from alerts.outbound import SCHEMES
 
@@ -83,9 +85,9 @@ def add_channel(
         kinds = sorted(scheme.kinds - {"staff"}) if scheme else []
         kind = kinds[0] if kinds else "webhook"
     return conn.execute(
-        "INSERT INTO contact_channels (customer_id, kind, apprise_url, min_severity) "
-        "VALUES (%s, %s, %s, %s) RETURNING id",
-        (customer_id, kind, url, min_severity),
+        "INSERT INTO contact_channels (customer_id, kind, apprise_url, min_severity, verified_at) "
+        "VALUES (%s, %s, %s, %s, CASE WHEN %s THEN now() END) RETURNING id",
+        (customer_id, kind, url, min_severity, verified),
     ).fetchone()[0]
 
 
@@ -110,3 +112,26 @@ def make_overdue(conn: psycopg.Connection, device_ids: list[str], now, seconds: 
 def auth(key: str) -> dict[str, str]:
     """The header carrying an API key."""
     return {"Authorization": f"Bearer {key}"}
+
+
+def sign_in(conn: psycopg.Connection, client, customer_id: str) -> None:
+    """Sign `client` (a TestClient) in as `customer_id` through a sign-in link, as the page
+    does: the session cookie is then on the client."""
+    from datetime import UTC, datetime, timedelta
+
+    from portal.sessions import mint_signin_link
+
+    token = mint_signin_link(
+        conn,
+        customer_id,
+        channel_id=None,
+        requested_by="test",
+        now=datetime.now(UTC),
+        ttl=timedelta(minutes=15),
+    )
+    answer = client.post("/api/v1/signin/redeem", json={"token": token})
+    assert answer.status_code == 200, answer.text
+
+
+# What the customer's page sends with every change (api/deps.py CSRF_HEADER).
+PAGE = {"X-Fleetwatch-Page": "1"}

@@ -20,6 +20,7 @@ PRODUCT = (
     "api",
     "devices",
     "campaigns",
+    "portal",
 )
 # Which package alone may write each table.
 OWNERS = {
@@ -30,6 +31,8 @@ OWNERS = {
     "delivery_attempts": "alerts",
     "recall_links": "campaigns",
     "worker_jobs": "core",
+    "signin_links": "portal",
+    "customer_sessions": "portal",
 }
 _WRITE = re.compile(
     r"\b(?:INSERT\s+INTO|DELETE\s+FROM|COPY|TRUNCATE)\s+(\w+)|\bUPDATE\s+(\w+)(?:\s+(?:AS\s+)?\w+)?\s+SET\b",

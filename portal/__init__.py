@@ -1,0 +1,8 @@
+"""The customer's side: what lets a person (not a program with a key) reach their own things.
+
+    sessions  sign-in links (short-lived, single-use, sent to a verified channel) and the
+              sessions they open; owns `signin_links` and `customer_sessions`
+
+Every token here is random and kept only as its SHA-256: a copy of the database opens
+nothing, and no server secret has to be shared by every process.
+"""
