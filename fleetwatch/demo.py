@@ -135,6 +135,8 @@ def run_demo(
     dashboard = f"{server.url}/dashboard/#key={_demo_key(dsn)}"
     log.info("dashboard: %s", dashboard)
     console.print(f"Dashboard: {dashboard}", soft_wrap=True)
+    customer_page = _demo_signin(dsn, server.url)
+    console.print(f"A customer's page: {customer_page}", soft_wrap=True)
     sim = Simulator(
         target,
         prefix=settings.topic_prefix,
@@ -147,7 +149,18 @@ def run_demo(
     sim.start()
     try:
         with db.connect(dsn, autocommit=True) as conn:
-            _show(conn, services, sim, inbox, stop, duration, dashboard, console, problems)
+            _show(
+                conn,
+                services,
+                sim,
+                inbox,
+                stop,
+                duration,
+                dashboard,
+                console,
+                problems,
+                customer_page,
+            )
     finally:
         sim.stop()
         api_stop.set()
@@ -202,6 +215,30 @@ def _demo_campaign(conn, time_scale: float) -> None:
     )
     campaign_id, targeted = create_campaign(conn, spec, created_by="demo", now=datetime.now(UTC))
     log.info("demo: campaign %d updates %d cameras a minute from now", campaign_id, targeted)
+
+
+def _demo_signin(dsn: str, site: str) -> str:
+    """A sign-in link to the page of the demo's first customer. Single-use like every
+    sign-in link, but good for an hour rather than minutes: the operator may open it later."""
+    from datetime import UTC, datetime, timedelta
+
+    from portal.sessions import mint_signin_link, signin_url
+
+    with db.connect(dsn, autocommit=True) as conn:
+        customer = conn.execute(
+            "SELECT customer_id FROM devices WHERE customer_id IS NOT NULL "
+            "GROUP BY customer_id ORDER BY count(*) DESC, customer_id LIMIT 1"
+        ).fetchone()[0]
+        token = mint_signin_link(
+            conn,
+            customer,
+            channel_id=None,
+            requested_by="demo",
+            now=datetime.now(UTC),
+            ttl=timedelta(hours=1),
+        )
+    log.info("demo: a sign-in link for customer %s is on the console", customer)
+    return signin_url(site, token)
 
 
 def _demo_key(dsn: str) -> str:
@@ -260,7 +297,9 @@ def _regional_outage(fleet, settings, *, start_after_s: float) -> None:
     )
 
 
-def _show(conn, services, sim, inbox, stop, duration, dashboard: str, console, problems) -> None:
+def _show(
+    conn, services, sim, inbox, stop, duration, dashboard: str, console, problems, customer_page
+) -> None:
     ingest = services.ingest
     started = time.monotonic()
     previous, previous_at, rate = ingest.counters.stored, time.monotonic(), 0.0
@@ -285,6 +324,7 @@ def _show(conn, services, sim, inbox, stop, duration, dashboard: str, console, p
         table.add_column(overflow="fold")
         for name, value in [
             ("dashboard", dashboard),
+            ("a customer's page (sign-in link, once)", customer_page),
             ("devices registered", registered),
             ("devices seen", seen),
             ("devices offline", offline),
