@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # outage's members still open (a device back already heard "back online"). One row per
 # owner: an outage of 10,000 devices over 4,000 owners is 4,000 notices.
 _AFFECTED = """
-SELECT d.customer_id, array_agg(d.id ORDER BY d.id),
+SELECT d.customer_id, array_agg(d.id ORDER BY d.id), array_agg(i.id ORDER BY d.id),
        coalesce(c.timezone, (array_agg(d.timezone ORDER BY d.id))[1])
 FROM incidents i
 JOIN devices d ON d.id = i.device_id
@@ -59,10 +59,12 @@ KEEP_POSTED = "We will keep you posted, and tell you when your devices are back 
 
 @dataclass(frozen=True, slots=True)
 class Affected:
-    """One owner an incident concerns, with their devices in it (sorted) and timezone."""
+    """One owner an incident concerns, with their devices in it (sorted), those devices'
+    incidents (in the same order) and the owner's timezone."""
 
     customer_id: str
     device_ids: list[str]
+    incident_ids: list[int]
     timezone: str
 
 
@@ -85,15 +87,16 @@ def next_update_text(next_update_at: datetime | None, timezone: str, now: dateti
 def update_notices(
     conn: psycopg.Connection, posted: incidents.PostedUpdate, now: datetime
 ) -> list[Notice]:
-    """One notice per owner the update concerns, about the incident it was posted on (so it
-    is cancelled if that incident is over before it can go out)."""
+    """One notice per owner the update concerns, about their first device's own incident:
+    what became of the message is on the owner's incident page (not ten thousand lines on
+    the outage's), and it is cancelled if that device is back before it can go out."""
     severity = message_severity(posted.severity)
     return [
         to_owner(
             "incident_update",
             severity,
             owner.device_ids[0],
-            incident_id=posted.incident_id,
+            incident_id=owner.incident_ids[0],
             context={
                 "update_text": posted.text,
                 "next_update_text": next_update_text(posted.next_update_at, owner.timezone, now),
@@ -135,7 +138,7 @@ def outage_reminders(
                 "outage_reminder",
                 "warning",
                 owner.device_ids[0],
-                incident_id=outage_id,
+                incident_id=owner.incident_ids[0],
                 context=context,
             )
         )

@@ -216,6 +216,9 @@ def test_an_update_on_an_outage_is_one_message_per_owner_and_on_every_owners_pag
             assert texts == [
                 "Update from our team: A provider's fibre is cut; engineers are on site."
             ]
+    # What became of the message is on the owner's own page (their first device's incident).
+    page = api.get(f"/api/v1/incidents/{members['n-00']}", headers=auth(keys.customer("cust-00")))
+    assert [e["kind"] for e in page.json()["timeline"]][-2:] == ["update", "notified"]
     back = api.get(f"/api/v1/incidents/{members['n-30']}", headers=auth(keys.customer("cust-12")))
     assert all(e["kind"] != "update" for e in back.json()["timeline"])
 
@@ -370,5 +373,11 @@ def test_a_waiting_update_is_cancelled_when_its_incident_is_over(conn, route, ou
     post(conn, group_id, "We know.", late)
     route(late)
     assert count(conn, "SELECT count(*) FROM notifications WHERE status = 'pending'") == 12
+    # The outage is over, and of cust-00's devices the first is back too.
     incidents.resolve(conn, [group_id], late + HOUR, reason="devices back")
-    assert count(conn, "SELECT count(*) FROM notifications WHERE status = 'cancelled'") == 12
+    assert count(conn, "SELECT count(*) FROM notifications WHERE status = 'pending'") == 12
+    first = conn.execute(
+        "SELECT incident_id FROM notifications WHERE customer_id = 'cust-00'"
+    ).fetchone()[0]
+    incidents.resolve(conn, [first], late + HOUR, reason="heartbeat")
+    assert count(conn, "SELECT count(*) FROM notifications WHERE status = 'cancelled'") == 1
