@@ -278,10 +278,11 @@ def post_update(
             raise HTTPException(409, f"incident {incident_id} is resolved")
         told = record_notices(conn, update_notices(conn, posted, now), now)
     log.info(
-        "incident %d (device %s): update by %s for %d owners",
+        "incident %d (device %s): update by %s, on %d member incidents too, to %d owners",
         incident_id,
         posted.device_id or "-",
         key.name,
+        posted.members,
         told,
     )
     return incident_detail(incident_id, key, conn)

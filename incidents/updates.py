@@ -12,15 +12,12 @@ Whom the update is sent to is the alerts side's (alerts/updates.py); this only r
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
 
 from incidents.timeline import record_events
-
-log = logging.getLogger(__name__)
 
 # Guarded: a resolved incident takes no update. A new update is a new promise (or none).
 _POST = """
@@ -83,7 +80,6 @@ def post_update(
     events = [(incident_id, "update", json.dumps(detail))]
     events += [(m, "update", member_detail) for m in members]
     record_events(conn, events, now)
-    log.info("incident %d: update by %s on it and %d members", incident_id, by, len(members))
     return PostedUpdate(
         incident_id, scope, device_id, severity, summary, text, next_update_at, len(members)
     )
