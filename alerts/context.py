@@ -46,20 +46,23 @@ def duration_text(span: timedelta) -> str:
     return " ".join(p for p in parts if p)
 
 
+def identity(device: DeviceInfo) -> str:
+    """How its owner tells the device apart: 'VIN ...', 'serial ...' or 'id ...'."""
+    if device.vin:
+        return f"VIN {device.vin}"
+    if device.serial:
+        return f"serial {device.serial}"
+    return f"id {device.device_id}"
+
+
 def device_context(device: DeviceInfo, *, since: datetime, back: datetime | None = None) -> dict:
     """The template fields for a notification about `device`."""
-    if device.vin:
-        identity = f"VIN {device.vin}"
-    elif device.serial:
-        identity = f"serial {device.serial}"
-    else:
-        identity = f"id {device.device_id}"
     context = {
         "device_id": device.device_id,
         "device_name": device.name or device.device_id,
         "device_kind": DEVICE_KIND_NAMES.get(device.device_type, device.device_type),
         "model_name": device.model_name,
-        "identity": identity,
+        "identity": identity(device),
         "customer_name": device.customer_name or "there",
         "since": since.isoformat(),
         "since_local": local_time(since, device.timezone),
@@ -70,3 +73,29 @@ def device_context(device: DeviceInfo, *, since: datetime, back: datetime | None
         context["back_local"] = local_time(back, device.timezone)
         context["downtime"] = duration_text(back - since)
     return context
+
+
+# A message about several devices names at most this many; the rest are counted.
+DEVICES_NAMED = 10
+
+
+def devices_context(devices: list[DeviceInfo]) -> dict:
+    """The template fields for a message about several of one owner's devices (a staff
+    update on an outage): `devices_title` for a title, `devices_text` naming each."""
+    named = [
+        f"{d.name or d.device_id} ({DEVICE_KIND_NAMES.get(d.device_type, d.device_type)}, "
+        f"{identity(d)})"
+        for d in devices[:DEVICES_NAMED]
+    ]
+    more = len(devices) - len(named)
+    if more:
+        named.append(f"{more} more")
+    if len(devices) == 1:
+        d = devices[0]
+        kind = DEVICE_KIND_NAMES.get(d.device_type, d.device_type)
+        title = f"your {kind} {d.name or d.device_id}"
+        text = f"your {named[0]}"
+    else:
+        title = f"{len(devices)} of your devices"
+        text = f"{title}: {', '.join(named)}"
+    return {"device_count": len(devices), "devices_title": title, "devices_text": text}

@@ -5,6 +5,10 @@ Who is told when is the alerts side's policy; the incident only records that it 
 escalation_due / reminder_due   pure decisions on one incident and `now`
 review_critical                 the periodic job of the alerts process: reads the few open
                                 critical incidents (a partial index), acts on each once
+
+A fleet outage's owners hear no device reminders: the outage reminds them, one message per
+owner, with staff's latest update (alerts/updates.py), a reminder period after the last
+word they heard (told of the outage, an update, or the last reminder).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import psycopg
 import incidents
 from alerts.context import duration_text
 from alerts.notices import Notice, record_notices, to_owner, to_staff
+from alerts.updates import outage_reminders
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,11 @@ class OpenCritical:
     in_outage: bool
     # Whether the owner was told of it at all.
     told: bool
+    # Staff's latest update to customers, and the next one they promised (a fleet outage's
+    # reminders carry them).
+    last_update_at: datetime | None = None
+    last_update_text: str | None = None
+    next_update_at: datetime | None = None
 
 
 def escalation_due(incident: OpenCritical, now: datetime, policy: EscalationPolicy) -> bool:
@@ -59,7 +69,10 @@ def escalation_due(incident: OpenCritical, now: datetime, policy: EscalationPoli
 
 
 def reminder_due(incident: OpenCritical, now: datetime, policy: EscalationPolicy) -> bool:
-    """A device incident its owner knows of, still open a reminder period after the last word."""
+    """A device incident its owner knows of, still open a reminder period after the last word.
+    A fleet outage: see outage_reminder_due."""
+    if incident.scope == "fleet":
+        return outage_reminder_due(incident, now, policy)
     if incident.scope != "device" or incident.in_outage or not incident.told:
         return False
     if incident.reminders >= policy.max_reminders:
@@ -68,11 +81,30 @@ def reminder_due(incident: OpenCritical, now: datetime, policy: EscalationPolicy
     return now - last >= timedelta(seconds=policy.remind_every_s)
 
 
+def outage_reminder_due(incident: OpenCritical, now: datetime, policy: EscalationPolicy) -> bool:
+    """A fleet outage whose owners heard of it (told once it lasted, or a staff update),
+    still open a reminder period after the last word they heard; a few times at most."""
+    if incident.scope != "fleet" or incident.reminders >= policy.max_reminders:
+        return False
+    told = incident.details.get("customers_told_at")
+    heard = [
+        at
+        for at in (
+            datetime.fromisoformat(told) if told else None,
+            incident.last_update_at,
+            incident.reminded_at,
+        )
+        if at is not None
+    ]
+    return bool(heard) and now - max(heard) >= timedelta(seconds=policy.remind_every_s)
+
+
 _OPEN_CRITICAL = """
 SELECT i.id, i.scope, i.device_id, i.status, i.opened_at, i.escalated_at, i.reminded_at,
        i.reminders, i.summary, i.details, i.fleet_incident_id IS NOT NULL,
        EXISTS (SELECT 1 FROM notifications n
-               WHERE n.incident_id = i.id AND n.status = 'sent' AND n.customer_id IS NOT NULL)
+               WHERE n.incident_id = i.id AND n.status = 'sent' AND n.customer_id IS NOT NULL),
+       i.last_update_at, i.last_update_text, i.next_update_at
 FROM incidents i
 WHERE i.severity = 'critical' AND i.status <> 'resolved'
 ORDER BY i.opened_at
@@ -83,6 +115,10 @@ ORDER BY i.opened_at
 class CriticalReview:
     escalated: int = 0
     reminded: int = 0
+    # Owners of a lasting outage's devices reminded (one notice each).
+    outage_reminded: int = 0
+    # Broken promises of an update that staff were nudged about (alerts/updates.py).
+    nudged: int = 0
 
 
 def review_critical(
@@ -117,9 +153,25 @@ def review_critical(
                         incident.device_id or "-",
                         waited,
                     )
-            if reminder_due(incident, now, policy) and incidents.mark_reminded(
-                conn, incident.id, incident.reminders, now
+            if not (
+                reminder_due(incident, now, policy)
+                and incidents.mark_reminded(conn, incident.id, incident.reminders, now)
             ):
+                continue
+            if incident.scope == "fleet":
+                told = outage_reminders(
+                    conn,
+                    incident.id,
+                    opened_at=incident.opened_at,
+                    last_update_at=incident.last_update_at,
+                    last_update_text=incident.last_update_text,
+                    next_update_at=incident.next_update_at,
+                    now=now,
+                )
+                notices += told
+                result.outage_reminded += len(told)
+                log.info("fleet incident %d lasts: %d owners reminded", incident.id, len(told))
+            else:
                 since = incident.opened_at
                 if "since" in incident.details:
                     since = datetime.fromisoformat(incident.details["since"])

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import psycopg
 
-from alerts.context import device_context, local_time
+from alerts.context import device_context, devices_context, local_time
 from alerts.outbox import (
     CustomerRow,
     Recipients,
@@ -30,6 +30,10 @@ from alerts.routing import Channel, IncidentView, notice_fate, route
 from incidents import record_events
 
 log = logging.getLogger(__name__)
+
+# Staff's words to customers (alerts/updates.py), about several devices at once: not held
+# by one device's silence, which holds the monitor's alerts.
+NOT_SILENCED = frozenset({"incident_update", "outage_reminder"})
 
 # With what the router needs of the incident and of the group incident holding it.
 _CLAIM = """
@@ -94,7 +98,9 @@ def route_notices(conn: psycopg.Connection, now: datetime, *, limit: int) -> Rou
         told = {r[0] for r in conn.execute(_TOLD, {"ids": recovering})} if recovering else set()
         claimed = [_claimed(r, told) for r in rows]
         owners = [c for c in claimed if c.audience == "owner"]
-        recipients = load_recipients(conn, sorted({c.device_id for c in owners}))
+        # A notice about several of one owner's devices names them from their rows too.
+        listed = {d for c in owners for d in c.context.get("device_ids", ())}
+        recipients = load_recipients(conn, sorted({c.device_id for c in owners} | listed))
         silenced = silenced_until(conn, sorted({c.device_id for c in owners}), now)
         outcomes: dict[int, str] = {}
         customer_rows: list[CustomerRow] = []
@@ -185,8 +191,11 @@ def _owner_rows(
     if not deliveries:
         return "queued 0", [], None
     # Silences hold incident alerts; a campaign's notices (a recall) are not alerts.
-    silence = silenced.get(device.device_id) if notice.campaign_id is None else None
+    alert = notice.campaign_id is None and notice.template not in NOT_SILENCED
+    silence = silenced.get(device.device_id) if alert else None
     context = message_context(device, notice)
+    if "device_ids" in notice.context:
+        context.update(devices_context(_owned(notice.context["device_ids"], device, recipients)))
     if notice.incident is not None and notice.incident.outage:
         context["outage"] = notice.incident.outage
     rows = [
@@ -207,6 +216,17 @@ def _owner_rows(
     ]
     outcome = f"queued {len(rows)}" + (f" ({fate.reason})" if fate.held else "")
     return outcome, rows, silence
+
+
+def _owned(device_ids: list[str], device, recipients: Recipients) -> list:
+    """The listed devices that belong to the recipient now: a device given to someone else
+    since the notice was recorded is not named to its former owner, nor theirs to them."""
+    owned = [
+        recipients.devices[d]
+        for d in device_ids
+        if d in recipients.devices and recipients.devices[d].customer_id == device.customer_id
+    ]
+    return owned or [device]
 
 
 def _channels(policy: str, channels: list[Channel]) -> list[Channel]:

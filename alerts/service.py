@@ -2,7 +2,8 @@
 
     route     every FLEETWATCH_ALERTS_ROUTER_S: notices -> outbox rows (alerts/router.py)
     escalate  every FLEETWATCH_ALERTS_ESCALATION_S: unacknowledged critical incidents to staff,
-              reminders to owners (alerts/escalation.py)
+              reminders to owners (alerts/escalation.py), a nudge to staff for each update
+              promised and not posted (alerts/updates.py)
     dispatch  every FLEETWATCH_ALERTS_POLL_S: due rows -> Apprise (alerts/dispatcher.py)
 
 Any number may run against one database: routing claims with SKIP LOCKED, escalation and
@@ -17,6 +18,7 @@ from datetime import datetime
 from alerts.dispatcher import Dispatcher
 from alerts.escalation import CriticalReview, EscalationPolicy, review_critical
 from alerts.router import Routed, route_notices
+from alerts.updates import review_promises
 from core import db
 from core.settings import Settings
 from core.worker import Job, RunsForever, Worker
@@ -63,9 +65,12 @@ class Alerts(RunsForever):
         return route_notices(conn, now or db.db_now(conn), limit=self.settings.alerts_router_batch)
 
     def review(self, now: datetime | None = None) -> CriticalReview:
-        """Escalate and remind where due at `now` (default: the database's clock)."""
+        """Escalate, remind and nudge where due at `now` (default: the database's clock)."""
         conn = self._conns.get("escalate")
-        return review_critical(conn, now or db.db_now(conn), self.escalation)
+        now = now or db.db_now(conn)
+        result = review_critical(conn, now, self.escalation)
+        result.nudged = review_promises(conn, now)
+        return result
 
     def _route_batch(self) -> bool:
         return self.route().notices >= self.settings.alerts_router_batch

@@ -247,6 +247,39 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="not acknowledged after {waited}: {summary}",
     ),
+    # -- staff's updates on an incident or a fleet outage (alerts/updates.py): one message
+    # per owner, naming each of their devices it concerns (alerts.context.devices_context);
+    # the producer words the promise in the owner's timezone.
+    "incident_update": Template(
+        title="Update on {devices_title}",
+        body=(
+            "Hello {customer_name},\n\n"
+            "An update from our team about {devices_text}:\n\n"
+            "{update_text}\n\n"
+            "{next_update_text}"
+        ),
+        digest_line="Update on {devices_title}: {update_text}",
+    ),
+    "outage_reminder": Template(
+        title="Still working on the outage affecting {devices_title}",
+        body=(
+            "Hello {customer_name},\n\n"
+            "The outage affecting {devices_text} is still going on, for {for} now.\n\n"
+            "{latest_text}\n\n"
+            "{next_update_text}"
+        ),
+        digest_line="{devices_title}: still in the outage, for {for}",
+    ),
+    "update_promise_missed": Template(
+        title="Update promised by {promised_utc} not posted: {summary}",
+        body=(
+            "Customers were told the next update on incident {incident_id} ({summary}) would "
+            "come by {promised_utc}; none has been posted since {last_update_utc}.\n\n"
+            "Post one: POST /api/v1/incidents/{incident_id}/updates"
+        ),
+        digest_line="update promised by {promised_utc} not posted: {summary}",
+        about="notice",
+    ),
     # -- campaigns: update and recall notices to owners, and the firmware team's -----------
     "ota_scheduled": Template(
         title="A software update for your {device_kind} {device_name}",

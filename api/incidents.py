@@ -1,4 +1,5 @@
-"""Incident routes: list, detail with timeline, acknowledge, resolve, comment; silences."""
+"""Incident routes: list, detail with timeline, acknowledge, resolve, comment, staff's updates
+to customers; silences."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query
 
 import incidents
+from alerts.notices import record_notices
 from alerts.outbox import release_silence
 from alerts.redact import redact_url
+from alerts.updates import update_notices
 from api.deps import CurrentKey, DbConn, StaffKey
 from api.fleet import (
     INCIDENT_COLUMNS,
@@ -30,6 +33,7 @@ from api.models import (
     SilenceCreate,
     SilencePublic,
     TimelineEvent,
+    UpdateCreate,
 )
 from api.visibility import incident_details_for, incident_for, viewer_for
 
@@ -240,6 +244,46 @@ def comment_incident(
     _visible(conn, incident_id, None)
     incidents.comment(
         conn, incident_id, key.name, body.text, datetime.now(UTC), for_customer=body.for_customer
+    )
+    return incident_detail(incident_id, key, conn)
+
+
+# A promise further out than this is no promise: staff would be nudged about it in a week.
+MAX_PROMISE = timedelta(days=7)
+
+
+@router.post("/incidents/{incident_id}/updates", response_model=IncidentDetail, status_code=201)
+def post_update(
+    incident_id: IncidentId, body: UpdateCreate, key: StaffKey, conn: DbConn
+) -> IncidentDetail:
+    """Tell the customers an incident concerns what is going on: a line on its timeline that
+    its owner reads, and one message to them; on a fleet outage, the line on every member
+    still down too, and one message per owner, naming each of their devices in it. With
+    `next_update_at`, staff are nudged if it passes without another update."""
+    now = datetime.now(UTC)
+    row = _visible(conn, incident_id, None)
+    if row[1] == "system":  # (INCIDENT_COLUMNS: id, scope, ...)
+        raise HTTPException(422, f"incident {incident_id} concerns no customer (system)")
+    promise = body.next_update_at
+    if promise is not None:
+        if promise.tzinfo is None:
+            raise HTTPException(422, "next_update_at needs a UTC offset, e.g. 2026-12-01T15:00Z")
+        if not now < promise <= now + MAX_PROMISE:
+            raise HTTPException(422, "next_update_at must be within the next 7 days")
+    with conn.transaction():
+        posted = incidents.post_update(
+            conn, incident_id, key.name, body.text, now, next_update_at=promise
+        )
+        if posted is None:
+            raise HTTPException(409, f"incident {incident_id} is resolved")
+        told = record_notices(conn, update_notices(conn, posted, now), now)
+    log.info(
+        "incident %d (device %s): update by %s, on %d member incidents too, to %d owners",
+        incident_id,
+        posted.device_id or "-",
+        key.name,
+        posted.members,
+        told,
     )
     return incident_detail(incident_id, key, conn)
 

@@ -192,6 +192,32 @@ class Resolve(Input):
     note: Text | None = None
 
 
+def plain_text(value: str) -> str:
+    """Staff's words to customers as plain lines: line breaks kept (at most one blank line),
+    other spaces as spaces, every other control and format character dropped (terminal
+    escapes, bidi overrides that make a text read otherwise than it is, zero-width ones).
+    Never markup: whoever shows it escapes it."""
+    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    kept = [
+        "".join(c if c.isprintable() else " " if c.isspace() else "" for c in line).rstrip()
+        for line in lines
+    ]
+    text = "\n".join(kept).strip()
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    if not text:
+        raise ValueError("the update has no visible text")
+    return text
+
+
+class UpdateCreate(Input):
+    """Staff's update to the customers an incident or a fleet outage concerns."""
+
+    text: Annotated[str, Field(min_length=1, max_length=1000), AfterValidator(plain_text)]
+    # The next update promised by then (with a UTC offset); staff are nudged if it passes.
+    next_update_at: datetime | None = None
+
+
 class SilenceCreate(Input):
     scope: Literal["device", "model", "label"]
     target: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]

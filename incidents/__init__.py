@@ -11,6 +11,8 @@
     attach     a device incident joins a group incident (a fleet outage): its owner's alert
                is held; detach lets it go again
     tell       a lasting group incident turns what it holds into "we know about it"
+    update     staff's update to customers: a line on the incident and on a group's open
+               members; the latest update and the promise of the next (incidents/updates.py)
 
 Nothing outside this package writes `incidents` or `incident_events`
 (tests/test_architecture.py holds that). Messages are not sent from here: callers record
@@ -34,11 +36,13 @@ from incidents.lifecycle import (
 )
 from incidents.model import DeviceProblem, GroupProblem, Opened, Resolved
 from incidents.timeline import record_events
+from incidents.updates import PostedUpdate, mark_promise_missed, post_update
 
 __all__ = [
     "DeviceProblem",
     "GroupProblem",
     "Opened",
+    "PostedUpdate",
     "Resolved",
     "acknowledge",
     "attach",
@@ -47,10 +51,12 @@ __all__ = [
     "find_open",
     "find_open_group",
     "mark_escalated",
+    "mark_promise_missed",
     "mark_reminded",
     "open_device_incidents",
     "open_group_incident",
     "open_group_incidents",
+    "post_update",
     "record_events",
     "resolve",
     "tell_members",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 # Reasons the monitor records as codes, in words.
@@ -54,6 +55,23 @@ def _failed(d: Mapping) -> str:
     return text + (f": {d['error']}" if d.get("error") else "")
 
 
+def _utc(value: Any) -> str:
+    """An ISO time as people read it, '15:00 UTC on 6 Dec 2026'; as stored if not a time."""
+    try:
+        at = datetime.fromisoformat(str(value)).astimezone(UTC)
+    except ValueError:
+        return str(value)
+    return f"{at:%H:%M} UTC on {at.day} {at:%b %Y}"
+
+
+def _update(d: Mapping) -> str:
+    # Staff's words, as written: whoever shows them shows them as text, never as markup.
+    text = f"Update from our team: {d.get('text', '')}"
+    return text + (
+        f" (next update by {_utc(d['next_update_at'])})" if d.get("next_update_at") else ""
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Kind:
     """One kind of timeline line: its sentence, and what of it an owner may read."""
@@ -73,6 +91,11 @@ KINDS: dict[str, Kind] = {
     "resolved": Kind(_resolved, ("reason", "back")),
     "acknowledged": Kind(lambda d: "Acknowledged: someone is looking into it", ()),
     "comment": Kind(lambda d: f"Note: {d.get('text', '')}", ("text",), for_customer_only=True),
+    # Staff's update to customers (incidents/updates.py), on a fleet outage's members too.
+    "update": Kind(_update, ("text", "next_update_at")),
+    "update_promise_missed": Kind(
+        lambda d: f"The update promised by {_utc(d.get('promised'))} did not come: staff nudged"
+    ),
     "attached": Kind(
         lambda d: f"Part of fleet incident {d.get('group_incident_id')}: the owner's alert waits"
     ),

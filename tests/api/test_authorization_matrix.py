@@ -50,6 +50,7 @@ ALLOWED = {
     ("POST", "/api/v1/incidents/{incident_id}/ack"): STAFF,
     ("POST", "/api/v1/incidents/{incident_id}/comments"): STAFF,
     ("POST", "/api/v1/incidents/{incident_id}/resolve"): STAFF,
+    ("POST", "/api/v1/incidents/{incident_id}/updates"): STAFF,
     ("GET", "/api/v1/keys"): ADMIN,
     ("POST", "/api/v1/keys"): ADMIN,
     ("DELETE", "/api/v1/keys/{key_id}"): ADMIN,
@@ -127,6 +128,7 @@ BODIES = {
     "/api/v1/me/channels": {"kind": "webhook", "url": "json://127.0.0.1:9/mine"},
     "/api/v1/incidents/{incident_id}/comments": {"text": "x"},
     "/api/v1/incidents/{incident_id}/resolve": {},
+    "/api/v1/incidents/{incident_id}/updates": {"text": "x"},
 }
 
 

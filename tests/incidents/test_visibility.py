@@ -50,6 +50,17 @@ CASES = [
     ("rate_limited", {"until": "t1", "channel_id": 11}, {"until": "t1"}),
     ("rate_limited", {"until": "t1", "channel_id": 12}, None),
     ("rate_limited", {"until": "t1"}, None),
+    (
+        "update",
+        {**BY, "text": "on it", "next_update_at": "2026-12-06T15:00:00+00:00"},
+        {"text": "on it", "next_update_at": "2026-12-06T15:00:00+00:00"},
+    ),
+    (
+        "update",
+        {**BY, "text": "on it", "group_incident_id": 4},
+        {"text": "on it"},
+    ),
+    ("update_promise_missed", {"promised": "2026-12-06T15:00:00+00:00"}, None),
     ("never_heard_of", {"x": 1}, None),
 ]
 
@@ -83,6 +94,14 @@ def test_every_kind_has_words_and_an_unknown_one_is_named():
     )
     assert describe("comment", {**BY, "text": "hi", "for_customer": True}) == (
         "Note: hi (by key 3 (ops laptop); shown to the customer)"
+    )
+    # Staff read the customer's words of an update, then who wrote it.
+    update = {"text": "Engineers on it", "next_update_at": "2026-12-06T16:00:00+01:00"}
+    assert describe("update", update) == (
+        "Update from our team: Engineers on it (next update by 15:00 UTC on 6 Dec 2026)"
+    )
+    assert describe("update", {**update, **BY}) == describe("update", update) + (
+        " (by key 3 (ops laptop))"
     )
     assert describe("opened", {"reason": "silent", "since": "t0"}) == (
         "Problem found: no heartbeat in time (since t0)"
