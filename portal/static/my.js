@@ -181,7 +181,8 @@ function deviceCard(card) {
   el("p", { class: `status st-${card.status}` }, card.status_text),
   card.snooze_text && el("p", { class: "muted" }, card.snooze_text),
   facts([
-    ["Since", card.since && timeText(card.since)],
+    // A problem's status already says since when.
+    ["Since", !card.problem && card.since && timeText(card.since)],
     ["Battery", batteryText(card)],
     ["Signal", card.signal],
     ["Firmware", card.firmware],

@@ -287,3 +287,12 @@ def test_sign_out_returns_to_sign_in_and_the_cookie_no_longer_works(new_page, si
     assert answer.status_code == 401
     page.goto(f"{site}/my/#devices")
     expect(page.locator("#signin-form")).to_be_visible()
+
+
+def test_an_unknown_message_link_says_so_and_offers_sign_in(new_page, site):
+    page = new_page(PHONE)
+    page.goto(f"{site}/my/#link=nosuchtoken0123456789abcdef")
+    expect(page.locator("#view[data-view=message] h1")).to_have_text("This link cannot be opened")
+    assert page.url.endswith("/my/#message")  # the token left the address bar
+    page.click("#view a[href='#signin']")
+    expect(page.locator("#signin-form")).to_be_visible()
