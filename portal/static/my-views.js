@@ -134,7 +134,8 @@ async function showPreferences() {
   const form = el("form", { id: "preferences-form", class: "panel" },
     field("pref-name", "Your name", name),
     field("pref-timezone", "Your timezone", zone, "Times on this page and in messages."),
-    el("fieldset", {}, el("legend", {}, "Quiet hours (no messages but critical ones)"),
+    el("fieldset", {}, el("legend", {}, "Quiet hours"),
+      muted("Messages wait until they end, except a critical alarm (an alarm panel going offline)."),
       field("pref-quiet-start", "From", quietStart), field("pref-quiet-end", "Until", quietEnd)),
     field("pref-limit", "Most messages an hour", limit,
       `At most ${ceiling}, the operator's limit; empty: that limit.`),
@@ -216,6 +217,10 @@ function verifyForm(c, status) {
   return form;
 }
 
+const SEVERITY_WORDS = {
+  info: "every message", warning: "warnings and alarms", critical: "alarms only",
+};
+
 function channelItem(c) {
   const status = el("p", { class: "channel-result", role: "status" });
   const remove = actionButton("Remove", async (button) => {
@@ -231,7 +236,7 @@ function channelItem(c) {
     el("strong", {}, c.label || c.kind), " ", el("code", {}, c.url),
     el("p", { class: "muted" }, [c.kind, c.enabled ? "on" : "off",
       c.verified === false ? "not verified yet: it counts once verified" : "verified",
-      `from ${c.min_severity}`].join(" · ")),
+      SEVERITY_WORDS[c.min_severity] || c.min_severity].join(" · ")),
     c.verified === false && verifyForm(c, status),
     el("div", { class: "actions" },
       actionButton("Send a test message", async () => {

@@ -296,3 +296,22 @@ def test_an_unknown_message_link_says_so_and_offers_sign_in(new_page, site):
     assert page.url.endswith("/my/#message")  # the token left the address bar
     page.click("#view a[href='#signin']")
     expect(page.locator("#signin-form")).to_be_visible()
+
+
+def test_a_device_view_shows_its_incidents_and_what_can_be_done(new_page, site, conn, home):
+    page = signed_in(new_page, site, conn, viewport=PHONE)
+    page.click("[data-device-id=hm-cam] h3 a")
+    expect(page.locator("#view[data-view=device] h1")).to_have_text("Garden camera")
+    expect(page.locator("#device-incidents li")).to_have_count(1)
+    expect(page.locator("#device-incidents a")).to_have_attribute(
+        "href", f"#incident/{home.camera_incident}"
+    )
+    actions = page.locator("#device-actions button")
+    expect(actions).to_have_text(
+        [
+            "Pause alerts for 24 hours",
+            "Pause alerts for 7 days",
+            "It is off on purpose: stop watching it",
+        ]
+    )
+    expect(page.locator("#view")).not_to_contain_text(NEIGHBOUR)
