@@ -164,7 +164,7 @@ async function signOut() {
 // -- my devices -------------------------------------------------------------------------
 
 function facts(pairs) {
-  return el("dl", { class: "facts" }, pairs.filter(([, v]) => v != null && v !== "")
+  return el("dl", { class: "facts" }, pairs.filter(([, v]) => v != null && v !== "" && v !== false)
     .map(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
 }
 

@@ -143,6 +143,7 @@ def test_a_sign_in_link_opens_my_devices_in_words_and_no_one_elses(new_page, sit
     expect(panel.locator(".status")).to_have_text(f"Offline since {local_hm(went)}")
     expect(panel.locator(".todo")).to_have_text(f"What to do now: {WHAT_TO_DO['alarm_panel']}")
     expect(panel.locator(".facts")).to_contain_text("Firmware3.4.1")
+    expect(panel.locator(".facts dt")).to_have_text(["Battery", "Signal", "Firmware"])
     camera = page.locator("[data-device-id=hm-cam]")
     expect(camera.locator(".status")).to_contain_text("Battery low since")
     expect(camera.locator(".facts")).to_contain_text("Battery9 % (low)")
