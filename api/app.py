@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from api import campaigns, channels, fleet, incidents, live, me, ops, registry, signin
+from api import campaigns, channels, fleet, home, incidents, live, me, ops, registry, signin
 from api.feed import EventFeed
 from api.headers import SecurityHeaders
 from api.limits import BodyLimit, LargerBody
@@ -28,6 +28,8 @@ from core.settings import MqttTarget, Settings
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
+# The customer's page (portal/static): plain HTML, script and style, like the dashboard.
+CUSTOMER_PAGE = Path(__file__).parent.parent / "portal" / "static"
 PREFIX = "/api/v1"
 
 
@@ -84,6 +86,7 @@ def create_app(
         registry.router,
         channels.router,
         me.router,
+        home.router,
         live.router,
         campaigns.router,
         signin.router,
@@ -92,6 +95,7 @@ def create_app(
     app.include_router(campaigns.links)
     app.include_router(ops.router)
     app.mount("/dashboard", StaticFiles(directory=STATIC, html=True), name="dashboard")
+    app.mount("/my", StaticFiles(directory=CUSTOMER_PAGE, html=True), name="customer-page")
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -1,7 +1,10 @@
-"""Security headers on the pages a browser shows: the staff dashboard and the recall page.
+"""Security headers on the pages a browser shows: the staff dashboard, the customer's page
+and the recall page.
 
     /dashboard/...  scripts, styles and requests only from here, no inline code, never
                     framed, no referrer (its links carry a key in the fragment)
+    /my/...         the customer's page: the dashboard's policy (its sign-in links carry a
+                    token in the fragment)
     /recall/...     nothing but its own inline style and a form posting back here, never
                     framed, no referrer (the token is in the address), never cached
 
@@ -28,6 +31,7 @@ _PAGE = {
 # Path prefix: headers every answer under it gets (replacing any the app set).
 HEADERS: tuple[tuple[str, dict[str, str]], ...] = (
     ("/dashboard", {**_PAGE, "content-security-policy": DASHBOARD_POLICY}),
+    ("/my", {**_PAGE, "content-security-policy": DASHBOARD_POLICY}),
     ("/recall/", {**_PAGE, "content-security-policy": RECALL_POLICY, "cache-control": "no-store"}),
     ("/", {"x-content-type-options": "nosniff"}),
 )

@@ -64,6 +64,7 @@ ALLOWED = {
     ("DELETE", "/api/v1/me/channels/{channel_id}"): CUSTOMER,
     ("POST", "/api/v1/me/channels/{channel_id}/test"): CUSTOMER,
     ("GET", "/api/v1/me/devices"): CUSTOMER,
+    ("GET", "/api/v1/me/home"): CUSTOMER,
     ("GET", "/api/v1/me/incidents"): CUSTOMER,
     ("GET", "/api/v1/me/notifications"): CUSTOMER,
     ("GET", "/api/v1/models"): READ,

@@ -13,6 +13,8 @@ from api.headers import DASHBOARD_POLICY, RECALL_POLICY, headers_for
     [
         ("/dashboard/", DASHBOARD_POLICY, None),
         ("/dashboard/dashboard.js", DASHBOARD_POLICY, None),
+        ("/my/", DASHBOARD_POLICY, None),
+        ("/my/my.js", DASHBOARD_POLICY, None),
         ("/recall/abcdefghijklmnop", RECALL_POLICY, "no-store"),
         ("/api/v1/devices", None, None),
         ("/docs", None, None),  # Swagger UI runs inline script from a CDN: not restricted
