@@ -46,9 +46,7 @@ def test_route_respects_severity_and_quiet_hours_with_critical_override():
     )
     assert [(d.channel_id, d.due_at) for d in day] == [(1, BERLIN_DAY)]
 
-    night = route(
-        severity="warning", urgent=False, prefs=QUIET, channels=[EMAIL], now=BERLIN_NIGHT
-    )
+    night = route(severity="warning", urgent=False, prefs=QUIET, channels=[EMAIL], now=BERLIN_NIGHT)
     assert night[0].due_at == datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
     alarm = route(
