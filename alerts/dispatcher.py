@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 
 import psycopg
 
+from alerts import render
 from alerts.outbound import STAFF, ChannelRefused, check_rules
 from alerts.ratelimit import WINDOW as RATE_WINDOW
 from alerts.ratelimit import ChannelUse, deferred_until
 from alerts.redact import redact_url, scrub
 from alerts.send import AppriseSender, SendResult
-from alerts.templates import render, render_digest
 from core import db
 from core.settings import Settings
 from incidents import record_events
@@ -134,10 +134,12 @@ class Message:
     message_id: uuid.UUID = field(default_factory=uuid.uuid4)
     attempt_ids: list[int] = field(default_factory=list)
 
-    def render(self) -> tuple[str, str]:
+    def render(self) -> render.Message:
+        """The message as this channel's kind receives it (alerts/render.py)."""
+        form = render.channel_form(self.kind, self.url)
         if len(self.items) == 1:
-            return render(self.items[0].template, self.items[0].context)
-        return render_digest([(c.template, c.context) for c in self.items])
+            return render.render(self.items[0].template, self.items[0].context, form)
+        return render.render_digest([(c.template, c.context) for c in self.items], form)
 
 
 @dataclass
@@ -315,8 +317,7 @@ class Dispatcher:
             )
             return SendResult(False, 0, str(refused)[:500], permanent=True)
         try:
-            title, body = message.render()
-            result = self.sender.send(message.url, title, body)
+            result = self.sender.send(message.url, message.render())
         except Exception as exc:  # one message's failure must not stop the others
             log.exception(
                 "send to %s raised for device %s",

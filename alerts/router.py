@@ -26,7 +26,7 @@ from alerts.outbox import (
     write_customer_rows,
     write_staff_rows,
 )
-from alerts.routing import Channel, IncidentView, notice_fate, route
+from alerts.routing import Channel, IncidentView, is_urgent, notice_fate, route
 from incidents import record_events
 
 log = logging.getLogger(__name__)
@@ -181,9 +181,14 @@ def _owner_rows(
     if fate.template is None:
         return fate.reason, [], None
     channels = _channels(notice.channels, recipients.channels.get(device.customer_id, []))
-    deliveries = route(
+    urgent = is_urgent(
         severity=notice.severity,
         critical_device=device.critical,
+        campaign_notice=notice.campaign_id is not None,
+    )
+    deliveries = route(
+        severity=notice.severity,
+        urgent=urgent,
         prefs=recipients.prefs[device.customer_id],
         channels=channels,
         now=now,
@@ -198,6 +203,9 @@ def _owner_rows(
         context.update(devices_context(_owned(notice.context["device_ids"], device, recipients)))
     if notice.incident is not None and notice.incident.outage:
         context["outage"] = notice.incident.outage
+    if urgent:
+        # Decided once, here; the dispatcher's rendering marks it (alerts/render.py).
+        context["urgent"] = True
     rows = [
         CustomerRow(
             incident_id=notice.incident_id,

@@ -46,10 +46,17 @@ def quiet_hours_end(prefs: CustomerPrefs, now: datetime) -> datetime | None:
     return datetime.combine(end_day, end, tzinfo=local.tzinfo)
 
 
+def is_urgent(*, severity: str, critical_device: bool, campaign_notice: bool) -> bool:
+    """A message its owner must have at once, whatever the hour or snooze: a critical
+    incident on a critical device (an alarm panel offline), or a critical campaign notice
+    (a safety recall). It is marked urgent and says so (alerts/render.py)."""
+    return severity == "critical" and (critical_device or campaign_notice)
+
+
 def route(
     *,
     severity: str,
-    critical_device: bool,
+    urgent: bool,
     prefs: CustomerPrefs,
     channels: list[Channel],
     now: datetime,
@@ -57,11 +64,9 @@ def route(
     """The deliveries for one customer notification.
 
     Channels below their minimum severity are skipped. Quiet hours hold a notification
-    until they end, except a critical incident on a critical device (an alarm panel).
+    until they end, except an urgent one (is_urgent).
     """
-    hold_until = None
-    if not (critical_device and severity == "critical"):
-        hold_until = quiet_hours_end(prefs, now)
+    hold_until = None if urgent else quiet_hours_end(prefs, now)
     due = hold_until or now
     return [
         Delivery(ch.id, due)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import apprise
 
-from alerts.outbound import IPNetwork, guarded, instantiate
+from alerts.outbound import IPNetwork, guarded, instantiate, schemes_for
 from alerts.redact import hiding_secrets_of, scrub
+from alerts.render import Message
 
 # Longest error text kept (notifications.last_error, delivery_attempts.error).
 ERROR_LIMIT = 500
@@ -34,6 +35,41 @@ class SendResult:
 # refused address would be refused anyway, by the guard).
 _ASSET = apprise.AppriseAsset(service_timeout=0, http_redirects=False)
 
+# Where a service has a field of its own for a message's urgency or link, they go there too,
+# set on Apprise's plugin as the URL's own arguments would set them (ntfy's `priority` and
+# `click`, Gotify's `priority`, a JSON post's extra `link` key). A push service with no click
+# field gets the link after its line.
+URGENT_FIELDS: dict[str, tuple[str, object]] = {
+    "ntfy": ("priority", "max"),
+    "ntfys": ("priority", "max"),
+    "gotify": ("priority", 10),
+    "gotifys": ("priority", 10),
+}
+CLICK_FIELDS = {"ntfy": "click", "ntfys": "click"}
+# Email: the headers mail programs read as "high priority".
+URGENT_EMAIL_HEADERS = {"X-Priority": "1 (Highest)", "Importance": "high", "Priority": "urgent"}
+EMAIL_SCHEMES = frozenset({"mailto", "mailtos"})
+JSON_SCHEMES = frozenset({"json", "jsons"})
+PUSH_SCHEMES = frozenset(schemes_for("push"))
+
+
+def fit_to_service(server, scheme: str, message: Message) -> str:
+    """Set the service's own fields for `message` on Apprise's plugin `server`; return the
+    body to send."""
+    body = message.body
+    if message.urgent and scheme in URGENT_FIELDS:
+        name, value = URGENT_FIELDS[scheme]
+        setattr(server, name, value)
+    if message.urgent and scheme in EMAIL_SCHEMES:
+        server.headers = {**server.headers, **URGENT_EMAIL_HEADERS}
+    if message.link and scheme in CLICK_FIELDS:
+        setattr(server, CLICK_FIELDS[scheme], message.link)
+    elif message.link and scheme in PUSH_SCHEMES and message.link not in body:
+        body = f"{body} {message.link}"
+    if message.link and scheme in JSON_SCHEMES:
+        server.payload_extras = {**server.payload_extras, "link": message.link}
+    return body
+
 
 def error_text(lines: list[str], url: str) -> str:
     """Apprise's warnings and errors (all its lines if none), scrubbed of the URL's secrets,
@@ -41,6 +77,9 @@ def error_text(lines: list[str], url: str) -> str:
     the cut."""
     problems = [line for line in lines if not line.startswith(("DEBUG", "INFO"))] or lines
     return scrub("; ".join(problems) or "Apprise reported failure", url)[-ERROR_LIMIT:]
+
+
+_FORMATS = {"text": apprise.NotifyFormat.TEXT, "html": apprise.NotifyFormat.HTML}
 
 
 class AppriseSender:
@@ -53,7 +92,7 @@ class AppriseSender:
         self.timeout_s = timeout_s
         self.allowed_networks = tuple(allowed_networks)
 
-    def send(self, url: str, title: str, body: str) -> SendResult:
+    def send(self, url: str, message: Message) -> SendResult:
         started = time.perf_counter()
         # One URL, one service: Apprise would read several from one string.
         server = instantiate(url, asset=_ASSET)
@@ -66,15 +105,18 @@ class AppriseSender:
         server.socket_connect_timeout = min(server.socket_connect_timeout, self.timeout_s)
         server.socket_read_timeout = min(server.socket_read_timeout, self.timeout_s)
         server.redirects = False  # whatever the URL says
+        body = fit_to_service(server, url.split("://", 1)[0].lower(), message)
         sender = apprise.Apprise(asset=_ASSET)
         sender.add(server)
         logs: list[str] = []
         with guarded(self.allowed_networks) as refusals, hiding_secrets_of(url):
             result = sender.notify(
                 body=body,
-                title=title,
-                # Plain text keeps our paragraphs; Apprise would otherwise fold them into HTML.
-                body_format=apprise.NotifyFormat.TEXT,
+                title=message.title,
+                # Plain text keeps our paragraphs (Apprise would otherwise fold them into
+                # HTML); an email's HTML goes as multipart/alternative, with a text part
+                # Apprise makes from it (alerts/render.py).
+                body_format=_FORMATS[message.body_format],
                 log_callback=lambda entry, plugin: logs.append(f"{entry.level}: {entry.message}"),
             )
         elapsed = int((time.perf_counter() - started) * 1000)

@@ -15,6 +15,11 @@ class Template:
     body: str
     # How one notification reads as a line of a digest ("3 of your devices are offline").
     digest_line: str
+    # The short forms (alerts/render.py): an SMS is this one line and the link (no greeting:
+    # it must fit one or two segments, so GSM characters only); a push is the title and
+    # this one line, the link its click action where the service has one.
+    sms: str
+    line: str
     # What the message is about, which decides its fate when its incident moves on:
     #   problem   moot once the incident is resolved: an owner's copy still waiting is
     #             cancelled, never sent
@@ -27,6 +32,11 @@ class Template:
     # ...except for a critical device (an alarm panel): never held, it goes at once as this
     # template, which says that many devices went offline together.
     critical_in_outage: str | None = None
+    # The context field holding the message's link (the customer's page for it, added when
+    # the dispatcher claims it; a recall's confirmation link), and what the email's button
+    # to it says.
+    link_field: str = "link"
+    link_label: str = "See it in Fleetwatch"
 
 
 # What a customer can do, per kind of device, when it goes quiet.
@@ -75,6 +85,8 @@ TEMPLATES: dict[str, Template] = {
         digest_line="{device_name} ({model_name}, {identity}) offline since {since_local}",
         in_outage="device_offline_known_outage",
         critical_in_outage="device_offline_during_outage",
+        sms="Fleetwatch: your {device_kind} {device_name} went offline at {since_local}.",
+        line="Offline since {since_local}. {what_to_do}",
     ),
     "device_offline_during_outage": Template(
         title="Your {device_kind} {device_name} went offline",
@@ -90,6 +102,11 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="{device_name} ({model_name}, {identity}) offline since {since_local}, "
         "in a wider outage",
+        sms=(
+            "Fleetwatch: your {device_kind} {device_name} went offline at "
+            "{since_local}, in a wider outage."
+        ),
+        line="Offline since {since_local}, with many devices nearby. {what_to_do}",
     ),
     "device_back_online": Template(
         title="Your {device_kind} {device_name} is back online",
@@ -101,6 +118,8 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="{device_name} ({model_name}, {identity}) back online after {downtime}",
         about="recovery",
+        sms="Fleetwatch: your {device_kind} {device_name} is back online after {downtime}.",
+        line=("Back online since {back_local}, after {downtime} offline. Nothing more to do."),
     ),
     "device_never_seen": Template(
         title="Your new {device_kind} {device_name} has not connected yet",
@@ -112,6 +131,11 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="{device_name} ({model_name}, {identity}) has not connected yet",
         in_outage="device_offline_known_outage",
+        sms=(
+            "Fleetwatch: your new {device_kind} {device_name} has not connected "
+            "yet. Finish its set-up."
+        ),
+        line="Registered at {since_local}, not connected yet: finish its set-up.",
     ),
     "device_unstable": Template(
         title="Your {device_kind} {device_name} keeps losing its connection",
@@ -123,6 +147,11 @@ TEMPLATES: dict[str, Template] = {
             "What to do: the connection is weak or the power unsteady. {what_to_do}"
         ),
         digest_line="{device_name} ({model_name}, {identity}) keeps losing its connection",
+        sms=(
+            "Fleetwatch: your {device_kind} {device_name} dropped off {spells} "
+            "times within {window}."
+        ),
+        line=("Dropped off {spells} times within {window}: a weak connection or unsteady power."),
     ),
     # Degraded health (monitor/rules.py): one per rule name, `device_<name>`.
     "device_low_battery": Template(
@@ -134,6 +163,11 @@ TEMPLATES: dict[str, Template] = {
             "What to do: {what_to_do}"
         ),
         digest_line="{device_name} ({model_name}, {identity}) battery at {value}%",
+        sms=(
+            "Fleetwatch: your {device_kind} {device_name} battery is at {value}%. "
+            "Recharge or replace it soon."
+        ),
+        line="Battery at {value}%, below {limit}%. Recharge or replace it soon.",
     ),
     "device_battery_drain": Template(
         title="Your {device_kind} {device_name} battery will run out in about {empty_in}",
@@ -145,6 +179,11 @@ TEMPLATES: dict[str, Template] = {
             "What to do: {what_to_do}"
         ),
         digest_line="{device_name} ({model_name}, {identity}) battery runs out in about {empty_in}",
+        sms=(
+            "Fleetwatch: your {device_kind} {device_name} battery ({value}%) runs "
+            "out in about {empty_in}."
+        ),
+        line=("Battery at {value}%, falling {rate_per_h}% an hour: recharge or replace it."),
     ),
     "device_reboot_loop": Template(
         title="Your {device_kind} {device_name} keeps restarting",
@@ -156,6 +195,10 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="{device_name} ({model_name}, {identity}) restarted {resets} times "
         "within {window}",
+        sms=(
+            "Fleetwatch: your {device_kind} {device_name} restarted {resets} times within {window}."
+        ),
+        line=("Restarted {resets} times within {window}. Check its power supply and cable."),
     ),
     "device_flaky_link": Template(
         title="Your {device_kind} {device_name} has a weak connection",
@@ -167,6 +210,11 @@ TEMPLATES: dict[str, Template] = {
             "What to do: {what_to_do}"
         ),
         digest_line="{device_name} ({model_name}, {identity}) has a weak connection",
+        sms=(
+            "Fleetwatch: your {device_kind} {device_name} has a weak connection "
+            "({value}% of check-ins lost)."
+        ),
+        line="{value}% of its check-ins within {window} did not arrive. {what_to_do}",
     ),
     "device_temperature": Template(
         title="Your {device_kind} {device_name} is at {value} °C",
@@ -177,6 +225,11 @@ TEMPLATES: dict[str, Template] = {
             "\n\nWhat to do: {what_to_do}"
         ),
         digest_line="{device_name} ({model_name}, {identity}) at {value} °C",
+        sms=(
+            "Fleetwatch: your {device_kind} {device_name} is at {value} C, {side} "
+            "the {limit} C it is built for."
+        ),
+        line=("At {value} °C, {side} the {limit} °C it is built for. Check where it is installed."),
     ),
     "system_blind_spot": Template(
         title="Fleetwatch cannot see the fleet: no heartbeats since {since_utc}",
@@ -187,6 +240,11 @@ TEMPLATES: dict[str, Template] = {
             "Check the MQTT broker, the ingest processes and the network between them."
         ),
         digest_line="blind spot since {since_utc}",
+        sms=(
+            "Fleetwatch: no heartbeats from the fleet since {since_utc}. Check the "
+            "broker and the ingest."
+        ),
+        line=("No heartbeats since {since_utc}. Check the broker, the ingest and the network."),
     ),
     "system_blind_spot_resolved": Template(
         title="Fleetwatch sees the fleet again",
@@ -196,6 +254,8 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="sight regained after {duration}",
         about="recovery",
+        sms="Fleetwatch sees the fleet again, after {duration} without heartbeats.",
+        line="Messages arrive again since {back_utc}, after {duration} without any.",
     ),
     "device_offline_known_outage": Template(
         title="We know about an outage affecting your {device_kind} {device_name}",
@@ -208,6 +268,11 @@ TEMPLATES: dict[str, Template] = {
             "when it is back online."
         ),
         digest_line="{device_name} ({model_name}, {identity}) offline since {since_local}",
+        sms=(
+            "Fleetwatch: your {device_kind} {device_name} is offline in a wider "
+            "outage we are fixing. Nothing to do."
+        ),
+        line=("Offline since {since_local}, in a wider outage we are working on. Nothing to do."),
     ),
     "fleet_outage": Template(
         title="Fleet outage: {summary}",
@@ -218,6 +283,10 @@ TEMPLATES: dict[str, Template] = {
             "once that we know. Look at the broker, the network and the region's provider."
         ),
         digest_line="fleet outage: {summary}",
+        sms=(
+            "Fleetwatch: fleet outage, {down} of {size} devices in {group} offline within {window}."
+        ),
+        line=("{down} of {size} devices in {group} offline within {window}; owners' alerts held."),
     ),
     "fleet_outage_resolved": Template(
         title="Fleet outage over: {group}",
@@ -227,6 +296,11 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="fleet outage over: {group}",
         about="recovery",
+        sms=(
+            "Fleetwatch: fleet outage in {group} over after {duration}; {still} "
+            "devices still offline."
+        ),
+        line="Over after {duration}: {still} of {affected} devices still offline.",
     ),
     "device_offline_reminder": Template(
         title="Reminder: your {device_kind} {device_name} is still offline",
@@ -237,6 +311,8 @@ TEMPLATES: dict[str, Template] = {
             "What to do: {what_to_do}"
         ),
         digest_line="{device_name} ({model_name}, {identity}) still offline, for {for}",
+        sms="Fleetwatch: your {device_kind} {device_name} is still offline, for {for} now.",
+        line="Still offline since {since_local}, for {for} now. {what_to_do}",
     ),
     "incident_escalated": Template(
         title="Not acknowledged after {waited}: {summary}",
@@ -246,6 +322,10 @@ TEMPLATES: dict[str, Template] = {
             "Acknowledge it with: fleetwatch incidents ack {incident_id} --by <your name>"
         ),
         digest_line="not acknowledged after {waited}: {summary}",
+        sms="Fleetwatch: incident {incident_id} not acknowledged after {waited}: {summary}",
+        line=(
+            "Opened {opened}, not acknowledged for {waited}: fleetwatch incidents ack {incident_id}"
+        ),
     ),
     # -- staff's updates on an incident or a fleet outage (alerts/updates.py): one message
     # per owner, naming each of their devices it concerns (alerts.context.devices_context);
@@ -259,6 +339,8 @@ TEMPLATES: dict[str, Template] = {
             "{next_update_text}"
         ),
         digest_line="Update on {devices_title}: {update_text}",
+        sms="Fleetwatch update on {devices_title}: {update_text}",
+        line="{update_text}",
     ),
     "outage_reminder": Template(
         title="Still working on the outage affecting {devices_title}",
@@ -269,6 +351,8 @@ TEMPLATES: dict[str, Template] = {
             "{next_update_text}"
         ),
         digest_line="{devices_title}: still in the outage, for {for}",
+        sms="Fleetwatch: the outage affecting {devices_title} is still going on ({for}).",
+        line="Still going on, for {for} now. {latest_text}",
     ),
     "update_promise_missed": Template(
         title="Update promised by {promised_utc} not posted: {summary}",
@@ -278,6 +362,8 @@ TEMPLATES: dict[str, Template] = {
             "Post one: POST /api/v1/incidents/{incident_id}/updates"
         ),
         digest_line="update promised by {promised_utc} not posted: {summary}",
+        sms="Fleetwatch: update on incident {incident_id} promised by {promised_utc} not posted",
+        line="Customers were promised an update by {promised_utc}: post one now.",
         about="notice",
     ),
     # -- campaigns: update and recall notices to owners, and the firmware team's -----------
@@ -293,6 +379,10 @@ TEMPLATES: dict[str, Template] = {
         digest_line="{device_name} ({model_name}, {identity}): update to {target_version} "
         "{when_text}",
         about="notice",
+        sms="Fleetwatch: your {device_kind} {device_name} updates to {target_version} {when_text}.",
+        line=(
+            "Update to firmware {target_version} {when_text}; it restarts once. Keep it powered."
+        ),
     ),
     "ota_succeeded": Template(
         title="Your {device_kind} {device_name} is up to date",
@@ -304,6 +394,8 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="{device_name} ({model_name}, {identity}) updated to {target_version}",
         about="notice",
+        sms="Fleetwatch: your {device_kind} {device_name} now runs firmware {target_version}.",
+        line=("Now on firmware {target_version}, since {since_local}. Nothing more to do."),
     ),
     "ota_failed": Template(
         title="The update of your {device_kind} {device_name} did not work",
@@ -315,6 +407,11 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="{device_name} ({model_name}, {identity}): update failed, {failure_text}",
         about="notice",
+        sms=(
+            "Fleetwatch: the update of your {device_kind} {device_name} to "
+            "{target_version} did not work."
+        ),
+        line=("Update to {target_version} failed: {failure_text}. What to do: {next_steps}"),
     ),
     "recall_notice": Template(
         title="Safety recall: your {device_kind} {device_name}",
@@ -329,6 +426,13 @@ TEMPLATES: dict[str, Template] = {
         digest_line="{device_name} ({model_name}, {identity}): {campaign_name}, confirm at "
         "{ack_url}",
         about="notice",
+        # The confirmation link (ack_url) is the message's link: after the SMS, the push's
+        # click action, the email's button.
+        sms="Fleetwatch safety recall of your {device_kind} {device_name}. Please read and "
+        "confirm:",
+        line="{campaign_name}. {safety_text} Please read and confirm.",
+        link_field="ack_url",
+        link_label="Read and confirm",
     ),
     "recall_repeat": Template(
         title="Reminder, safety recall: your {device_kind} {device_name}",
@@ -344,6 +448,10 @@ TEMPLATES: dict[str, Template] = {
         digest_line="{device_name} ({model_name}, {identity}): {campaign_name}, not yet "
         "confirmed: {ack_url}",
         about="notice",
+        sms="Reminder, safety recall of your {device_kind} {device_name}. Please read and confirm:",
+        line="Not yet confirmed: {campaign_name}. {safety_text} Please read and confirm.",
+        link_field="ack_url",
+        link_label="Read and confirm",
     ),
     "campaign_halted": Template(
         title="Campaign halted: {campaign_name}",
@@ -356,6 +464,8 @@ TEMPLATES: dict[str, Template] = {
             "Or cancel with: fleetwatch campaigns cancel {campaign_id}"
         ),
         digest_line="campaign {campaign_id} halted: {reason}",
+        sms="Fleetwatch: campaign {campaign_id} halted in wave {wave}: {reason}",
+        line="Halted in wave {wave}: {reason}. {succeeded} updated, {failed} failed.",
     ),
     "campaign_completed": Template(
         title="Campaign completed: {campaign_name}",
@@ -366,6 +476,8 @@ TEMPLATES: dict[str, Template] = {
         ),
         digest_line="campaign {campaign_id} completed",
         about="notice",
+        sms="Fleetwatch: campaign {campaign_id} completed: {succeeded} updated, {failed} failed.",
+        line=("All {waves} waves done: {succeeded} updated, {failed} failed, {skipped} skipped."),
     ),
 }
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException
 
 from alerts.outbound import STAFF, ChannelRefused, check_channel, check_rules
 from alerts.redact import redact_url
+from alerts.render import Message
 from alerts.send import AppriseSender
 from api.deps import AdminKey, DbConn, StaffKey
 from api.models import ChannelCreate, ChannelPublic, ChannelUpdate, TestResult
@@ -116,7 +117,7 @@ def test_channel_url(url: str, kind: str, settings: Settings) -> TestResult:
     except ChannelRefused as refused:
         return TestResult(ok=False, duration_ms=0, error=str(refused))
     sender = AppriseSender(timeout_s=10, allowed_networks=settings.allowed_networks())
-    result = sender.send(url, TEST_TITLE, TEST_BODY)
+    result = sender.send(url, Message(TEST_TITLE, TEST_BODY))
     return TestResult(ok=result.ok, duration_ms=result.duration_ms, error=result.error)
 
 

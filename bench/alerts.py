@@ -49,6 +49,7 @@ import psycopg
 
 from alerts.context import DeviceInfo, device_context
 from alerts.dispatcher import Dispatcher
+from alerts.render import Message
 from alerts.send import AppriseSender
 from alerts.service import Alerts
 from alerts.templates import render
@@ -319,11 +320,11 @@ def baseline(sink: SinkProcess, messages: list[tuple[str, str]], workers: int) -
     sender = AppriseSender(
         allowed_networks=Settings(alerts_allowed_networks=SINK_NETWORK).allowed_networks()
     )
-    sender.send(sink.url, "warm-up", "warm-up")  # loads Apprise's plugins
+    sender.send(sink.url, Message("warm-up", "warm-up"))  # loads Apprise's plugins
     sink.drain(wait_s=5)
     with ThreadPoolExecutor(workers) as pool:
         started = time.time()
-        results = list(pool.map(lambda m: sender.send(sink.url, *m), messages))
+        results = list(pool.map(lambda m: sender.send(sink.url, Message(*m)), messages))
     arrivals = wait_for(sink, {i for m in messages for i in _ids(m)}, 60)
     assert all(r.ok for r in results), [r.error for r in results if not r.ok][:3]
     took = max(arrivals.values()) - started

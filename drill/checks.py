@@ -18,7 +18,8 @@ import psycopg
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from alerts.templates import TEMPLATES, render
+from alerts.render import render
+from alerts.templates import TEMPLATES
 from core.mqtt import RECEIVE_MAXIMUM, SESSION_EXPIRY_S
 from harness.stats import percentile
 
@@ -255,7 +256,9 @@ def _outbox(conn, ev: Evidence) -> dict:
     for row in rows:
         nid, path, template, context, _, status, _ = row
         if status == "sent":
-            title, body = render(template, context)
+            # As the dispatcher renders it for the drill's webhook channels.
+            message = render(template, context, "webhook")
+            title, body = message.title, message.body
             line = "- " + TEMPLATES[template].digest_line.format_map(context)
             texts[nid] = ((path, title, body), (path, line))
     # Notifications sharing a text, alone or as a digest line, form one group.

@@ -212,7 +212,159 @@ class SmtpSink(_Sink):
         self._controller.stop()
 
 
-SINKS: dict[str, type[_Sink]] = {"http": HttpSink, "smtp": SmtpSink}
+# ntfy's priorities by name (its `X-Priority` header takes a name or 1-5).
+NTFY_PRIORITIES = {"min": 1, "low": 2, "default": 3, "high": 4, "max": 5, "urgent": 5}
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """One ntfy message as the NtfySink published it."""
+
+    at: float
+    topic: str
+    title: str
+    message: str
+    priority: int  # 1 (min) to 5 (max), 3 when none was given
+    click: str | None
+    authorization: str | None  # the request's Authorization header, as sent
+
+
+class NtfySink(_Sink):
+    """A local ntfy server's publish API (https://docs.ntfy.sh/publish/), for Apprise's
+    ntfy:// URLs, in a thread of this process. Like ntfy it takes
+
+        POST / with a JSON object (topic, message, title, priority, click), which is how
+             Apprise's plugin publishes, and
+        PUT or POST /<topic> with the message as the body,
+
+    with the fields also as headers (X-Title or Title or t, X-Priority or Priority or p,
+    X-Click or Click), and answers 200 with the message as JSON. With `token` set, a
+    publish without `Authorization: Bearer <token>` is refused with ntfy's 401 (a wrong
+    topic name or priority: its 400s). `pushes` holds what it published.
+    """
+
+    def __init__(self, *, token: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.token = token
+        self.pushes: deque[Pushed] = deque(maxlen=self.posts.maxlen)
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _error(self, status: int, code: int, error: str) -> None:
+                self._answer(status, {"code": code, "http": status, "error": error})
+
+            def do_PUT(self):
+                self.do_POST()
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                at = time.time()
+                auth = self.headers.get("Authorization")
+                if sink.token is not None and auth != f"Bearer {sink.token}":
+                    return self._error(401, 40101, "unauthorized")
+                fields = {
+                    "title": _header(self.headers, "X-Title", "Title", "t"),
+                    "priority": _header(self.headers, "X-Priority", "Priority", "prio", "p"),
+                    "click": _header(self.headers, "X-Click", "Click"),
+                }
+                topic = self.path.split("?", 1)[0].strip("/")
+                if topic:
+                    fields["message"] = body.decode(errors="replace")
+                else:
+                    try:
+                        posted = json.loads(body)
+                    except ValueError:
+                        return self._error(400, 40017, "invalid request: request body must be JSON")
+                    if not isinstance(posted, dict):
+                        return self._error(400, 40017, "invalid request: request body must be JSON")
+                    topic = str(posted.get("topic") or "")
+                    for name in ("message", "title", "priority", "click"):
+                        if posted.get(name) is not None:
+                            fields[name] = posted[name]
+                if not re.fullmatch(r"[-_A-Za-z0-9]{1,64}", topic):
+                    return self._error(400, 40010, "invalid request: topic invalid")
+                priority = fields["priority"]
+                priority = NTFY_PRIORITIES.get(str(priority).lower(), priority or 3)
+                try:
+                    priority = int(priority)
+                except (TypeError, ValueError):
+                    priority = 0
+                if not 1 <= priority <= 5:
+                    return self._error(400, 40007, "invalid priority")
+                pushed = Pushed(
+                    at,
+                    topic,
+                    str(fields["title"] or ""),
+                    str(fields.get("message") or "triggered"),
+                    priority,
+                    fields["click"] or None,
+                    auth,
+                )
+                with sink.lock:
+                    sink.pushes.append(pushed)
+                sink._arrived(Received(at, f"/{topic}", pushed.title, pushed.message))
+                if sink.delay_s:
+                    time.sleep(sink.delay_s)
+                answer = {"id": f"m{sink.total}", "time": int(at), "event": "message"}
+                answer.update(
+                    topic=topic, title=pushed.title, message=pushed.message, priority=priority
+                )
+                if pushed.click:
+                    answer["click"] = pushed.click
+                self._answer(200, answer)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = _HttpServer((LOCALHOST, 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="ntfy-sink", daemon=True
+        )
+
+    def url(self, topic: str = "alerts") -> str:
+        """Apprise's URL for publishing to `topic` of this server (with its token, if any)."""
+        return ntfy_url(self.port, topic, self.token)
+
+    def latest_push(self) -> Pushed | None:
+        with self.lock:
+            return self.pushes[-1] if self.pushes else None
+
+    def start(self) -> NtfySink:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._server.shutdown()
+        self._server.server_close()
+
+
+def _header(headers, *names: str) -> str | None:
+    for name in names:
+        if headers.get(name):
+            return headers.get(name)
+    return None
+
+
+def ntfy_url(port: int, topic: str, token: str | None = None) -> str:
+    """Apprise's URL for an ntfy server of our own on this machine (private mode: Apprise
+    posts to it, not to ntfy.sh; `token` as Apprise's ntfy access token)."""
+    auth = f"{token}@" if token else ""
+    return f"ntfy://{auth}{LOCALHOST}:{port}/{topic}?mode=private" + (
+        "&auth=token" if token else ""
+    )
+
+
+SINKS: dict[str, type[_Sink]] = {"http": HttpSink, "smtp": SmtpSink, "ntfy": NtfySink}
 
 
 def http_url(port: int, path: str) -> str:
@@ -269,7 +421,7 @@ class SinkProcess:
 
     def url_for(self, path: str) -> str:
         """The Apprise URL of `path` (HTTP) or recipient `path` (SMTP) of this sink."""
-        return (http_url if self.kind == "http" else smtp_url)(self.port, path)
+        return {"http": http_url, "smtp": smtp_url, "ntfy": ntfy_url}[self.kind](self.port, path)
 
     def drain(self, wait_s: float = 0.0) -> list[Received]:
         """What arrived since the last drain (waiting up to `wait_s` for a first one)."""

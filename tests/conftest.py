@@ -28,7 +28,7 @@ from core import db
 from core.settings import MqttTarget, Settings
 from fleetwatch.embedded import EmbeddedBroker, start_embedded_postgres
 from harness.ports import free_port
-from harness.sinks import HttpSink, SmtpSink
+from harness.sinks import HttpSink, NtfySink, SmtpSink
 from ingest.service import Ingest
 from monitor.service import Monitor
 
@@ -252,6 +252,14 @@ def smtp():
 def http_sink():
     """A local HTTP endpoint for Apprise json:// URLs."""
     sink = HttpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def ntfy():
+    """A local ntfy server's publish API, for Apprise's ntfy:// URLs."""
+    sink = NtfySink().start()
     yield sink
     sink.stop()
 

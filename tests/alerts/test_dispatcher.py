@@ -135,10 +135,10 @@ class Exploding:
         self.bad_path = bad_path
         self.real = AppriseSender(allowed_networks=allowed_networks)
 
-    def send(self, url: str, title: str, body: str):
+    def send(self, url: str, message):
         if url.endswith(self.bad_path):
             raise RuntimeError(f"plugin bug while sending to {url}")
-        return self.real.send(url, title, body)
+        return self.real.send(url, message)
 
 
 def test_a_send_that_raises_is_retried_and_the_others_go(

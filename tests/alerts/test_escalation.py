@@ -118,9 +118,11 @@ def test_owner_is_reminded_while_the_panel_stays_offline_a_few_times(
         dispatcher.run_once(NOW + hours * HOUR)
     assert reminded == [0, 1, 0, 1, 1, 0]
     ann = http_sink.by_path()["/ann"]
-    reminders = [(t, b) for t, b in ann if t.startswith("Reminder")]
+    reminders = [(t, b) for t, b in ann if t.startswith("Urgent: Reminder")]
     assert len(reminders) == 3
-    assert reminders[0][0] == "Reminder: your alarm panel Hall is still offline"
+    # An alarm panel's reminder is as urgent as its alert (alerts/routing.py is_urgent).
+    assert reminders[0][0] == "Urgent: Reminder: your alarm panel Hall is still offline"
+    assert "Sent even during quiet hours and snoozes" in reminders[0][1]
     assert "AP-1" in reminders[0][1] and "Kitchen" not in reminders[0][1]
     # The thermostat's incident is a warning: no reminders about it.
     assert count(conn, "SELECT count(*) FROM notifications WHERE device_id = 'thermo-1'") == 1

@@ -237,7 +237,8 @@ def test_an_outage_never_holds_an_alarm_panel_its_owner_hears_at_once_with_the_c
     sent = http_sink.by_path()
     assert sorted(sent) == sorted(f"/{p}" for p in panels)
     title, body = sent["/east-panel-0"][0]
-    assert title == "Your alarm panel Panel-0 went offline"
+    assert title == "Urgent: Your alarm panel Panel-0 went offline"
+    assert "Sent even during quiet hours and snoozes, because it is urgent." in body
     assert "devices in region east went offline at once" in body
     assert "we are looking into it" in body and "Your home may not be protected" in body
 

@@ -28,6 +28,7 @@ from alerts.outbound import (
     schemes_for,
 )
 from alerts.ratelimit import next_test_message_at
+from alerts.render import Message
 from alerts.send import AppriseSender
 from core.settings import Settings
 
@@ -240,11 +241,13 @@ def test_test_messages_per_hour(sent_minutes_ago, per_hour, wait_minutes):
 
 
 def test_a_send_to_a_refused_address_reaches_nothing_and_says_why(http_sink):
-    result = AppriseSender().send(http_sink.url("refused"), "t", "b")
+    result = AppriseSender().send(http_sink.url("refused"), Message("t", "b"))
     assert not result.ok and result.permanent
     assert "refused" in result.error and "loopback" in result.error
     # A later marker, sent where the operator allows loopback, arrives alone.
-    marker = AppriseSender(allowed_networks=LOOPBACK).send(http_sink.url("marker"), "t", "b")
+    marker = AppriseSender(allowed_networks=LOOPBACK).send(
+        http_sink.url("marker"), Message("t", "b")
+    )
     assert marker.ok
     assert list(http_sink.by_path()) == ["/marker"]
 
@@ -253,9 +256,11 @@ def test_a_name_that_now_resolves_to_loopback_is_refused_at_send(http_sink):
     # Saved when the name pointed somewhere public; "localhost" is 127.0.0.1 today.
     url = f"json://localhost:{http_sink.port}/rebound"
     check_addresses(url, allowed=(), resolve=resolver({"localhost": ["93.184.216.34"]}))
-    result = AppriseSender().send(url, "t", "b")
+    result = AppriseSender().send(url, Message("t", "b"))
     assert not result.ok and result.permanent and "localhost" in result.error
-    assert AppriseSender(allowed_networks=LOOPBACK).send(http_sink.url("marker"), "t", "b").ok
+    assert (
+        AppriseSender(allowed_networks=LOOPBACK).send(http_sink.url("marker"), Message("t", "b")).ok
+    )
     assert list(http_sink.by_path()) == ["/marker"]
 
 
@@ -307,10 +312,10 @@ def test_a_redirect_to_an_address_outside_the_allowed_ones_is_not_followed():
     try:
         only_outer = (ipaddress.ip_network("127.0.0.1/32"),)
         sender = AppriseSender(allowed_networks=only_outer)
-        result = sender.send(f"json://127.0.0.1:{outer.server_port}/hook", "t", "b")
+        result = sender.send(f"json://127.0.0.1:{outer.server_port}/hook", Message("t", "b"))
         assert not result.ok
         # The marker: a post the outer server answers itself, after the redirect.
-        assert sender.send(f"json://127.0.0.1:{outer.server_port}/marker", "t", "b").ok
+        assert sender.send(f"json://127.0.0.1:{outer.server_port}/marker", Message("t", "b")).ok
         assert seen == ["POST /hook", "POST /marker"]
     finally:
         outer.shutdown()

@@ -39,21 +39,19 @@ def test_quiet_hours_in_the_customers_timezone(now, prefs, expected_end):
 def test_route_respects_severity_and_quiet_hours_with_critical_override():
     day = route(
         severity="warning",
-        critical_device=False,
+        urgent=False,
         prefs=QUIET,
         channels=[EMAIL, SMS],
         now=BERLIN_DAY,
     )
     assert [(d.channel_id, d.due_at) for d in day] == [(1, BERLIN_DAY)]
 
-    night = route(
-        severity="warning", critical_device=False, prefs=QUIET, channels=[EMAIL], now=BERLIN_NIGHT
-    )
+    night = route(severity="warning", urgent=False, prefs=QUIET, channels=[EMAIL], now=BERLIN_NIGHT)
     assert night[0].due_at == datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 
     alarm = route(
         severity="critical",
-        critical_device=True,
+        urgent=True,
         prefs=QUIET,
         channels=[EMAIL, SMS],
         now=BERLIN_NIGHT,
@@ -62,7 +60,7 @@ def test_route_respects_severity_and_quiet_hours_with_critical_override():
 
     off = route(
         severity="critical",
-        critical_device=True,
+        urgent=True,
         prefs=QUIET,
         channels=[Channel(3, "push", "info", enabled=False)],
         now=BERLIN_DAY,

@@ -58,7 +58,7 @@ def test_over_the_limit_waits_for_the_hour_then_goes_as_one_digest(
     make_overdue(conn, ["panel-1"], NOW + 4 * MIN)
     tick(NOW + 4 * MIN)
     assert dispatcher.run_once(NOW + 4 * MIN) == 1
-    assert http_sink.received()[-1][0] == "Your alarm panel Hall went offline"
+    assert http_sink.received()[-1][0] == "Urgent: Your alarm panel Hall went offline"
 
     # The hour is up: both waiting notices go out together.
     assert dispatcher.run_once(NOW + 62 * MIN) == 2

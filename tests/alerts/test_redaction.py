@@ -43,6 +43,12 @@ SECRET_URLS = [
     ("ntfy://SecretTopicQ7x2", "push", ["SecretTopicQ7x2"]),
     ("ntfys://ntfy.example.com/PrivateTopic9Zk", "push", ["PrivateTopic9Zk"]),
     ("ntfys://alice:NtfyPass5521@ntfy.example.com/alerts", "push", ["NtfyPass5521"]),
+    # An ntfy access token (Apprise's ntfy plugin marks it private).
+    (
+        "ntfys://tk_AccessTok3nSecret99@ntfy.example.com/alerts?auth=token",
+        "push",
+        ["tk_AccessTok3nSecret99"],
+    ),
     (
         "tgram://123456789:AAHnBotTokenSecretValue0123456789abc/987654321",
         "push",

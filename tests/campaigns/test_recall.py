@@ -54,13 +54,20 @@ def test_unacknowledged_recall_is_repeated_on_the_second_channel(
     assert targeted == 3
     from played import Devices
 
+    # Quiet hours all day: a safety recall is urgent and goes all the same.
+    conn.execute("UPDATE customers SET quiet_hours_start = '00:00', quiet_hours_end = '23:59'")
     r = runner(Devices(conn), public_url="https://fleet.example.com")
     r.tick(T0)
     dispatcher = make_dispatcher()
     assert dispatcher.run_once(T0) == 3
     emails = {m["to"]: m for _, m in smtp.messages}
     assert set(emails) == {"ann@example.com", "bob@example.com", "cyd@example.com"}
-    body = emails["bob@example.com"].get_body().get_content()
+    assert (
+        emails["bob@example.com"]["subject"]
+        == "Urgent: Safety recall: your EV charger Bob's charger"
+    )
+    body = emails["bob@example.com"].get_body(("plain",)).get_content()
+    assert "Sent even during quiet hours and snoozes" in body
     assert "Stop using it until this is done." in body and "cable swap" in body
     assert "EV-0150" in body and "EV-0101" not in body
     assert http_sink.received() == []  # the first notice goes to the first channel only
@@ -71,7 +78,7 @@ def test_unacknowledged_recall_is_repeated_on_the_second_channel(
     assert acked.status_code == 200 and acked.json()[0]["devices"][0]["state"] == "acknowledged"
     cyd_link = next(
         line
-        for line in emails["cyd@example.com"].get_body().get_content().split()
+        for line in emails["cyd@example.com"].get_body(("plain",)).get_content().split()
         if line.startswith("https://fleet.example.com/recall/")
     )
     path = cyd_link.removeprefix("https://fleet.example.com")
@@ -84,7 +91,7 @@ def test_unacknowledged_recall_is_repeated_on_the_second_channel(
     r.tick(T0 + timedelta(days=1, seconds=1))
     assert dispatcher.run_once(T0 + timedelta(days=1, seconds=1)) == 1
     [(title, message)] = http_sink.by_path()["/bob"]
-    assert title == "Reminder, safety recall: your EV charger Bob's charger"
+    assert title == "Urgent: Reminder, safety recall: your EV charger Bob's charger"
     assert "have not heard back" in message
     # Never a third time, and the campaign waits for Bob.
     r.tick(T0 + timedelta(days=5))
@@ -117,7 +124,7 @@ def links_in(smtp, base: str) -> dict[str, str]:
     return {
         message["to"]: next(
             word.removeprefix(base)
-            for word in message.get_body().get_content().split()
+            for word in message.get_body(("plain",)).get_content().split()
             if word.startswith(f"{base}/recall/")
         )
         for _, message in smtp.messages

@@ -6,9 +6,10 @@ import time
 
 import apprise
 import pytest
+import requests
 from support import wait_until
 
-from harness.sinks import HttpSink, SinkProcess, SmtpSink
+from harness.sinks import HttpSink, NtfySink, SinkProcess, SmtpSink
 
 
 def send(url: str, title: str, body: str) -> bool:
@@ -81,3 +82,48 @@ def test_sink_process_reports_arrivals_with_the_device_ids_they_name(kind):
         assert sink.arrived == got
     finally:
         sink.stop()
+
+
+def test_ntfy_sink_publishes_what_apprises_ntfy_plugin_posts():
+    with NtfySink() as sink:
+        url = sink.url("fw-ann") + "&priority=high&click=https://fleet.example.com/my/"
+        assert send(url, "Hallway offline", "since 10:02")
+        pushed = sink.latest_push()
+        assert (pushed.topic, pushed.title, pushed.message) == (
+            "fw-ann",
+            "Hallway offline",
+            "since 10:02",
+        )
+        assert pushed.priority == 4 and pushed.click == "https://fleet.example.com/my/"
+        assert sink.by_path() == {"/fw-ann": [("Hallway offline", "since 10:02")]}
+
+
+def test_ntfy_sink_takes_a_put_to_the_topic_with_headers_and_answers_as_ntfy():
+    with NtfySink() as sink:
+        base = f"http://127.0.0.1:{sink.port}"
+        answer = requests.put(
+            f"{base}/fw-bob", data=b"since 10:03", headers={"Title": "Garage", "p": "5"}, timeout=5
+        )
+        assert answer.status_code == 200
+        assert answer.json() | {"id": "", "time": 0} == {
+            "id": "",
+            "time": 0,
+            "event": "message",
+            "topic": "fw-bob",
+            "title": "Garage",
+            "message": "since 10:03",
+            "priority": 5,
+        }
+        # ntfy's own refusals, and nothing published for them.
+        bad = requests.post(f"{base}/fw-bob", data=b"x", headers={"X-Priority": "9"}, timeout=5)
+        assert (bad.status_code, bad.json()["error"]) == (400, "invalid priority")
+        assert requests.post(f"{base}/", data=b"{not json", timeout=5).status_code == 400
+        assert sink.total == 1
+
+
+def test_ntfy_sink_with_a_token_refuses_a_publish_without_it():
+    with NtfySink(token="tk_sinktoken0123456789") as sink:
+        assert not send(sink.url("fw").replace("tk_sinktoken0123456789", "tk_wrong"), "t", "b")
+        assert send(sink.url("fw"), "t", "b")
+        assert sink.total == 1
+        assert sink.latest_push().authorization == "Bearer tk_sinktoken0123456789"
