@@ -18,7 +18,19 @@ from fastapi.staticfiles import StaticFiles
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from api import campaigns, channels, fleet, home, incidents, live, me, ops, registry, signin
+from api import (
+    campaigns,
+    channels,
+    fleet,
+    home,
+    incidents,
+    live,
+    me,
+    metrics,
+    ops,
+    registry,
+    signin,
+)
 from api.feed import EventFeed
 from api.headers import SecurityHeaders
 from api.limits import BodyLimit, LargerBody
@@ -54,7 +66,7 @@ def create_app(
         app.state.pool = pool
         app.state.settings = settings
         app.state.summary = SummarySnapshot(pool, settings.api_summary_refresh_s).start()
-        app.state.metrics = ops.metrics_registry(pool, app.state.summary)
+        app.state.metrics = metrics.metrics_registry(pool, app.state.summary)
         app.state.feed = EventFeed(pool, streams_per_key=settings.api_streams_per_key)
         app.state.flavour = None
         try:

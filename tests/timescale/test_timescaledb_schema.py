@@ -13,7 +13,8 @@ import pytest
 from pglite_server import pglite_connection
 from psycopg.types.json import Jsonb
 
-from api.ops import _timescaledb_metrics, timescaledb_jobs
+from api.metrics import _timescaledb_metrics
+from api.ops import timescaledb_jobs
 from core import db
 from ingest.upkeep import read_jobs, run_overdue_jobs, upkeep
 
