@@ -76,6 +76,22 @@ TEMPLATES: dict[str, Template] = {
         in_outage="device_offline_known_outage",
         critical_in_outage="device_offline_during_outage",
     ),
+    # An offline device that had announced when it would check in (a parked car asleep,
+    # contract 1.1), or whose model's active hours began: it did not wake up.
+    "device_missed_checkin": Template(
+        title="Your {device_kind} {device_name} did not wake up as expected",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) did not wake up as "
+            "expected at {expected_local}. We last heard from it at {since_local}.\n\n"
+            "What to do: {what_to_do}\n\n"
+            "We will tell you when it is back online."
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) did not wake up as expected at "
+        "{expected_local}",
+        in_outage="device_offline_known_outage",
+        critical_in_outage="device_offline_during_outage",
+    ),
     "device_offline_during_outage": Template(
         title="Your {device_kind} {device_name} went offline",
         body=(
