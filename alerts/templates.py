@@ -52,6 +52,8 @@ HEALTH_WHAT_TO_DO = {
     "contact support: it may need a firmware update or a repair.",
     "device_temperature": "Check where it is installed: direct sun, a heat source nearby "
     "or frost can push it outside the range it is built for.",
+    "device_metric_silent": "The sensor may be loose, covered or broken. Restart the "
+    "device; if the reading does not come back, contact support.",
 }
 
 DEVICE_KIND_NAMES = {
@@ -193,6 +195,17 @@ TEMPLATES: dict[str, Template] = {
             "\n\nWhat to do: {what_to_do}"
         ),
         digest_line="{device_name} ({model_name}, {identity}) at {value} °C",
+    ),
+    # A silent sensor (monitor/rules.py, kind silent_metric), whatever its rule's name.
+    "device_metric_silent": Template(
+        title="Your {device_kind} {device_name} stopped reporting its {metric}",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) is online, but its "
+            "{metric} has not reported for {silent} (noticed at {since_local}).\n\n"
+            "What to do: {what_to_do}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}): no {metric} for {silent}",
     ),
     "system_blind_spot": Template(
         title="Fleetwatch cannot see the fleet: no heartbeats since {since_utc}",
