@@ -257,3 +257,36 @@ def test_a_parked_car_with_a_parasitic_drain_stays_awake_reporting_the_fall_then
     # Every 5 minutes through the 8 hours: enough points for the battery-drain rule.
     assert len(during) >= 90
     assert device.next_due is None  # it cannot start any more: silent
+
+
+def test_the_battery_drain_rule_catches_a_parked_drain_before_the_car_dies():
+    """The car model's default drain rule (migration 006) fed the simulator's heartbeats,
+    as the monitor would at each: it fires hours before the last heartbeat."""
+    from monitor.rules import Sample, evaluate_rule, parse_rules
+
+    drain = parse_rules(
+        [
+            {
+                "name": "battery_drain",
+                "kind": "drain",
+                "metric": "battery_pct",
+                "horizon_s": 86400,
+                "clear_horizon_s": 129600,
+                "window_s": 14400,
+                "min_points": 10,
+            }
+        ]
+    )[0]
+    device = make_device(
+        "car-telematics-v1", seed=3, fault=make_fault("parked_drain", start_after_s=0)
+    )
+    sent = beats(device, T0 + timedelta(days=1))
+    samples = [
+        Sample(datetime.fromisoformat(b["ts"]), b["uptime_s"], b["metrics"]) for _, b in sent
+    ]
+    fired = next(
+        s.ts
+        for n, s in enumerate(samples, 1)
+        if evaluate_rule(drain, samples[:n], open_=False, now=s.ts, interval_s=300).action == "fire"
+    )
+    assert samples[-1].ts - fired > timedelta(hours=4)
