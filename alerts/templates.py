@@ -62,6 +62,8 @@ HEALTH_WHAT_TO_DO = {
     "contact support: it may need a firmware update or a repair.",
     "device_temperature": "Check where it is installed: direct sun, a heat source nearby "
     "or frost can push it outside the range it is built for.",
+    "device_metric_silent": "The sensor may be loose, covered or broken. Restart the "
+    "device; if the reading does not come back, contact support.",
 }
 
 DEVICE_KIND_NAMES = {
@@ -87,6 +89,22 @@ TEMPLATES: dict[str, Template] = {
         critical_in_outage="device_offline_during_outage",
         sms="Fleetwatch: your {device_kind} {device_name} went offline at {since_local}.",
         line="Offline since {since_local}. {what_to_do}",
+    ),
+    # An offline device that had announced when it would check in (a parked car asleep,
+    # contract 1.1), or whose model's active hours began: it did not wake up.
+    "device_missed_checkin": Template(
+        title="Your {device_kind} {device_name} did not wake up as expected",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) did not wake up as "
+            "expected at {expected_local}. We last heard from it at {since_local}.\n\n"
+            "What to do: {what_to_do}\n\n"
+            "We will tell you when it is back online."
+        ),
+        digest_line="{device_name} ({model_name}, {identity}) did not wake up as expected at "
+        "{expected_local}",
+        in_outage="device_offline_known_outage",
+        critical_in_outage="device_offline_during_outage",
     ),
     "device_offline_during_outage": Template(
         title="Your {device_kind} {device_name} went offline",
@@ -230,6 +248,17 @@ TEMPLATES: dict[str, Template] = {
             "the {limit} C it is built for."
         ),
         line=("At {value} °C, {side} the {limit} °C it is built for. Check where it is installed."),
+    ),
+    # A silent sensor (monitor/rules.py, kind silent_metric), whatever its rule's name.
+    "device_metric_silent": Template(
+        title="Your {device_kind} {device_name} stopped reporting its {metric}",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) is online, but its "
+            "{metric} has not reported for {silent} (noticed at {since_local}).\n\n"
+            "What to do: {what_to_do}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}): no {metric} for {silent}",
     ),
     "system_blind_spot": Template(
         title="Fleetwatch cannot see the fleet: no heartbeats since {since_utc}",

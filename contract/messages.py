@@ -26,6 +26,10 @@ MAX_METRIC_NAME_LEN = 64
 MAX_COUNTER = 2**62
 # Keeps every metric castable to float8 in summaries.
 MAX_METRIC_MAGNITUDE = 1e15
+# Contract 1.1: the longest sleep a device may announce (`next_checkin_s`). A week covers a
+# car parked at the airport; anything longer is a bug or garbage, and would blind the
+# monitor to the device for that long.
+MAX_NEXT_CHECKIN_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,8 @@ class Heartbeat:
     metrics_json: str
     ts_from_receipt: bool = False
     device_ts: datetime | None = None  # set only when the device's clock was replaced
+    # Contract 1.1: seconds the device announced it will be silent (asleep); None: not said.
+    next_checkin_s: int | None = None
     # The message as received, kept in case the registry turns it away at write time.
     topic: str = field(default="", repr=False, compare=False)
     payload: bytes = field(default=b"", repr=False, compare=False)
@@ -203,6 +209,16 @@ def _parse_heartbeat(topic, device_id, payload, received_at, limits, reject):
     if uptime is not None and (not _is_int(uptime) or not 0 <= uptime < MAX_COUNTER):
         return reject("bad_uptime", "uptime_s must be a non-negative integer", device_id)
 
+    next_checkin = body.get("next_checkin_s")
+    if next_checkin is not None and (
+        not _is_int(next_checkin) or not 0 < next_checkin <= MAX_NEXT_CHECKIN_S
+    ):
+        return reject(
+            "bad_next_checkin",
+            f"next_checkin_s must be an integer of seconds from 1 to {MAX_NEXT_CHECKIN_S} (7 days)",
+            device_id,
+        )
+
     metrics = body.get("metrics", {})
     problem = _metrics_problem(metrics)
     if problem:
@@ -237,6 +253,7 @@ def _parse_heartbeat(topic, device_id, payload, received_at, limits, reject):
         metrics_json=orjson.dumps(metrics).decode(),
         ts_from_receipt=from_receipt,
         device_ts=device_ts,
+        next_checkin_s=next_checkin,
         topic=topic,
         payload=payload,
     )
@@ -280,13 +297,21 @@ def heartbeat_body(
     uptime_s: int | None = None,
     metrics: dict[str, float] | None = None,
     device_id: str | None = None,
+    next_checkin_s: int | None = None,
 ) -> dict:
-    """A heartbeat's JSON object; fields given as None are left out (`ts`: timed by receipt)."""
+    """A heartbeat's JSON object; fields given as None are left out (`ts`: timed by receipt;
+    `next_checkin_s`: no sleep announced, as a version 1 device sends)."""
     body: dict = {} if device_id is None else {"device_id": device_id}
     if ts is not None:
         body["ts"] = format_ts(ts)
     body["seq"] = seq
-    for name, value in (("fw", fw), ("uptime_s", uptime_s), ("metrics", metrics)):
+    fields = (
+        ("fw", fw),
+        ("uptime_s", uptime_s),
+        ("metrics", metrics),
+        ("next_checkin_s", next_checkin_s),
+    )
+    for name, value in fields:
         if value is not None:
             body[name] = value
     return body

@@ -142,7 +142,9 @@ def plan_silence(
         + 2
         for d in fleet
     }
-    free = [d.device_id for d in fleet]
+    # Not a car that sleeps when parked: its announced sleep, not the drill, decides when
+    # its silence is overdue.
+    free = [d.device_id for d in fleet if not d.spec.profile.sleeps_when_idle]
     draw.shuffle(free)
     due_at, cohort = {}, {}
     for at, step in sorted(targets):

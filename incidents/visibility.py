@@ -20,6 +20,7 @@ from typing import Any
 # Reasons the monitor records as codes, in words.
 REASONS = {
     "silent": "no heartbeat in time",
+    "missed_checkin": "it did not check in when it said it would",
     "last_will": "its connection dropped",
     "never_reported": "it has not reported since it was set up",
     "heartbeat": "a heartbeat came in",
@@ -36,6 +37,8 @@ def _opened(d: Mapping) -> str:
     text = "Problem found" + (f": {_reason(d)}" if d.get("reason") else "")
     if d.get("spells"):
         text += f"; the connection dropped {d['spells']} times"
+    if d.get("expected_at"):
+        text += f"; it was due at {d['expected_at']}"
     return text + (f" (since {d['since']})" if d.get("since") else "")
 
 
@@ -87,7 +90,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     # The lifecycle (incidents/lifecycle.py, monitor/transitions.py).
-    "opened": Kind(_opened, ("reason", "since", "value", "spells")),
+    "opened": Kind(_opened, ("reason", "since", "value", "spells", "expected_at")),
     "resolved": Kind(_resolved, ("reason", "back")),
     "acknowledged": Kind(lambda d: "Acknowledged: someone is looking into it", ()),
     "comment": Kind(lambda d: f"Note: {d.get('text', '')}", ("text",), for_customer_only=True),

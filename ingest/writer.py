@@ -17,14 +17,16 @@ import psycopg
 
 from contract.messages import Heartbeat, OtaReport, Rejection, StatusReport
 
-# The staging table has exactly the columns of heartbeats, whichever flavour made them.
+# The staging table has the columns of heartbeats, whichever flavour made them, and the
+# announced sleep (contract 1.1), which only the deadline uses: heartbeats does not keep it.
 _CREATE_STAGE = """
-CREATE TEMP TABLE IF NOT EXISTS heartbeat_stage (LIKE heartbeats) ON COMMIT DELETE ROWS
+CREATE TEMP TABLE IF NOT EXISTS heartbeat_stage (LIKE heartbeats, next_checkin_s integer)
+ON COMMIT DELETE ROWS
 """
 
 _COPY_STAGE = """
 COPY heartbeat_stage (device_id, ts, seq, received_at, fw, uptime_s, metrics,
-                      ts_from_receipt, device_ts) FROM STDIN
+                      ts_from_receipt, device_ts, next_checkin_s) FROM STDIN
 """
 
 _KNOWN_DEVICES = "SELECT id FROM devices WHERE id = ANY(%s) AND retired_at IS NULL"
@@ -46,22 +48,41 @@ ON CONFLICT DO NOTHING
 
 # Newest heartbeat per device wins; an older one arriving late (a backlog) never moves
 # the state backwards. overdue_at is the deadline the monitor reads; it counts from the
-# earlier of device time and receipt, so a clock running ahead cannot postpone it
-# (contract.deadline.offline_deadline is this rule in Python, held to it by a test).
+# earlier of device time and receipt, so a clock running ahead cannot postpone it. An
+# announced sleep (next_checkin_s) extends it to the wake-up plus the model's grace, and a
+# deadline outside the model's active hours moves to the next window's start plus grace;
+# expected_at keeps that wake-up for the owner's message. contract.deadline.checkin_deadline
+# is this rule in Python, held to it by a test.
 _UPSERT_STATE = """
 INSERT INTO device_state AS st (
     device_id, status, status_changed_at, last_seen_at, last_received_at, last_seq,
-    last_uptime_s, firmware, last_metrics, overdue_at, clock_skewed_at)
-SELECT DISTINCT ON (s.device_id)
-       s.device_id, 'online', s.received_at, s.ts, s.received_at, s.seq, s.uptime_s, s.fw,
-       s.metrics,
-       least(s.ts, s.received_at) + make_interval(secs => coalesce(
-           d.offline_after_s, m.heartbeat_interval_s * m.allowed_misses + m.grace_s)),
-       CASE WHEN s.device_ts IS NOT NULL THEN s.received_at END
-FROM heartbeat_stage s
-JOIN devices d ON d.id = s.device_id
-JOIN device_models m ON m.id = d.model_id
-ORDER BY s.device_id, s.ts DESC, s.seq DESC
+    last_uptime_s, firmware, last_metrics, overdue_at, expected_at, clock_skewed_at)
+SELECT device_id, 'online', received_at, ts, received_at, seq, uptime_s, fw, metrics,
+       coalesce(wake + grace, deadline),
+       coalesce(wake, announced),
+       skewed_at
+FROM (
+    -- Only models with active hours pay for the function.
+    SELECT b.*, CASE WHEN b.active_from IS NOT NULL THEN fleetwatch_next_active_start(
+               b.deadline, b.timezone, b.active_from, b.active_until) END AS wake
+    FROM (
+        SELECT DISTINCT ON (s.device_id)
+               s.device_id, s.ts, s.received_at, s.seq, s.uptime_s, s.fw, s.metrics,
+               least(s.ts, s.received_at) + make_interval(secs => s.next_checkin_s) AS announced,
+               greatest(
+                   least(s.ts, s.received_at) + make_interval(secs => coalesce(
+                       d.offline_after_s, m.heartbeat_interval_s * m.allowed_misses + m.grace_s)),
+                   least(s.ts, s.received_at) + make_interval(secs => s.next_checkin_s + m.grace_s)
+               ) AS deadline,
+               make_interval(secs => m.grace_s) AS grace,
+               d.timezone, m.active_from, m.active_until,
+               CASE WHEN s.device_ts IS NOT NULL THEN s.received_at END AS skewed_at
+        FROM heartbeat_stage s
+        JOIN devices d ON d.id = s.device_id
+        JOIN device_models m ON m.id = d.model_id
+        ORDER BY s.device_id, s.ts DESC, s.seq DESC
+    ) AS b
+) AS n
 ON CONFLICT (device_id) DO UPDATE SET
     -- A first heartbeat is not news; every other status change is the monitor's to make.
     status            = CASE WHEN st.status = 'provisioned' THEN 'online' ELSE st.status END,
@@ -74,6 +95,7 @@ ON CONFLICT (device_id) DO UPDATE SET
     firmware         = coalesce(excluded.firmware, st.firmware),
     last_metrics     = excluded.last_metrics,
     overdue_at       = excluded.overdue_at,
+    expected_at      = excluded.expected_at,
     clock_skewed_at  = coalesce(excluded.clock_skewed_at, st.clock_skewed_at)
 WHERE st.last_seen_at IS NULL OR excluded.last_seen_at >= st.last_seen_at
 """
@@ -179,6 +201,7 @@ def write_batch(
                             hb.metrics_json,
                             hb.ts_from_receipt,
                             hb.device_ts,
+                            hb.next_checkin_s,
                         )
                     )
             result.stored = conn.execute(_INSERT_HEARTBEATS).rowcount

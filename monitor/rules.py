@@ -10,7 +10,9 @@ does not open and close incidents all day.
     ├── threshold    a metric outside its limits for a while; clears back inside a band
     ├── drain        a metric's least-squares trend reaches 0 within a horizon
     ├── reboot_loop  uptime went backwards too often within a window
-    └── flaky_link   too large a share of the expected heartbeats missing within a window
+    ├── flaky_link   too large a share of the expected heartbeats missing within a window
+    └── silent_metric  a named metric stopped arriving while heartbeats go on; clears when
+                       it is back in enough heartbeats in a row
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ RESERVED_NAMES = frozenset({"offline", "never_seen", "unstable_connection"})
 
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 Metric = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+# Words for a customer's message: printable, short.
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f{}]+$")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +195,31 @@ class FlakyLinkRule(_Rule):
         return self.window_s + 2 * interval_s
 
 
+class SilentMetricRule(_Rule):
+    """Fires when heartbeats kept coming for `for_s` without `metric` (a sensor gone quiet
+    while the device talks); clears once the latest `clear_readings` heartbeats carry it."""
+
+    kind: Literal["silent_metric"]
+    metric: Metric
+    for_s: PositiveInt
+    clear_readings: PositiveInt = 1
+    # What the owner's message calls it ("temperature sensor"); default: the metric's name.
+    label: Label | None = None
+
+    @property
+    def notice_template(self) -> str:
+        # One message for every sensor, whatever the rule is named.
+        return self.template or "device_metric_silent"
+
+    def lookback_s(self, interval_s: int) -> int:
+        # Twice the time, so the metric's last reading is usually in sight and the message
+        # says how long it has really been silent (further back: at least that long).
+        return 2 * self.for_s + 2 * interval_s
+
+
 Rule = Annotated[
-    ThresholdRule | DrainRule | RebootLoopRule | FlakyLinkRule, Field(discriminator="kind")
+    ThresholdRule | DrainRule | RebootLoopRule | FlakyLinkRule | SilentMetricRule,
+    Field(discriminator="kind"),
 ]
 _RULES = TypeAdapter(list[Rule])
 
@@ -434,6 +461,35 @@ def _flaky_link(rule: FlakyLinkRule, samples, open_, now, interval_s) -> Verdict
     return Verdict("clear" if missing_pct < rule.clear_pct else "hold", text, missing_pct, facts)
 
 
+def _silent_metric(rule: SilentMetricRule, samples, open_, now, interval_s) -> Verdict:
+    label = rule.label or rule.metric
+    readings = _readings(samples, rule.metric)
+    if open_:
+        recent = samples[-rule.clear_readings :]
+        carrying = len(_readings(recent, rule.metric))
+        if len(recent) == rule.clear_readings and carrying == len(recent):
+            return Verdict("clear", f"{rule.metric} arriving again", readings[-1][1])
+        return Verdict("hold", f"{rule.metric} in {carrying} of the last {len(recent)} heartbeats")
+    if not samples:
+        return Verdict("hold", "no heartbeats")
+    start = now - timedelta(seconds=rule.for_s)
+    if readings and readings[-1][0] > start:
+        return Verdict("hold", f"{rule.metric} arriving", readings[-1][1])
+    # Silence of the metric counts only while the device spoke: heard from since `start`,
+    # and known from before it (the metric's last reading, or a heartbeat without it).
+    if samples[-1].ts <= start:
+        return Verdict("hold", "no heartbeats lately either: not a silent sensor")
+    since = readings[-1][0] if readings else samples[0].ts
+    if since > start:
+        return Verdict("hold", f"not heard from for a whole {_span(rule.for_s)} yet")
+    silent_s = (now - since).total_seconds()
+    facts = {"metric": label, "silent_s": silent_s}
+    if readings:
+        facts["last_value"] = readings[-1][1]
+    text = f"no {rule.metric} for {_span(silent_s)} while heartbeats continue"
+    return Verdict("fire", text, None, facts)
+
+
 def _span(seconds: float) -> str:
     return duration_text(timedelta(seconds=seconds)) if seconds >= 60 else f"{seconds:.0f} s"
 
@@ -443,4 +499,5 @@ _DECIDE = {
     "drain": _drain,
     "reboot_loop": _reboot_loop,
     "flaky_link": _flaky_link,
+    "silent_metric": _silent_metric,
 }

@@ -37,7 +37,7 @@ ON CONFLICT (job) DO UPDATE SET last_run = excluded.last_run, duration_ms = excl
 """
 
 _COLUMNS = """device_id, status, status_changed_at, overdue_at, last_seen_at, last_received_at,
-              connectivity, connectivity_at"""
+              connectivity, connectivity_at, expected_at"""
 
 # Three range reads on partial indexes; none of them scans the fleet:
 #  - watched devices whose deadline has passed (device_state_watch);

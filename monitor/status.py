@@ -21,6 +21,9 @@ class DeviceWatch:
     last_received_at: datetime | None
     connectivity: str | None = None
     connectivity_at: datetime | None = None
+    # When the device said it would check in next (an announced sleep, or its model's next
+    # active window): the owner's message says it did not wake up then.
+    expected_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +35,15 @@ class Transition:
     reason: str
     # Going down: when it was last heard (or was due to first report); coming back: when.
     since: datetime
+    # Going down silent after announcing when it would check in: that moment.
+    expected_at: datetime | None = None
 
 
 def next_status(watch: DeviceWatch, now: datetime, will_grace: timedelta) -> Transition | None:
     """The transition due for this device at `now`, if any.
 
-    Offline when its deadline (overdue_at, kept by the ingest) has passed, or once its Last
+    Offline when its deadline (overdue_at, kept by the ingest) has passed (`missed_checkin`
+    when the device had announced when it would check in: `expected_at`), or once its Last
     Will has stood for `will_grace` without a newer heartbeat (a quick reconnect absorbs
     it). A provisioned device past its deadline was never seen. A heartbeat received after
     the device went down brings it back.
@@ -62,5 +68,6 @@ def next_status(watch: DeviceWatch, now: datetime, will_grace: timedelta) -> Tra
         return Transition(w.device_id, w.status, "offline", "last_will", w.connectivity_at)
     if w.overdue_at is not None and w.overdue_at <= now:
         since = w.last_seen_at or w.overdue_at
-        return Transition(w.device_id, w.status, "offline", "silent", since)
+        reason = "silent" if w.expected_at is None else "missed_checkin"
+        return Transition(w.device_id, w.status, "offline", reason, since, w.expected_at)
     return None

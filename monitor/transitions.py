@@ -57,6 +57,25 @@ _SUMMARY = {
     "offline": "{device} went offline",
     "never_seen": "{device} never connected",
 }
+_SUMMARY_REASON = {
+    "last_will": " (Last Will)",
+    "missed_checkin": " (did not wake up when it said it would)",
+}
+# The owner's message, by the transition's reason, else by the incident's kind.
+_TEMPLATE = {
+    "offline": "device_offline",
+    "never_seen": "device_never_seen",
+    "missed_checkin": "device_missed_checkin",
+}
+
+
+def _facts(t: Transition) -> dict:
+    """The incident's details and the notice's facts: `expected_at` is shown to the owner
+    in their local time (the router's `expected_local`)."""
+    facts = {"reason": t.reason, "since": t.since.isoformat()}
+    if t.expected_at is not None:
+        facts["expected_at"] = t.expected_at.isoformat()
+    return facts
 
 
 @dataclass
@@ -123,8 +142,8 @@ def _open(conn, down: list[Transition], now, applied, flap) -> None:
             t.device_id,
             t.new,
             "warning",
-            _SUMMARY[t.new] + (" (Last Will)" if t.reason == "last_will" else ""),
-            {"reason": t.reason, "since": t.since.isoformat()},
+            _SUMMARY[t.new] + _SUMMARY_REASON.get(t.reason, ""),
+            _facts(t),
             # An offline critical device (an alarm panel) is critical.
             critical_severity="critical" if t.new == "offline" else None,
         )
@@ -136,14 +155,11 @@ def _open(conn, down: list[Transition], now, applied, flap) -> None:
     flapping = _flapping(conn, opened, by_id, now, flap, applied)
     notices = [
         to_owner(
-            "device_offline" if o.kind == "offline" else "device_never_seen",
+            _TEMPLATE.get(by_id[o.device_id].reason, _TEMPLATE[o.kind]),
             o.severity,
             o.device_id,
             incident_id=o.id,
-            context={
-                "reason": by_id[o.device_id].reason,
-                "since": by_id[o.device_id].since.isoformat(),
-            },
+            context=_facts(by_id[o.device_id]),
         )
         for o in opened
         if o.device_id not in flapping

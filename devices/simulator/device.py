@@ -6,6 +6,7 @@ datetimes; the runner owns sockets and time.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from devices.simulator.profiles import (
     active_seconds,
     is_daylight,
     round_metric,
+    seconds_until_active,
     wobble_value,
 )
 from devices.simulator.profiles import is_active as activity_is_active
@@ -91,6 +93,7 @@ class SimDevice:
         self._booted_s = -self._prior_uptime_s
         self._down = False  # shut down for a reboot (or for good)
         self._boot_into: str | None = None  # the firmware it boots into next
+        self.asleep_for_good = False  # announced a sleep it never wakes from (its fault)
 
     def __repr__(self) -> str:
         fault = f" fault={self.spec.fault.name}" if self.spec.fault else ""
@@ -212,15 +215,41 @@ class SimDevice:
         self.seq += 1
         clock = now + timedelta(seconds=scenarios.clock_offset_s(fault, elapsed))
         normal_uptime = elapsed - self._booted_s
+        nap_s = self._nap_s(elapsed)
         body = heartbeat_body(
             ts=clock,
             seq=self.seq,
             fw=self.firmware,
             uptime_s=int(scenarios.uptime_s(fault, elapsed, normal_uptime)),
             metrics=self._metrics(now, elapsed),
+            # In wall-clock seconds, as the service counts them; at least one.
+            next_checkin_s=None if nap_s is None else max(1, math.ceil(nap_s * self.time_scale)),
         )
-        self._schedule_after(now)
+        if nap_s is None:
+            self._schedule_after(now)
+        elif (
+            fault is not None
+            and fault.scenario.stays_asleep
+            and scenarios.is_active(fault, elapsed)
+        ):
+            self.asleep_for_good = True
+            self._next_due = None
+        else:
+            self._next_due = now + timedelta(seconds=nap_s * self.time_scale)
         return body
+
+    def _nap_s(self, elapsed: float) -> float | None:
+        """Device seconds it will sleep after this heartbeat (idle until its next active
+        spell), or None: it beats on as usual."""
+        profile = self.spec.profile
+        fault = self.spec.fault
+        if not profile.sleeps_when_idle or profile.activity is None:
+            return None
+        if fault is not None and fault.scenario.keeps_awake and scenarios.is_active(fault, elapsed):
+            return None
+        nap = seconds_until_active(profile.activity, self._activity_phase_s, elapsed)
+        # A stop shorter than a couple of heartbeats is not worth sleeping through.
+        return nap if nap > 2 * profile.interval_s else None
 
     def _metrics(self, now: datetime, elapsed: float) -> dict[str, float]:
         profile = self.spec.profile
@@ -247,14 +276,28 @@ class SimDevice:
     def _advance_battery(self, now: datetime, elapsed: float, active: bool) -> float:
         battery = self.spec.profile.battery
         hours = (now - self._battery_at).total_seconds() / self.time_scale / 3600
-        charging = {
-            "never": False,
-            "always": True,
-            "active": active,
-            "daylight": is_daylight(self._day_phase_s, elapsed),
-        }[battery.charges_when]
-        rate = battery.charge_pct_per_h if charging else -battery.drain_pct_per_h
-        self.battery_pct = min(100.0, max(0.0, self.battery_pct + rate * hours))
+        activity = self.spec.profile.activity
+        if battery.charges_when == "active" and activity is not None:
+            # Split the span: a car waking from a night parked drained all night, however
+            # active it is when it reports.
+            before = elapsed - hours * 3600
+            active_h = (
+                active_seconds(activity, self._activity_phase_s, elapsed)
+                - active_seconds(activity, self._activity_phase_s, max(before, 0.0))
+            ) / 3600
+            change = battery.charge_pct_per_h * active_h - battery.drain_pct_per_h * (
+                hours - active_h
+            )
+        else:
+            charging = {
+                "never": False,
+                "always": True,
+                "active": active,
+                "daylight": is_daylight(self._day_phase_s, elapsed),
+            }[battery.charges_when]
+            rate = battery.charge_pct_per_h if charging else -battery.drain_pct_per_h
+            change = rate * hours
+        self.battery_pct = min(100.0, max(0.0, self.battery_pct + change))
         self._battery_at = now
         return self.battery_pct
 

@@ -72,13 +72,22 @@ def _assign_faults(
     draw: random.Random, kinds: list[Profile], names: list[str], share: float
 ) -> dict[int, Fault]:
     """Fault by device index, for round(share * n) devices that can show one of `names`."""
-    able = [i for i, p in enumerate(kinds) if any(fits(SCENARIOS[s], p.reports) for s in names)]
+
+    def able_to(name: str, profile: Profile) -> bool:
+        return fits(SCENARIOS[name], profile.reports, profile.sleeps_when_idle)
+
+    able = [i for i, p in enumerate(kinds) if any(able_to(s, p) for s in names)]
     count = min(len(able), round(share * len(kinds)))
     faults = {}
+    given = dict.fromkeys(names, 0)
     for turn, index in enumerate(sorted(draw.sample(able, count))):
-        # Take scenarios in turn so a small share still shows every kind of fault.
+        # Take scenarios in turn so a small share still shows every kind of fault; the
+        # least given first, so those only a few devices can show (cars') are not crowded
+        # out by the device kinds that cannot.
         rotated = names[turn % len(names) :] + names[: turn % len(names)]
-        name = next(s for s in rotated if fits(SCENARIOS[s], kinds[index].reports))
+        fitting = [s for s in rotated if able_to(s, kinds[index])]
+        name = min(fitting, key=lambda s: given[s])
+        given[name] += 1
         start = draw.uniform(*SCENARIOS[name].start_after_s)
         faults[index] = make_fault(name, start_after_s=round(start))
     return faults

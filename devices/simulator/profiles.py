@@ -58,6 +58,9 @@ class Profile:
     battery: Battery | None = None
     activity: Activity | None = None
     odometer_km: tuple[float, float] | None = None  # cars: starting reading range
+    # Between active spells (parked), sends one heartbeat announcing how long it will sleep
+    # (`next_checkin_s`, contract 1.1), then nothing until the next spell begins.
+    sleeps_when_idle: bool = False
 
     def metric(self, name: str) -> Wobble | None:
         """The behaviour of metric `name`, if this type reports it."""
@@ -187,6 +190,8 @@ PROFILES: dict[str, Profile] = {
             # Two drives of about 40 minutes a day.
             activity=Activity(name="driving", period_s=DAY_S / 2, active_s=40 * 60),
             odometer_km=(8_000, 160_000),
+            # Parked, the unit sleeps until the next drive to spare the 12 V battery.
+            sleeps_when_idle=True,
         ),
     )
 }
@@ -197,6 +202,12 @@ def is_active(activity: Activity | None, phase_s: float, elapsed_s: float) -> bo
     if activity is None:
         return False
     return (elapsed_s + phase_s) % activity.period_s < activity.active_s
+
+
+def seconds_until_active(activity: Activity, phase_s: float, elapsed_s: float) -> float:
+    """Device seconds from `elapsed_s` until the next active spell begins (0 while active)."""
+    into = (elapsed_s + phase_s) % activity.period_s
+    return 0.0 if into < activity.active_s else activity.period_s - into
 
 
 def active_seconds(activity: Activity, phase_s: float, elapsed_s: float) -> float:

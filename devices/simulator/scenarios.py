@@ -39,6 +39,9 @@ class Scenario:
     ramp_metric: str | None = None  # metric moved linearly to ramp_to over duration_s
     ramp_to: float = 0.0
     needs_metric: str | None = None  # only devices reporting this metric can have it
+    needs_sleep: bool = False  # only devices that sleep when idle (parked cars) can have it
+    stays_asleep: bool = False  # the next sleep it announces never ends
+    keeps_awake: bool = False  # once begun, the device no longer sleeps when idle
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -90,6 +93,24 @@ SCENARIOS: dict[str, Scenario] = {
             flap_offline_s=45.0,
         ),
         Scenario(
+            "fails_to_wake",
+            "parked, it announces when it will wake up (next_checkin_s) and never does",
+            stays_asleep=True,
+            needs_sleep=True,
+        ),
+        Scenario(
+            "parked_drain",
+            "a parasitic load keeps the parked car awake and drains its 12 V battery to 0 "
+            "over duration_s: it reports the fall, then cannot start and goes silent",
+            duration_s=8 * 3600.0,
+            heartbeats_stop="end",
+            ramp_metric="battery_pct",
+            ramp_to=0.0,
+            needs_metric="battery_pct",
+            needs_sleep=True,
+            keeps_awake=True,
+        ),
+        Scenario(
             "clock_skew",
             "the real-time clock lost its setting: ts is years in the past",
             clock_offset_s=-3 * YEAR_S,
@@ -125,8 +146,11 @@ def make_fault(name: str, *, start_after_s: float, duration_s: float | None = No
     return Fault(scenario, float(start_after_s), float(duration))
 
 
-def fits(scenario: Scenario, reports: frozenset[str]) -> bool:
-    """Whether a device reporting these metrics can show the scenario."""
+def fits(scenario: Scenario, reports: frozenset[str], sleeps: bool = False) -> bool:
+    """Whether a device reporting these metrics (and sleeping when idle, or not) can show
+    the scenario."""
+    if scenario.needs_sleep and not sleeps:
+        return False
     return scenario.needs_metric is None or scenario.needs_metric in reports
 
 

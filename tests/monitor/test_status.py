@@ -98,3 +98,20 @@ def test_offline_since_is_when_it_was_last_heard():
         GRACE,
     )
     assert will.since == NOW - 30 * S
+
+
+def test_a_device_silent_past_its_announced_check_in_missed_it():
+    expected = NOW - 300 * S
+    t = next_status(
+        watch(overdue_at=NOW - S, last_seen_at=NOW - 6 * 3600 * S, expected_at=expected),
+        NOW,
+        GRACE,
+    )
+    assert (t.new, t.reason, t.expected_at, t.since) == (
+        "offline",
+        "missed_checkin",
+        expected,
+        NOW - 6 * 3600 * S,
+    )
+    asleep = watch(overdue_at=NOW + S, last_seen_at=NOW - 6 * 3600 * S, expected_at=expected)
+    assert next_status(asleep, NOW, GRACE) is None

@@ -139,9 +139,10 @@ def test_car_battery_charges_while_driving_and_drains_while_parked():
     rises = falls = 0
     for (_, a), (_, b) in pairwise(sent):
         delta = b["metrics"]["battery_pct"] - a["metrics"]["battery_pct"]
-        if b["metrics"]["speed_kmh"] > 0 and delta > 0:
+        if a["metrics"]["speed_kmh"] > 0 and b["metrics"]["speed_kmh"] > 0 and delta > 0:
             rises += 1
-        if b["metrics"]["speed_kmh"] == 0 and delta < 0:
+        # Woken for a drive after a sleep: lower than when it parked.
+        if "next_checkin_s" in a and delta < 0:
             falls += 1
     assert rises > 0
     assert falls > 0
@@ -207,3 +208,85 @@ def test_device_id_outside_the_contract_is_refused():
     spec = make_device().spec
     with pytest.raises(ValueError, match="device id"):
         DeviceSpec(**{**spec.__dict__, "device_id": "has/slash"})
+
+
+def test_a_parked_car_announces_its_sleep_and_wakes_for_its_next_drive():
+    device = make_device("car-telematics-v1", seed=3)
+    sent = beats(device, T0 + timedelta(days=2))
+    naps = [(at, body) for at, body in sent if "next_checkin_s" in body]
+    assert len(naps) >= 3  # two drives a day
+    for at, body in naps:
+        assert body["metrics"]["speed_kmh"] == 0
+        wake = at + timedelta(seconds=body["next_checkin_s"])
+        following = [a for a, _ in sent if a > at]
+        if following:
+            # Its next heartbeat is the wake-up, within the second the announcement rounds.
+            assert timedelta(0) <= wake - following[0] < timedelta(seconds=1)
+            assert next(b for a, b in sent if a > at)["metrics"]["speed_kmh"] > 0
+
+
+def test_announced_sleep_is_in_wall_clock_seconds():
+    device = make_device("car-telematics-v1", seed=3, time_scale=0.01)
+    sent = beats(device, T0 + timedelta(days=1))
+    n, (at, body) = next((n, (a, b)) for n, (a, b) in enumerate(sent) if "next_checkin_s" in b)
+    assert 1 <= body["next_checkin_s"] <= 12 * 3600 * 0.01
+    woke = sent[n + 1][0]
+    assert (
+        timedelta(0) <= at + timedelta(seconds=body["next_checkin_s"]) - woke < timedelta(seconds=1)
+    )
+
+
+def test_a_car_that_fails_to_wake_announces_its_sleep_and_goes_quiet():
+    device = make_device(
+        "car-telematics-v1", seed=3, fault=make_fault("fails_to_wake", start_after_s=0)
+    )
+    sent = beats(device, T0 + timedelta(days=3))
+    assert "next_checkin_s" in sent[-1][1]
+    assert sum("next_checkin_s" in b for _, b in sent) == 1
+    assert device.next_due is None and device.asleep_for_good
+
+
+def test_a_parked_car_with_a_parasitic_drain_stays_awake_reporting_the_fall_then_dies():
+    fault = make_fault("parked_drain", start_after_s=0)
+    device = make_device("car-telematics-v1", seed=3, fault=fault)
+    sent = beats(device, T0 + timedelta(days=1))
+    during = sent
+    assert not any("next_checkin_s" in b for _, b in during)
+    levels = [b["metrics"]["battery_pct"] for _, b in during]
+    assert levels == sorted(levels, reverse=True) and levels[-1] < 5
+    # Every 5 minutes through the 8 hours: enough points for the battery-drain rule.
+    assert len(during) >= 90
+    assert device.next_due is None  # it cannot start any more: silent
+
+
+def test_the_battery_drain_rule_catches_a_parked_drain_before_the_car_dies():
+    """The car model's default drain rule (migration 006) fed the simulator's heartbeats,
+    as the monitor would at each: it fires hours before the last heartbeat."""
+    from monitor.rules import Sample, evaluate_rule, parse_rules
+
+    drain = parse_rules(
+        [
+            {
+                "name": "battery_drain",
+                "kind": "drain",
+                "metric": "battery_pct",
+                "horizon_s": 86400,
+                "clear_horizon_s": 129600,
+                "window_s": 14400,
+                "min_points": 10,
+            }
+        ]
+    )[0]
+    device = make_device(
+        "car-telematics-v1", seed=3, fault=make_fault("parked_drain", start_after_s=0)
+    )
+    sent = beats(device, T0 + timedelta(days=1))
+    samples = [
+        Sample(datetime.fromisoformat(b["ts"]), b["uptime_s"], b["metrics"]) for _, b in sent
+    ]
+    fired = next(
+        s.ts
+        for n, s in enumerate(samples, 1)
+        if evaluate_rule(drain, samples[:n], open_=False, now=s.ts, interval_s=300).action == "fire"
+    )
+    assert samples[-1].ts - fired > timedelta(hours=4)

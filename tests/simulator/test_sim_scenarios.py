@@ -18,6 +18,8 @@ STOPS = (
     ("reboot_loop", None),
     ("flapping", None),
     ("clock_skew", None),
+    ("fails_to_wake", None),  # the device decides: at the sleep it announces next
+    ("parked_drain", 150.0),
 )
 
 
