@@ -105,6 +105,9 @@ TEMPLATES: dict[str, Template] = {
         "{expected_local}",
         in_outage="device_offline_known_outage",
         critical_in_outage="device_offline_during_outage",
+        sms="Fleetwatch: your {device_kind} {device_name} did not wake up as expected at "
+        "{expected_local}.",
+        line="Did not wake up as expected at {expected_local}. {what_to_do}",
     ),
     "device_offline_during_outage": Template(
         title="Your {device_kind} {device_name} went offline",
@@ -259,6 +262,9 @@ TEMPLATES: dict[str, Template] = {
             "What to do: {what_to_do}"
         ),
         digest_line="{device_name} ({model_name}, {identity}): no {metric} for {silent}",
+        sms="Fleetwatch: your {device_kind} {device_name} stopped reporting its {metric} "
+        "({silent}).",
+        line="Online, but no {metric} for {silent}. {what_to_do}",
     ),
     "system_blind_spot": Template(
         title="Fleetwatch cannot see the fleet: no heartbeats since {since_utc}",
