@@ -2,6 +2,9 @@
 
     sessions  sign-in links (short-lived, single-use, sent to a verified channel) and the
               sessions they open; owns `signin_links` and `customer_sessions`
+    requests  sending sign-in links: asked for by address (limited), or by staff
+    addresses where a channel delivers (an e-mail, a phone number, a push topic), by Apprise
+    verification  codes proving a channel a customer added is theirs; owns `channel_codes`
 
 Every token here is random and kept only as its SHA-256: a copy of the database opens
 nothing, and no server secret has to be shared by every process.

@@ -135,3 +135,25 @@ def sign_in(conn: psycopg.Connection, client, customer_id: str) -> None:
 
 # What the customer's page sends with every change (api/deps.py CSRF_HEADER).
 PAGE = {"X-Fleetwatch-Page": "1"}
+
+
+def waiting_code(conn: psycopg.Connection, channel_id: int) -> str:
+    """The code last queued to a channel (what its owner reads in the message the alerts
+    process sends; tests/portal/test_verification.py follows one to a real inbox)."""
+    row = conn.execute(
+        "SELECT context ->> 'code' FROM notifications WHERE channel_id = %s "
+        "AND template = 'channel_code' ORDER BY id DESC LIMIT 1",
+        (channel_id,),
+    ).fetchone()
+    assert row and row[0], f"no code queued to channel {channel_id}"
+    return row[0]
+
+
+def verify(api, conn: psycopg.Connection, channel_id: int, headers: dict) -> None:
+    """Enter the code sent to a channel the customer added, as its owner would."""
+    answer = api.post(
+        f"/api/v1/me/channels/{channel_id}/verify",
+        json={"code": waiting_code(conn, channel_id)},
+        headers=headers,
+    )
+    assert answer.status_code == 200 and answer.json()["verified"] is True, answer.text
