@@ -77,7 +77,10 @@ def add_channel(
 ) -> int:
     """Give a customer a contact channel, straight into the database (no check of its URL,
     as a channel saved before the rules); `kind` by default the one its scheme is for;
-    verified unless told (as staff's and imported channels are)."""
+    verified unless told (as staff's and imported channels are); with its address, as every
+    save computes it (portal/addresses.py)."""
+    from portal.addresses import channel_address
+
     if kind is None:
         from alerts.outbound import SCHEMES
 
@@ -85,9 +88,9 @@ def add_channel(
         kinds = sorted(scheme.kinds - {"staff"}) if scheme else []
         kind = kinds[0] if kinds else "webhook"
     return conn.execute(
-        "INSERT INTO contact_channels (customer_id, kind, apprise_url, min_severity, verified_at) "
-        "VALUES (%s, %s, %s, %s, CASE WHEN %s THEN now() END) RETURNING id",
-        (customer_id, kind, url, min_severity, verified),
+        "INSERT INTO contact_channels (customer_id, kind, apprise_url, min_severity, verified_at, "
+        "address) VALUES (%s, %s, %s, %s, CASE WHEN %s THEN now() END, %s) RETURNING id",
+        (customer_id, kind, url, min_severity, verified, channel_address(url, kind)),
     ).fetchone()[0]
 
 
