@@ -51,7 +51,7 @@ def create_app(
             open=True,
         )
         app.state.pool = pool
-        _fill_channel_addresses(pool)
+        _fill_channel_addresses(dsn)
         app.state.settings = settings
         app.state.summary = SummarySnapshot(pool, settings.api_summary_refresh_s).start()
         app.state.metrics = ops.metrics_registry(pool, app.state.summary)
@@ -125,11 +125,12 @@ def create_app(
     return app
 
 
-def _fill_channel_addresses(pool: ConnectionPool) -> None:
+def _fill_channel_addresses(dsn: str) -> None:
     """Channels saved before they had addresses get theirs (portal/addresses.py): this
-    process answers sign-in requests by address. A failure costs only those requests."""
+    process answers sign-in requests by address. A failure costs only those requests. On a
+    connection of its own, closed after: the pool's stay as the routes left them."""
     try:
-        with pool.connection() as conn:
+        with psycopg.connect(dsn, autocommit=True, application_name="fleetwatch-api") as conn:
             fill_missing_addresses(conn)
     except psycopg.Error as exc:
         log.warning("channel addresses not filled in: %s", exc)

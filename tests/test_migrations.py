@@ -92,7 +92,7 @@ def test_016_keeps_sent_recall_links_working_and_names_old_message_lines_channel
 
     from fastapi.testclient import TestClient
     from psycopg import conninfo
-    from support import add_channel, make_device
+    from support import make_device
 
     from api.app import create_app
     from campaigns.store import CampaignCreate, create_campaign
@@ -123,7 +123,11 @@ def test_016_keeps_sent_recall_links_working_and_names_old_message_lines_channel
                 "ack_token = %s WHERE campaign_id = %s",
                 (legacy, campaign),
             )
-            channel = add_channel(old, "old", "json://127.0.0.1:9/old")
+            # As a channel was saved then: no verified_at (018) or address (022) yet.
+            channel = old.execute(
+                "INSERT INTO contact_channels (customer_id, kind, apprise_url) "
+                "VALUES ('old', 'webhook', 'json://127.0.0.1:9/old') RETURNING id"
+            ).fetchone()[0]
             staff = old.execute(
                 "INSERT INTO staff_channels (apprise_url) VALUES ('json://127.0.0.1:9/s') "
                 "RETURNING id"
