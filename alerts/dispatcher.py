@@ -28,6 +28,7 @@ from alerts.ratelimit import WINDOW as RATE_WINDOW
 from alerts.ratelimit import ChannelUse, deferred_until
 from alerts.redact import redact_url, scrub
 from alerts.send import AppriseSender, SendResult
+from alerts.templates import CREDENTIAL_FIELDS, PERSONAL_TEMPLATES
 from core import db
 from core.settings import Settings
 from incidents import record_events
@@ -56,7 +57,8 @@ _CLAIM_LAPSED = _CLAIM.format(
 )
 
 # Messages each channel was sent within the window. A digest's notifications share one
-# sent_at, so distinct sent_at values count messages, not notifications.
+# sent_at, so distinct sent_at values count messages, not notifications. What the customer
+# asked for (a sign-in link, a code) does not count: it has limits of its own (portal/).
 _CHANNEL_USE = """
 SELECT ch.id, count(DISTINCT n.sent_at), min(n.sent_at),
        coalesce(c.max_messages_per_hour, %(default)s)
@@ -64,6 +66,7 @@ FROM contact_channels ch
 JOIN customers c ON c.id = ch.customer_id
 LEFT JOIN notifications n
        ON n.channel_id = ch.id AND n.status = 'sent' AND n.sent_at > %(since)s
+      AND n.template <> ALL(%(personal)s)
 WHERE ch.id = ANY(%(ids)s)
 GROUP BY ch.id, c.max_messages_per_hour
 """
@@ -106,6 +109,11 @@ WHERE id = %s AND claim_token = %s AND status = 'sending'
 _FAILED = """
 UPDATE notifications SET status = 'failed', claimed_until = NULL, last_error = %s
 WHERE id = %s AND claim_token = %s AND status = 'sending'
+"""
+# A credential sent (or given up on) is not kept: the row keeps what it was, not the link.
+_SCRUB = """
+UPDATE notifications SET context = context - %(fields)s::text[]
+WHERE id = ANY(%(ids)s) AND status IN ('sent', 'failed')
 """
 
 
@@ -160,16 +168,18 @@ def backoff(attempts: int, base_s: float, max_s: float) -> timedelta:
 def group_messages(
     claimed: list[Claimed], urls: dict[str, tuple[str, str | None, str]], token: uuid.UUID
 ) -> list[Message]:
-    """Messages to send: one per channel, a digest where a channel has several notifications.
-    `urls`: each channel's (URL, label, kind)."""
-    by_channel: dict[str, list[Claimed]] = defaultdict(list)
+    """Messages to send: one per channel, a digest where a channel has several notifications;
+    a personal message (a sign-in link, a code) always alone. `urls`: each channel's (URL,
+    label, kind)."""
+    by_channel: dict[tuple[str, int], list[Claimed]] = defaultdict(list)
     for item in claimed:
-        by_channel[item.channel_key].append(item)
+        alone = item.id if item.template in PERSONAL_TEMPLATES else 0
+        by_channel[(item.channel_key, alone)].append(item)
     return [
         Message(
             key, urls[key][0], urls[key][1], sorted(items, key=lambda c: c.id), token, urls[key][2]
         )
-        for key, items in by_channel.items()
+        for (key, _), items in by_channel.items()
         if key in urls
     ]
 
@@ -249,7 +259,7 @@ class Dispatcher:
         """Send back what would break a channel's hourly limit; return the rest."""
         by_channel: dict[int, list[tuple]] = defaultdict(list)
         for row in rows:
-            if row[7] is not None:
+            if row[7] is not None and row[3] not in PERSONAL_TEMPLATES:
                 by_channel[row[7]].append(row)
         if not by_channel:
             return rows
@@ -261,6 +271,7 @@ class Dispatcher:
                     "ids": list(by_channel),
                     "since": now - RATE_WINDOW,
                     "default": self.settings.alerts_rate_limit_per_hour,
+                    "personal": list(PERSONAL_TEMPLATES),
                 },
             )
         }
@@ -347,7 +358,7 @@ class Dispatcher:
         conn = self._connection()
         now = now or db.db_now(conn)
         s = self.settings
-        finished, sent, failed, retried, events = [], [], [], [], []
+        finished, sent, failed, retried, events, credentials = [], [], [], [], [], []
         for message, result in zip(messages, results, strict=True):
             self.counters.messages += 1
             self.counters.digests += len(message.items) > 1
@@ -377,6 +388,8 @@ class Dispatcher:
                     retried.append((due, result.error, item.id, message.token))
                     self.counters.retried += 1
                     continue
+                if item.template in PERSONAL_TEMPLATES:
+                    credentials.append(item.id)
                 if item.incident_id is not None:
                     events.append((item.incident_id, kind, detail))
         # One pipelined round trip per statement, not one per notification.
@@ -389,6 +402,8 @@ class Dispatcher:
             ):
                 if rows:
                     cur.executemany(statement, rows)
+            if credentials:
+                cur.execute(_SCRUB, {"fields": list(CREDENTIAL_FIELDS), "ids": credentials})
             record_events(conn, events, now)
 
     def drop_connection(self) -> None:

@@ -21,7 +21,7 @@ import psycopg
 
 from alerts.context import DeviceInfo
 from alerts.routing import Channel, CustomerPrefs
-from alerts.templates import HELD_IN_OUTAGE, PROBLEM_TEMPLATES
+from alerts.templates import HELD_IN_OUTAGE, PERSONAL_TEMPLATES, PROBLEM_TEMPLATES
 
 _DEVICES = """
 SELECT d.id, d.name, d.serial, d.vin, m.device_type, m.name, m.critical, d.customer_id,
@@ -32,9 +32,10 @@ LEFT JOIN customers c ON c.id = d.customer_id
 WHERE d.id = ANY(%b)
 """
 
+# A channel counts only once verified: one a customer added waits for its code to come back.
 _CHANNELS = """
 SELECT id, customer_id, kind, min_severity, enabled FROM contact_channels
-WHERE customer_id = ANY(%b) AND enabled ORDER BY id
+WHERE customer_id = ANY(%b) AND enabled AND verified_at IS NOT NULL ORDER BY id
 """
 
 _COPY = """
@@ -66,6 +67,14 @@ FROM staff_channels
 WHERE enabled
   AND array_position(ARRAY['info', 'warning', 'critical'], %(severity)s)
       >= array_position(ARRAY['info', 'warning', 'critical'], min_severity)
+"""
+
+# A message the customer asked for, to the one channel it is for, due now: not routed (no
+# quiet hours, no severity), since it answers what they just did.
+_PERSONAL = """
+INSERT INTO notifications (customer_id, channel_id, template, severity, context, created_at,
+                           due_at)
+VALUES (%s, %s, %s, 'info', %s, %s, %s) RETURNING id
 """
 
 # An owner's message about a problem that is over is never sent (staff keep their record).
@@ -251,3 +260,21 @@ def release_silence(
     return conn.execute(
         _RELEASE_SILENCE, {"now": now, "old_end": old_end, "scope": scope, "target": target}
     ).rowcount
+
+
+def write_personal_row(
+    conn: psycopg.Connection,
+    *,
+    customer_id: str,
+    channel_id: int,
+    template: str,
+    context: dict,
+    now: datetime,
+) -> int:
+    """Queue a message the customer asked for (alerts/templates.py PERSONAL_TEMPLATES: a
+    sign-in link, a channel's code) to exactly `channel_id`, due now; its id."""
+    if template not in PERSONAL_TEMPLATES:
+        raise ValueError(f"{template} is not a personal message")
+    return conn.execute(
+        _PERSONAL, (customer_id, channel_id, template, json.dumps(context), now, now)
+    ).fetchone()[0]

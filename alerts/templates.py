@@ -514,12 +514,49 @@ TEMPLATES: dict[str, Template] = {
         sms="Fleetwatch: campaign {campaign_id} completed: {succeeded} updated, {failed} failed.",
         line=("All {waves} waves done: {succeeded} updated, {failed} failed, {skipped} skipped."),
     ),
+    # -- the customer's page (portal/): asked for, personal, each a credential --------------
+    "signin_link": Template(
+        title="Your Fleetwatch sign-in link",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Sign in to Fleetwatch with this link: {signin_url}\n\n"
+            "It works once, within {minutes} minutes.\n\n"
+            "If you did not ask for it, ignore this message: nobody can sign in without it."
+        ),
+        digest_line="your sign-in link: {signin_url}",
+        about="notice",
+        sms="Your Fleetwatch sign-in link, works once within {minutes} min:",
+        line="Works once, within {minutes} minutes. Ignore it if you did not ask for it.",
+        link_field="signin_url",
+        link_label="Sign in",
+    ),
+    "channel_code": Template(
+        title="Your Fleetwatch code: {code}",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your code to confirm this address for Fleetwatch messages is {code}. It works "
+            "within {minutes} minutes.\n\n"
+            "If you did not ask for it, ignore this message: nothing is sent here without it."
+        ),
+        digest_line="your code: {code}",
+        about="notice",
+        sms="Your Fleetwatch code is {code} (valid {minutes} min). Ignore it if you did not ask.",
+        line="Your code is {code}, valid {minutes} minutes.",
+        # A code is typed, not followed: no link to the page in it.
+        link_field="no_link",
+    ),
 }
 
 # An owner's message still waiting about one of these is cancelled once its incident is over.
 PROBLEM_TEMPLATES = frozenset(name for name, t in TEMPLATES.items() if t.about == "problem")
 # What a group incident (a fleet outage) holds back for its members' owners.
 HELD_IN_OUTAGE = frozenset(name for name, t in TEMPLATES.items() if t.in_outage)
+# Messages a customer asked for that carry a credential (a sign-in link, a channel's code):
+# sent alone (never in a digest), at once (no quiet hours, outside the hourly limit: they
+# have limits of their own, portal/), and once sent or given up, their context loses these
+# fields (alerts/dispatcher.py): the stored outbox keeps no usable credential.
+PERSONAL_TEMPLATES = frozenset({"signin_link", "channel_code"})
+CREDENTIAL_FIELDS = ("signin_url", "code")
 
 DIGEST_TITLES = {
     "device_offline": "{count} of your devices are offline",

@@ -36,6 +36,7 @@ from api.headers import SecurityHeaders
 from api.limits import BodyLimit, LargerBody
 from api.summary import SummarySnapshot
 from core.settings import MqttTarget, Settings
+from portal.addresses import fill_missing_addresses
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def create_app(
             open=True,
         )
         app.state.pool = pool
+        _fill_channel_addresses(dsn)
         app.state.settings = settings
         app.state.summary = SummarySnapshot(pool, settings.api_summary_refresh_s).start()
         app.state.metrics = metrics.metrics_registry(pool, app.state.summary)
@@ -102,6 +104,7 @@ def create_app(
         live.router,
         campaigns.router,
         signin.router,
+        signin.staff_router,
     ):
         app.include_router(router, prefix=PREFIX)
     app.include_router(campaigns.links)
@@ -136,6 +139,17 @@ def create_app(
         app.add_middleware(ops.OperationsListenerOnly, ops_port=settings.api_ops_port)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def _fill_channel_addresses(dsn: str) -> None:
+    """Channels saved before they had addresses get theirs (portal/addresses.py): this
+    process answers sign-in requests by address. A failure costs only those requests. On a
+    connection of its own, closed after: the pool's stay as the routes left them."""
+    try:
+        with psycopg.connect(dsn, autocommit=True, application_name="fleetwatch-api") as conn:
+            fill_missing_addresses(conn)
+    except psycopg.Error as exc:
+        log.warning("channel addresses not filled in: %s", exc)
 
 
 # What only the database can refuse, as the 4xx it is (most specific first).

@@ -13,8 +13,11 @@ from fastapi import APIRouter, HTTPException, Query
 from alerts.ratelimit import WINDOW, next_test_message_at
 from api.channels import (
     add_channel_for,
+    channel_from_row,
     channel_row,
     list_channels_of,
+    require_verified,
+    send_code,
     test_channel_url,
     update_channel_row,
 )
@@ -22,9 +25,11 @@ from api.deps import CustomerKey, DbConn
 from api.fleet import list_devices
 from api.incidents import OWN_NOTIFICATIONS, list_incidents, notifications
 from api.models import (
+    ChannelCode,
     ChannelCreate,
     ChannelPublic,
     ChannelUpdate,
+    CodeSent,
     CustomerPublic,
     DevicePage,
     IncidentPage,
@@ -33,6 +38,7 @@ from api.models import (
     TestResult,
 )
 from api.registry import AppSettings, RowId, get_customer, update_customer_row
+from portal.verification import verify_code
 
 router = APIRouter(prefix="/me", tags=["customer"])
 
@@ -102,16 +108,59 @@ def add_my_channel(
     """Add a channel: an Apprise URL of a scheme its kind takes (email: mailto://, ...;
     sms: twilio://, ...; push: ntfy://, pover://, ...; webhook: json://, ...), to public
     addresses only, without custom headers or another method. 422 names the rule a URL
-    breaks; 409 past the most channels a customer may have."""
-    return add_channel_for(conn, key.customer_id, body, settings)
+    breaks; 409 past the most channels a customer may have.
+
+    The channel starts unverified: a 6-digit code goes to it, and it counts (alerts, sign-in
+    links) once the code comes back (POST /me/channels/{id}/verify)."""
+    return add_channel_for(conn, key.customer_id, body, settings, verified=False)
 
 
 @router.patch("/channels/{channel_id}", response_model=ChannelPublic)
 def update_my_channel(
     channel_id: RowId, body: ChannelUpdate, key: CustomerKey, conn: DbConn, settings: AppSettings
 ) -> ChannelPublic:
+    """Change one of my channels. A new URL is a new place: unverified again, with a code
+    sent to it."""
     channel_row(conn, channel_id, key.customer_id)
-    return update_channel_row(conn, channel_id, body, settings)
+    return update_channel_row(conn, channel_id, body, settings, reverify=True)
+
+
+@router.post("/channels/{channel_id}/verify", response_model=ChannelPublic)
+def verify_my_channel(
+    channel_id: RowId, body: ChannelCode, key: CustomerKey, conn: DbConn, settings: AppSettings
+) -> ChannelPublic:
+    """Enter the code sent to a channel: it is verified. 422 for a wrong code (saying the
+    tries left), 409 when there is no code to check (expired, out of tries or never sent:
+    ask for a new one with POST /me/channels/{id}/code)."""
+    row = channel_row(conn, channel_id, key.customer_id)
+    if row[7]:
+        return channel_from_row(channel_row(conn, channel_id, key.customer_id))
+    with conn.transaction():
+        verdict = verify_code(
+            conn, channel_id=channel_id, code=body.code, settings=settings, now=datetime.now(UTC)
+        )
+    if verdict.outcome == "wrong":
+        raise HTTPException(422, f"wrong code: {verdict.tries_left} tries left")
+    if verdict.outcome != "verified":
+        reason = {"spent": "too many wrong codes", "expired": "the code expired"}.get(
+            verdict.outcome, "no code is waiting"
+        )
+        raise HTTPException(409, f"{reason}: ask for a new code")
+    return channel_from_row(channel_row(conn, channel_id, key.customer_id))
+
+
+@router.post("/channels/{channel_id}/code", response_model=CodeSent, status_code=202)
+def send_my_channel_code(
+    channel_id: RowId, key: CustomerKey, conn: DbConn, settings: AppSettings
+) -> CodeSent:
+    """Send a new code to an unverified channel (the one before stops working); a few an
+    hour (429 past them, with Retry-After). 409 for a channel already verified."""
+    row = channel_row(conn, channel_id, key.customer_id)
+    if row[7]:
+        raise HTTPException(409, f"channel {channel_id} is already verified")
+    with conn.transaction():
+        send_code(conn, channel_id, key.customer_id, settings)
+    return CodeSent(channel_id=channel_id, expires_in_minutes=settings.portal_code_minutes)
 
 
 @router.delete("/channels/{channel_id}", status_code=204)
@@ -124,8 +173,10 @@ def delete_my_channel(channel_id: RowId, key: CustomerKey, conn: DbConn) -> None
 def test_my_channel(
     channel_id: RowId, key: CustomerKey, conn: DbConn, settings: AppSettings
 ) -> TestResult:
-    """Send a test message to one of my channels (a few an hour: 429 past them)."""
+    """Send a test message to one of my channels (a few an hour: 429 past them; 409 while
+    it is not verified)."""
     row = channel_row(conn, channel_id, key.customer_id)
+    require_verified(row)
     count_test_message(
         conn, key.customer_id, channel_id, settings.api_channel_tests_per_hour, datetime.now(UTC)
     )

@@ -323,6 +323,8 @@ class ChannelPublic(BaseModel):
     label: str | None
     min_severity: str
     enabled: bool
+    # A channel a customer added counts (alerts, sign-in links) once its code came back.
+    verified: bool
 
 
 class ChannelCreate(Input):
@@ -338,6 +340,38 @@ class ChannelUpdate(Input):
     label: Name | None = None
     min_severity: Severity | None = None
     enabled: bool | None = None
+
+
+class ChannelCode(Input):
+    code: str = Field(min_length=1, max_length=12, pattern=r"^[0-9 ]+$")
+
+
+class CodeSent(BaseModel):
+    channel_id: int
+    expires_in_minutes: int
+
+
+class SigninRequest(Input):
+    # An e-mail address, a phone number or a push topic, as one of the customer's verified
+    # channels delivers to.
+    address: str = Field(min_length=3, max_length=254, pattern=r"^[^\x00]*$")
+
+
+class SigninLinkRequest(Input):
+    channel_id: int | None = Field(default=None, ge=1, le=2**63 - 1)
+
+
+class ChannelBrief(BaseModel):
+    """Which channel a link went to: never its URL, never the link."""
+
+    id: int
+    kind: str
+    label: str | None
+
+
+class SigninLinkSent(BaseModel):
+    channel: ChannelBrief
+    expires_in_minutes: int
 
 
 class TestResult(BaseModel):

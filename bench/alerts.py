@@ -79,8 +79,8 @@ INSERT INTO customers (id, name)
 SELECT DISTINCT customer_id, 'Customer ' || customer_id FROM fleet
 """,
     """
-INSERT INTO contact_channels (customer_id, kind, apprise_url, label)
-SELECT id, 'webhook', %(url)s, 'bench sink' FROM customers
+INSERT INTO contact_channels (customer_id, kind, apprise_url, label, verified_at)
+SELECT id, 'webhook', %(url)s, 'bench sink', now() FROM customers
 """,
     """
 INSERT INTO devices (id, model_id, customer_id)

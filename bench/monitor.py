@@ -69,9 +69,10 @@ FROM generate_series(1, %(customers)s) AS g
 """
 
 _CHANNELS = """
-INSERT INTO contact_channels (customer_id, kind, apprise_url, label, created_at)
+INSERT INTO contact_channels (customer_id, kind, apprise_url, label, created_at, verified_at,
+                              address)
 SELECT id, 'email', 'mailto://127.0.0.1:1?to=' || id || '@example.com&mode=insecure', 'email',
-       created_at
+       created_at, created_at, lower(id) || '@example.com'
 FROM customers
 """
 

@@ -165,6 +165,14 @@ class Settings(BaseSettings):
     # session it opens lasts this many hours (sign out ends it sooner).
     portal_signin_minutes: int = Field(default=15, ge=1, le=24 * 60)
     portal_session_hours: int = Field(default=14 * 24, ge=1, le=90 * 24)
+    # Sign-in links a person may ask for within an hour, per address and per customer
+    # (more are refused silently: the answer never says, the log does).
+    portal_signin_requests_per_hour: int = Field(default=5, ge=0, le=100)
+    # A channel's verification code: how long it works, how many wrong answers end it, and
+    # how many may be sent to one channel within an hour.
+    portal_code_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    portal_code_tries: int = Field(default=5, ge=1, le=20)
+    portal_codes_per_hour: int = Field(default=5, ge=1, le=100)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080

@@ -178,8 +178,10 @@ class Drill:
                 labels={device_id: ["drill:silent"] for device_id in self.silent.due_at},
             )
             conn.execute(
-                "INSERT INTO contact_channels (customer_id, kind, apprise_url, label) "
-                "SELECT id, 'webhook', %s || id, 'drill sink' FROM customers",
+                # Verified at creation, as the operator's channels are (alerts reach
+                # verified channels only).
+                "INSERT INTO contact_channels (customer_id, kind, apprise_url, label, "
+                "verified_at) SELECT id, 'webhook', %s || id, 'drill sink', now() FROM customers",
                 (self.sink.url_for(""),),
             )
             conn.execute(

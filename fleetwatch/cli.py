@@ -25,6 +25,8 @@ incidents_app = typer.Typer(help="Open incidents; acknowledge one.", no_args_is_
 app.add_typer(incidents_app, name="incidents")
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+customers_app = typer.Typer(help="Customers: sign-in links.", no_args_is_help=True)
+app.add_typer(customers_app, name="customers")
 campaigns_app = typer.Typer(
     help="Recall notices and update campaigns: run, create, list, show, pause, resume, cancel.",
     no_args_is_help=True,
@@ -319,6 +321,39 @@ def keys_create(
             raise typer.Exit(2) from None
     console.print(f"key {key_id} ({role}) created; it is shown only now:")
     typer.echo(key)
+
+
+@customers_app.command("signin-link")
+def customers_signin_link(
+    customer_id: Annotated[str, typer.Argument(help="The customer's id.")],
+) -> None:
+    """Print a sign-in link for a customer (for the operator and the demo): single-use,
+    valid FLEETWATCH_PORTAL_SIGNIN_MINUTES. It is sent nowhere; whoever holds it signs in as
+    the customer, so hand it over as you would a password."""
+    from datetime import UTC, datetime, timedelta
+
+    from api.registry import find_customer
+    from portal.sessions import mint_signin_link, signin_url
+
+    settings = get_settings()
+    dsn = _database()
+    db.migrate(dsn)
+    with db.connect(dsn, autocommit=True) as conn:
+        if find_customer(conn, customer_id) is None:
+            console.print(f"[red]no customer {customer_id!r}[/red]")
+            raise typer.Exit(1)
+        token = mint_signin_link(
+            conn,
+            customer_id,
+            channel_id=None,
+            requested_by="operator",
+            now=datetime.now(UTC),
+            ttl=timedelta(minutes=settings.portal_signin_minutes),
+        )
+    console.print(
+        f"sign-in link for {customer_id}, single-use, valid {settings.portal_signin_minutes} min:"
+    )
+    typer.echo(signin_url(settings.public_url, token))
 
 
 @keys_app.command("list")

@@ -58,15 +58,18 @@ SELECT %(inbox)s, 'demo staff inbox' WHERE NOT EXISTS (SELECT 1 FROM staff_chann
 """
 _OLD_STAFF = "UPDATE staff_channels SET apprise_url = %(inbox)s WHERE label = 'demo staff inbox'"
 
+# Verified at creation, as the operator's channels are; a webhook names no person, so it
+# has no address (portal/addresses.py): `fleetwatch customers signin-link` signs one in.
 _CHANNELS = """
-INSERT INTO contact_channels (customer_id, kind, apprise_url, label)
-SELECT id, 'webhook', %(inbox)s || id, 'demo inbox' FROM customers
+INSERT INTO contact_channels (customer_id, kind, apprise_url, label, verified_at)
+SELECT id, 'webhook', %(inbox)s || id, 'demo inbox', now() FROM customers
 WHERE NOT EXISTS (SELECT 1 FROM contact_channels c WHERE c.customer_id = customers.id)
 """
 # Earlier runs' inbox channels: to this run's inbox (a new port each run), as the webhooks
 # they are.
 _OLD_CHANNELS = """
-UPDATE contact_channels SET kind = 'webhook', apprise_url = %(inbox)s || customer_id
+UPDATE contact_channels SET kind = 'webhook', apprise_url = %(inbox)s || customer_id,
+       address = NULL, verified_at = coalesce(verified_at, now())
 WHERE label = 'demo inbox'
 """
 # The demo's inbox listens on 127.0.0.1, where alerts may not go by default

@@ -56,6 +56,7 @@ DATA_TABLES = (
     "channel_tests",
     "signin_links",
     "customer_sessions",
+    "channel_codes",
 )
 
 

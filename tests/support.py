@@ -77,7 +77,10 @@ def add_channel(
 ) -> int:
     """Give a customer a contact channel, straight into the database (no check of its URL,
     as a channel saved before the rules); `kind` by default the one its scheme is for;
-    verified unless told (as staff's and imported channels are)."""
+    verified unless told (as staff's and imported channels are); with its address, as every
+    save computes it (portal/addresses.py)."""
+    from portal.addresses import channel_address
+
     if kind is None:
         from alerts.outbound import SCHEMES
 
@@ -85,9 +88,9 @@ def add_channel(
         kinds = sorted(scheme.kinds - {"staff"}) if scheme else []
         kind = kinds[0] if kinds else "webhook"
     return conn.execute(
-        "INSERT INTO contact_channels (customer_id, kind, apprise_url, min_severity, verified_at) "
-        "VALUES (%s, %s, %s, %s, CASE WHEN %s THEN now() END) RETURNING id",
-        (customer_id, kind, url, min_severity, verified),
+        "INSERT INTO contact_channels (customer_id, kind, apprise_url, min_severity, verified_at, "
+        "address) VALUES (%s, %s, %s, %s, CASE WHEN %s THEN now() END, %s) RETURNING id",
+        (customer_id, kind, url, min_severity, verified, channel_address(url, kind)),
     ).fetchone()[0]
 
 
@@ -135,3 +138,25 @@ def sign_in(conn: psycopg.Connection, client, customer_id: str) -> None:
 
 # What the customer's page sends with every change (api/deps.py CSRF_HEADER).
 PAGE = {"X-Fleetwatch-Page": "1"}
+
+
+def waiting_code(conn: psycopg.Connection, channel_id: int) -> str:
+    """The code last queued to a channel (what its owner reads in the message the alerts
+    process sends; tests/portal/test_verification.py follows one to a real inbox)."""
+    row = conn.execute(
+        "SELECT context ->> 'code' FROM notifications WHERE channel_id = %s "
+        "AND template = 'channel_code' ORDER BY id DESC LIMIT 1",
+        (channel_id,),
+    ).fetchone()
+    assert row and row[0], f"no code queued to channel {channel_id}"
+    return row[0]
+
+
+def verify(api, conn: psycopg.Connection, channel_id: int, headers: dict) -> None:
+    """Enter the code sent to a channel the customer added, as its owner would."""
+    answer = api.post(
+        f"/api/v1/me/channels/{channel_id}/verify",
+        json={"code": waiting_code(conn, channel_id)},
+        headers=headers,
+    )
+    assert answer.status_code == 200 and answer.json()["verified"] is True, answer.text

@@ -123,7 +123,7 @@ def test_016_keeps_sent_recall_links_working_and_names_old_message_lines_channel
                 "ack_token = %s WHERE campaign_id = %s",
                 (legacy, campaign),
             )
-            # As 015 held a channel (no later column).
+            # As a channel was saved then: no verified_at (018) or address (022) yet.
             channel = old.execute(
                 "INSERT INTO contact_channels (customer_id, kind, apprise_url) "
                 "VALUES ('old', 'webhook', 'json://127.0.0.1:9/old') RETURNING id"

@@ -36,6 +36,8 @@ ALLOWED = {
     ("PATCH", "/api/v1/customers/{customer_id}"): ADMIN,
     ("GET", "/api/v1/customers/{customer_id}/channels"): STAFF,
     ("POST", "/api/v1/customers/{customer_id}/channels"): STAFF,
+    # A link that signs in as the customer: staff, not firmware (tests/portal/).
+    ("POST", "/api/v1/customers/{customer_id}/signin-link"): STAFF,
     ("GET", "/api/v1/devices"): ALL,
     ("POST", "/api/v1/devices"): ADMIN,
     ("GET", "/api/v1/devices/{device_id}"): ALL,
@@ -63,6 +65,8 @@ ALLOWED = {
     ("PATCH", "/api/v1/me/channels/{channel_id}"): CUSTOMER,
     ("DELETE", "/api/v1/me/channels/{channel_id}"): CUSTOMER,
     ("POST", "/api/v1/me/channels/{channel_id}/test"): CUSTOMER,
+    ("POST", "/api/v1/me/channels/{channel_id}/verify"): CUSTOMER,
+    ("POST", "/api/v1/me/channels/{channel_id}/code"): CUSTOMER,
     ("GET", "/api/v1/me/devices"): CUSTOMER,
     ("GET", "/api/v1/me/home"): CUSTOMER,
     ("GET", "/api/v1/me/incidents"): CUSTOMER,
@@ -88,11 +92,14 @@ HIDDEN = {
     ("GET", "/docs"): READ,
 }
 # Routes open to everyone by design: liveness, no data; and the customer's way in (a
-# sign-in link's token is the credential: tests/portal/test_sessions.py).
+# sign-in link's token is the credential: tests/portal/test_sessions.py; asking for a link
+# sends it only to a verified channel and answers the same whatever happened:
+# tests/portal/test_signin_requests.py).
 OPEN = {
     ("GET", "/healthz"),
     ("POST", "/api/v1/signin/redeem"),
     ("POST", "/api/v1/signin/out"),
+    ("POST", "/api/v1/signin/request"),
 }
 # An endless stream: its scoping is tested in test_live.py.
 STREAMS = {("GET", "/api/v1/events")}
@@ -104,6 +111,8 @@ FOREIGN = {
     "/api/v1/me/campaigns/{campaign_id}/ack",
     "/api/v1/me/channels/{channel_id}",
     "/api/v1/me/channels/{channel_id}/test",
+    "/api/v1/me/channels/{channel_id}/verify",
+    "/api/v1/me/channels/{channel_id}/code",
 }
 BODIES = {
     "/api/v1/campaigns": {
@@ -130,6 +139,8 @@ BODIES = {
     "/api/v1/incidents/{incident_id}/comments": {"text": "x"},
     "/api/v1/incidents/{incident_id}/resolve": {},
     "/api/v1/incidents/{incident_id}/updates": {"text": "x"},
+    "/api/v1/me/channels/{channel_id}/verify": {"code": "123456"},
+    "/api/v1/customers/{customer_id}/signin-link": {},
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support import add_channel, auth, count, make_device
+from support import add_channel, auth, count, make_device, verify
 
 from api.app import create_app
 from harness.apiserver import ApiServer
@@ -51,12 +51,14 @@ def refused(response: httpx.Response, rule: str) -> str:
     return detail
 
 
-def marker_arrives(api: httpx.Client, who: dict, sink) -> None:
-    """A good channel's test message: sent after everything refused before it."""
+def marker_arrives(api: httpx.Client, who: dict, sink, conn) -> None:
+    """A good channel's test message: sent after everything refused before it (the channel
+    verified first, as a customer's new channel must be)."""
     made = api.post(
         "/api/v1/me/channels", json={"kind": "webhook", "url": sink.url("marker")}, headers=who
     )
     assert made.status_code == 201, made.text
+    verify(api, conn, made.json()["id"], who)
     sent = api.post(f"/api/v1/me/channels/{made.json()['id']}/test", headers=who)
     assert sent.json()["ok"] is True, sent.text
 
@@ -92,12 +94,12 @@ def test_customer_cannot_save_a_channel_that_reaches_inside(
     refused(changed, rule)
     stored = conn.execute("SELECT apprise_url FROM contact_channels WHERE id = %s", (good,))
     assert stored.fetchone()[0] == "json://hooks.example.com/ann"
-    marker_arrives(serve(alerts_allowed_networks=LOOPBACK), ann, http_sink)
+    marker_arrives(serve(alerts_allowed_networks=LOOPBACK), ann, http_sink, conn)
     assert list(http_sink.by_path()) == ["/marker"]
 
 
 def test_where_the_operator_allows_loopback_headers_and_methods_are_still_refused(
-    serve, ann, http_sink
+    serve, ann, conn, http_sink
 ):
     api = serve(alerts_allowed_networks=LOOPBACK)
     for url, rule in (
@@ -108,7 +110,7 @@ def test_where_the_operator_allows_loopback_headers_and_methods_are_still_refuse
         body = {"kind": "webhook", "url": url}
         detail = refused(api.post("/api/v1/me/channels", json=body, headers=ann), rule)
         assert "X-Injected=yes" not in detail  # the rule, not the URL back
-    marker_arrives(api, ann, http_sink)
+    marker_arrives(api, ann, http_sink, conn)
     assert list(http_sink.by_path()) == ["/marker"]
 
 
@@ -137,7 +139,7 @@ def test_a_stored_url_that_now_reaches_inside_is_refused_when_tested(
         tested = api.post(path, headers=who)
         assert tested.status_code == 200 and tested.json()["ok"] is False
         assert "refused" in tested.json()["error"] and "loopback" in tested.json()["error"]
-    marker_arrives(serve(alerts_allowed_networks=LOOPBACK), ann, http_sink)
+    marker_arrives(serve(alerts_allowed_networks=LOOPBACK), ann, http_sink, conn)
     assert list(http_sink.by_path()) == ["/marker"]
 
 
@@ -153,7 +155,7 @@ def test_test_messages_are_limited_per_customer(serve, ann, conn, keys, http_sin
     assert "2 test messages an hour" in third.json()["detail"]
     assert 3500 <= int(third.headers["Retry-After"]) <= 3600
     # Another customer's allowance is their own: their test is the marker.
-    marker_arrives(api, bob, http_sink)
+    marker_arrives(api, bob, http_sink, conn)
     assert [path for path, sent in http_sink.by_path().items() for _ in sent] == [
         "/ann",
         "/ann",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support import auth, count, make_device
+from support import auth, count, make_device, verify
 
 
 def test_create_update_and_retire_a_device(api, keys, conn):
@@ -135,6 +135,12 @@ def test_a_test_message_reaches_the_channel_or_says_why_not(api, keys, conn, htt
     good = api.post(
         "/api/v1/me/channels", json={"kind": "webhook", "url": http_sink.url("t")}, headers=zoe
     ).json()
+    # A channel the customer added takes nothing but its code until the code comes back.
+    assert good["verified"] is False
+    early = api.post(f"/api/v1/me/channels/{good['id']}/test", headers=zoe)
+    assert early.status_code == 409 and "not verified" in early.json()["detail"]
+    assert http_sink.received() == []
+    verify(api, conn, good["id"], zoe)
     sent = api.post(f"/api/v1/me/channels/{good['id']}/test", headers=zoe)
     assert sent.json()["ok"] is True
     assert http_sink.received() == [
@@ -148,6 +154,7 @@ def test_a_test_message_reaches_the_channel_or_says_why_not(api, keys, conn, htt
     down = api.post(
         "/api/v1/me/channels", json={"kind": "webhook", "url": http_sink.url("down")}, headers=zoe
     ).json()
+    verify(api, conn, down["id"], zoe)
     http_sink.fail_next = 1
     failed = api.post(f"/api/v1/channels/{down['id']}/test", headers=auth(keys.staff)).json()
     assert failed["ok"] is False and "503" in failed["error"]
