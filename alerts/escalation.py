@@ -47,6 +47,9 @@ class OpenCritical:
     in_outage: bool
     # Whether the owner was told of it at all.
     told: bool
+    # The owner said "I know" (portal/actions.py): no more reminders. Staff acknowledging
+    # does not stop them: the owner still wants to know their device is still down.
+    owner_acknowledged: bool = False
 
 
 def escalation_due(incident: OpenCritical, now: datetime, policy: EscalationPolicy) -> bool:
@@ -62,6 +65,8 @@ def reminder_due(incident: OpenCritical, now: datetime, policy: EscalationPolicy
     """A device incident its owner knows of, still open a reminder period after the last word."""
     if incident.scope != "device" or incident.in_outage or not incident.told:
         return False
+    if incident.owner_acknowledged:
+        return False
     if incident.reminders >= policy.max_reminders:
         return False
     last = incident.reminded_at or incident.opened_at
@@ -72,7 +77,8 @@ _OPEN_CRITICAL = """
 SELECT i.id, i.scope, i.device_id, i.status, i.opened_at, i.escalated_at, i.reminded_at,
        i.reminders, i.summary, i.details, i.fleet_incident_id IS NOT NULL,
        EXISTS (SELECT 1 FROM notifications n
-               WHERE n.incident_id = i.id AND n.status = 'sent' AND n.customer_id IS NOT NULL)
+               WHERE n.incident_id = i.id AND n.status = 'sent' AND n.customer_id IS NOT NULL),
+       i.owner_acknowledged_at IS NOT NULL
 FROM incidents i
 WHERE i.severity = 'critical' AND i.status <> 'resolved'
 ORDER BY i.opened_at

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from api import campaigns, channels, fleet, incidents, live, me, ops, registry
+from api import campaigns, channels, fleet, incidents, links, live, me, ops, registry
 from api.feed import EventFeed
 from api.headers import SecurityHeaders
 from api.limits import BodyLimit, LargerBody
@@ -86,6 +86,7 @@ def create_app(
         me.router,
         live.router,
         campaigns.router,
+        links.router,
     ):
         app.include_router(router, prefix=PREFIX)
     app.include_router(campaigns.links)

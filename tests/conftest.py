@@ -54,6 +54,8 @@ DATA_TABLES = (
     "notices",
     "worker_jobs",
     "channel_tests",
+    "message_links",
+    "message_link_subjects",
 )
 
 

@@ -20,6 +20,7 @@ PRODUCT = (
     "api",
     "devices",
     "campaigns",
+    "portal",
 )
 # Which package alone may write each table.
 OWNERS = {
@@ -29,6 +30,9 @@ OWNERS = {
     "notifications": "alerts",
     "delivery_attempts": "alerts",
     "recall_links": "campaigns",
+    "message_links": "portal",
+    "message_link_subjects": "portal",
+    "silences": "alerts",
     "worker_jobs": "core",
 }
 _WRITE = re.compile(
