@@ -319,3 +319,48 @@ def test_firmware_and_customers_read_no_staff_note_and_firmware_no_customer_chan
         assert role == "admin" or not any('"event": "comment"' in k for k in kinds), (role, kinds)
     # The check can fail: staff do read all of it.
     assert shown_to_admin == set(hidden["firmware"][1])
+
+
+def _link_for(conn, world, who: str) -> str:
+    """A message link minted for customer `who`'s offline message, as the dispatcher does."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from alerts.dispatcher import Claimed, Message
+    from portal.links import mint_for_messages
+
+    channel = world[f"channel_{who}"]
+    nid = conn.execute(
+        "INSERT INTO notifications (incident_id, device_id, customer_id, channel_id, template, "
+        "severity, context, created_at, due_at) VALUES "
+        "(%s, %s, %s, %s, 'device_offline', 'warning', '{}', now(), now()) RETURNING id",
+        (world[f"incident_{who}"], f"{who}-1", f"cust-{who}", channel),
+    ).fetchone()[0]
+    claimed = Claimed(nid, world[f"incident_{who}"], f"{who}-1", "device_offline", "warning",
+                      {}, 1, f"c{channel}")  # fmt: skip
+    message = Message(f"c{channel}", "json://x", None, [claimed], uuid.uuid4())
+    assert (
+        mint_for_messages(conn, [message], datetime.now(UTC), public_url="https://x", link_days=1)
+        == 1
+    )
+    return message.items[0].context["link"].split("#link=")[1]
+
+
+def test_a_link_opens_its_own_customers_things_only(api, conn, world):
+    token_a = _link_for(conn, world, "a")
+    _link_for(conn, world, "b")
+    page = api.post("/api/v1/links/open", json={"token": token_a})
+    assert page.status_code == 200, page.text
+    assert [s["device"]["id"] for s in page.json()["subjects"]] == ["a-1"]
+    assert "b-1" not in page.text and "cust-b" not in page.text
+    for action in ("ack", "snooze_24h", "stop_watching", "confirm_recall"):
+        answer = api.post(
+            "/api/v1/links/act", json={"token": token_a, "action": action, "device_id": "b-1"}
+        )
+        assert answer.status_code == 404, (action, answer.text)
+    assert conn.execute(
+        "SELECT i.status, s.status FROM incidents i JOIN device_state s USING (device_id) "
+        "WHERE i.id = %s",
+        (world["incident_b"],),
+    ).fetchone() == ("open", "provisioned")
+    assert conn.execute("SELECT count(*) FROM silences WHERE target = 'b-1'").fetchone()[0] == 0
