@@ -54,9 +54,11 @@ function setAttrs(node, attrs) {
 const show = (selector, visible) => { $(selector).hidden = !visible; };
 const muted = (text) => el("p", { class: "muted" }, text);
 // Statuses whose name alone would not say enough (monitor/status.py STATUS_WORDS).
-const WORDS = { paused: "paused by owner" };
+// A device's (st-), not a campaign's (cs-), paused.
+const WORDS = { "st-paused": "paused by owner" };
 const badge = (kind, value) =>
-  el("span", { class: `badge ${kind}-${value}` }, WORDS[value] ?? String(value).replace("_", " "));
+  el("span", { class: `badge ${kind}-${value}` },
+    WORDS[`${kind}-${value}`] ?? String(value).replace("_", " "));
 const deviceLink = (id) => (id ? el("a", { href: `#device=${encodeURIComponent(id)}` }, id) : "—");
 const number = (v) => (v == null ? "—" : Number.isInteger(v) ? String(v) : v.toFixed(1));
 const query = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v)).toString();
