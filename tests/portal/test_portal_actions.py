@@ -270,3 +270,28 @@ def test_the_same_answers_on_the_owners_page(api, conn, home, keys):
         conn.execute("SELECT status FROM device_state WHERE device_id = 'b-1'").fetchone()[0]
         != "paused"
     )
+
+
+STAFF_UNTIL, OWNER_UNTIL = (NOW + timedelta(hours=2), 1), (NOW + timedelta(hours=5), 2)
+
+
+@pytest.mark.parametrize(
+    ("staff", "owner", "campaign", "urgent", "held"),
+    [
+        (None, None, False, False, None),
+        (STAFF_UNTIL, None, False, False, (*STAFF_UNTIL, False)),
+        (STAFF_UNTIL, None, False, True, (*STAFF_UNTIL, False)),  # staff hold even urgent
+        (STAFF_UNTIL, None, True, False, None),  # a campaign notice is not an alert
+        (None, OWNER_UNTIL, False, False, (*OWNER_UNTIL, True)),
+        (None, OWNER_UNTIL, True, False, (*OWNER_UNTIL, True)),  # an ordinary campaign notice
+        (None, OWNER_UNTIL, False, True, None),  # an alarm panel offline
+        (None, OWNER_UNTIL, True, True, None),  # a safety recall
+        (STAFF_UNTIL, OWNER_UNTIL, False, False, (*OWNER_UNTIL, True)),  # the later end
+        (STAFF_UNTIL, OWNER_UNTIL, False, True, (*STAFF_UNTIL, False)),
+    ],
+)
+def test_what_holds_a_notice(staff, owner, campaign, urgent, held):
+    from alerts.outbox import Silenced
+    from alerts.router import holding_silence
+
+    assert holding_silence(Silenced(staff, owner), campaign=campaign, urgent=urgent) == held
