@@ -8,7 +8,9 @@
 A dispatcher killed anywhere loses nothing: its claims lapse with their lease and another
 dispatcher takes them. Only a message delivered just before the kill, whose result was not
 recorded, is sent again, and the delivery log shows that attempt as never finished.
-Several due notifications for one channel go out as one digest message.
+Several due notifications for one channel go out as one digest message. Each message to a
+customer carries a link of its own to their page (portal/links.py), minted at the claim:
+a retry is a new message with a new link, and the earlier link simply expires.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from alerts.templates import CREDENTIAL_FIELDS, PERSONAL_TEMPLATES
 from core import db
 from core.settings import Settings
 from incidents import record_events
+from portal.links import mint_for_messages
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +247,14 @@ class Dispatcher:
         # One pipelined round trip for the whole batch, not one per notification.
         starts = [(item.id, now, m.message_id) for m in messages for item in m.items]
         with conn.transaction(), conn.cursor() as cur:
+            # Each customer message's link, committed with its attempt, before any send.
+            mint_for_messages(
+                conn,
+                messages,
+                now,
+                public_url=self.settings.public_url,
+                link_days=self.settings.portal_link_days,
+            )
             cur.executemany(_START_ATTEMPT, starts, returning=True)
             attempt_ids = []
             while True:

@@ -57,6 +57,9 @@ class OpenCritical:
     last_update_at: datetime | None = None
     last_update_text: str | None = None
     next_update_at: datetime | None = None
+    # The owner said "I know" (portal/actions.py): no more reminders. Staff acknowledging
+    # does not stop them: the owner still wants to know their device is still down.
+    owner_acknowledged: bool = False
 
 
 def escalation_due(incident: OpenCritical, now: datetime, policy: EscalationPolicy) -> bool:
@@ -74,6 +77,8 @@ def reminder_due(incident: OpenCritical, now: datetime, policy: EscalationPolicy
     if incident.scope == "fleet":
         return outage_reminder_due(incident, now, policy)
     if incident.scope != "device" or incident.in_outage or not incident.told:
+        return False
+    if incident.owner_acknowledged:
         return False
     if incident.reminders >= policy.max_reminders:
         return False
@@ -104,7 +109,8 @@ SELECT i.id, i.scope, i.device_id, i.status, i.opened_at, i.escalated_at, i.remi
        i.reminders, i.summary, i.details, i.fleet_incident_id IS NOT NULL,
        EXISTS (SELECT 1 FROM notifications n
                WHERE n.incident_id = i.id AND n.status = 'sent' AND n.customer_id IS NOT NULL),
-       i.last_update_at, i.last_update_text, i.next_update_at
+       i.last_update_at, i.last_update_text, i.next_update_at,
+       i.owner_acknowledged_at IS NOT NULL
 FROM incidents i
 WHERE i.severity = 'critical' AND i.status <> 'resolved'
 ORDER BY i.opened_at

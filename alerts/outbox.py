@@ -47,14 +47,21 @@ COPY notifications (incident_id, device_id, customer_id, channel_id, template, s
 _ANY_SILENCE = (
     "SELECT EXISTS (SELECT 1 FROM silences WHERE ends_at > %(now)s AND starts_at <= %(now)s)"
 )
+# Staff silences apart from the owner's snoozes (owner_id): an urgent alert ignores the
+# latter. A snooze is its owner's only while the device is theirs.
 _SILENCED = """
-SELECT d.id, max(s.ends_at), min(s.id)
+SELECT d.id,
+       max(s.ends_at) FILTER (WHERE s.owner_id IS NULL),
+       min(s.id) FILTER (WHERE s.owner_id IS NULL),
+       max(s.ends_at) FILTER (WHERE s.owner_id IS NOT NULL),
+       min(s.id) FILTER (WHERE s.owner_id IS NOT NULL)
 FROM devices d
 JOIN silences s
   ON s.starts_at <= %(now)s AND s.ends_at > %(now)s
  AND ((s.scope = 'device' AND s.target = d.id)
    OR (s.scope = 'model' AND s.target = d.model_id)
    OR (s.scope = 'label' AND s.target = ANY (d.labels)))
+ AND (s.owner_id IS NULL OR s.owner_id = d.customer_id)
 WHERE d.id = ANY(%(ids)s)
 GROUP BY d.id
 """
@@ -151,14 +158,29 @@ def load_recipients(conn: psycopg.Connection, device_ids: list[str]) -> Recipien
     return Recipients(devices, prefs, channels)
 
 
+@dataclass(frozen=True, slots=True)
+class Silenced:
+    """What holds a device's alerts now: (until, a silence's id) of staff's silences, and of
+    its owner's snooze; None where there is none."""
+
+    staff: tuple[datetime, int] | None = None
+    owner: tuple[datetime, int] | None = None
+
+
 def silenced_until(
     conn: psycopg.Connection, device_ids: list[str], now: datetime
-) -> dict[str, tuple[datetime, int]]:
-    """For each silenced device: when its last matching silence ends, and one silence's id."""
+) -> dict[str, Silenced]:
+    """For each silenced device: when its matching silences end, and one silence's id."""
     if not device_ids or not conn.execute(_ANY_SILENCE, {"now": now}).fetchone()[0]:
         return {}
     rows = conn.execute(_SILENCED, {"now": now, "ids": device_ids})
-    return {device: (ends, silence) for device, ends, silence in rows}
+    return {
+        device: Silenced(
+            (ends, sid) if ends is not None else None,
+            (owner_ends, owner_sid) if owner_ends is not None else None,
+        )
+        for device, ends, sid, owner_ends, owner_sid in rows
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from alerts.context import device_context, devices_context, local_time
 from alerts.outbox import (
     CustomerRow,
     Recipients,
+    Silenced,
     load_recipients,
     silenced_until,
     write_customer_rows,
@@ -132,6 +133,8 @@ def route_notices(conn: psycopg.Connection, now: datetime, *, limit: int) -> Rou
             customer_rows += rows_for
             if silence is not None and notice.incident_id is not None:
                 detail = {"until": silence[0].isoformat(), "silence_id": silence[1]}
+                if silence[2]:
+                    detail["owner"] = True
                 silence_events.append((notice.incident_id, "silenced", detail))
         result.notifications += write_customer_rows(conn, customer_rows)
         record_events(conn, list({e[0]: e for e in silence_events}.values()), now)
@@ -169,9 +172,9 @@ def _claimed(row: tuple, told: set[int]) -> Claimed:
 def _owner_rows(
     notice: Claimed,
     recipients: Recipients,
-    silenced: dict[str, tuple[datetime, int]],
+    silenced: dict[str, Silenced],
     now: datetime,
-) -> tuple[str, list[CustomerRow], tuple[datetime, int] | None]:
+) -> tuple[str, list[CustomerRow], tuple[datetime, int, bool] | None]:
     """(outcome, outbox rows, the silence holding them) for one notice to a device's owner."""
     device = recipients.devices.get(notice.device_id)
     if device is None or device.customer_id is None:
@@ -195,9 +198,13 @@ def _owner_rows(
     )
     if not deliveries:
         return "queued 0", [], None
-    # Silences hold incident alerts; a campaign's notices (a recall) are not alerts.
-    alert = notice.campaign_id is None and notice.template not in NOT_SILENCED
-    silence = silenced.get(device.device_id) if alert else None
+    # Staff silences hold incident alerts: not a campaign's notices (a recall is not an
+    # alert), nor staff's own words to customers (alerts/updates.py).
+    silence = holding_silence(
+        silenced.get(device.device_id, Silenced()),
+        campaign=notice.campaign_id is not None or notice.template in NOT_SILENCED,
+        urgent=urgent,
+    )
     context = message_context(device, notice)
     if "device_ids" in notice.context:
         context.update(devices_context(_owned(notice.context["device_ids"], device, recipients)))
@@ -235,6 +242,24 @@ def _owned(device_ids: list[str], device, recipients: Recipients) -> list:
         if d in recipients.devices and recipients.devices[d].customer_id == device.customer_id
     ]
     return owned or [device]
+
+
+def holding_silence(
+    silenced: Silenced, *, campaign: bool, urgent: bool
+) -> tuple[datetime, int, bool] | None:
+    """(until, silence id, the owner's?) of what holds a notice, or None: it goes now.
+
+    Staff silences hold incident alerts, not a campaign's notices (a recall is not an
+    alert). The owner's snooze holds both, except what is urgent: a critical alert of a
+    critical device (an alarm panel offline) or a critical campaign notice (a safety
+    recall) reaches them snoozed or not.
+    """
+    held = []
+    if silenced.staff is not None and not campaign:
+        held.append((*silenced.staff, False))
+    if silenced.owner is not None and not urgent:
+        held.append((*silenced.owner, True))
+    return max(held) if held else None
 
 
 def _channels(policy: str, channels: list[Channel]) -> list[Channel]:

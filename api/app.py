@@ -24,6 +24,7 @@ from api import (
     fleet,
     home,
     incidents,
+    links,
     live,
     me,
     metrics,
@@ -105,6 +106,7 @@ def create_app(
         campaigns.router,
         signin.router,
         signin.staff_router,
+        links.router,
     ):
         app.include_router(router, prefix=PREFIX)
     app.include_router(campaigns.links)

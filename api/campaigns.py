@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from api.auth import ApiKey
 from api.deps import CustomerKey, DbConn, ReaderKey, require
 from api.fleet import DeviceIdQuery
-from campaigns.links import link_open, token_hash
+from campaigns.links import ACK_RECALL, link_open, token_hash
 from campaigns.notices import SAFE, UNSAFE
 from campaigns.store import CampaignCreate, campaign_progress, create_campaign, move_campaign
 
@@ -254,21 +254,11 @@ def my_campaigns(key: CustomerKey, conn: DbConn) -> list[MyCampaign]:
     return list(mine.values())
 
 
-_ACK = """
-UPDATE campaign_devices cd SET state = 'acknowledged', state_at = %(now)s,
-       acknowledged_at = %(now)s
-FROM campaigns c
-WHERE c.id = cd.campaign_id AND c.kind = 'recall_notice' AND cd.state = 'notified'
-  AND {which}
-RETURNING cd.campaign_id, cd.device_id
-"""
-
-
 @router.post("/me/campaigns/{campaign_id}/ack", response_model=list[MyCampaign], tags=["customer"])
 def acknowledge_recall(campaign_id: CampaignId, key: CustomerKey, conn: DbConn):
     """I have read this recall notice (for all my devices it concerns)."""
     done = conn.execute(
-        _ACK.format(
+        ACK_RECALL.format(
             which="cd.campaign_id = %(id)s AND cd.device_id IN "
             "(SELECT id FROM devices WHERE customer_id = %(customer)s)"
         ),
@@ -335,7 +325,7 @@ def recall_confirm(request: Request, token: _TOKEN, conn: DbConn) -> HTMLRespons
     """Acknowledge the notice the link was sent for."""
     notice = _notice_of_link(request, conn, token)
     for cid, device in conn.execute(
-        _ACK.format(which="cd.campaign_id = %(campaign)s AND cd.device_id = %(device)s"),
+        ACK_RECALL.format(which="cd.campaign_id = %(campaign)s AND cd.device_id = %(device)s"),
         {"now": datetime.now(UTC), "campaign": notice[8], "device": notice[4]},
     ).fetchall():
         log.info("campaign %d device %s: recall acknowledged through its link", cid, device)

@@ -103,7 +103,8 @@ def list_devices(
     key: CurrentKey,
     conn: DbConn,
     status: Annotated[
-        Literal["provisioned", "never_seen", "online", "degraded", "offline", "retired"] | None,
+        Literal["provisioned", "never_seen", "online", "degraded", "offline", "paused", "retired"]
+        | None,
         Query(),
     ] = None,
     model: _FILTER = None,

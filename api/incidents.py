@@ -11,9 +11,10 @@ import psycopg
 from fastapi import APIRouter, HTTPException, Path, Query
 
 import incidents
+from alerts import silences
 from alerts.notices import record_notices
-from alerts.outbox import release_silence
 from alerts.redact import redact_url
+from alerts.silences import COLUMNS as _SILENCE_COLUMNS
 from alerts.updates import update_notices
 from api.deps import CurrentKey, DbConn, StaffKey
 from api.fleet import (
@@ -290,7 +291,6 @@ def post_update(
 
 # -- silences and maintenance windows -----------------------------------------------------
 
-_SILENCE_COLUMNS = "id, scope, target, starts_at, ends_at, reason, maintenance, created_by"
 _SILENCE_FIELDS = tuple(SilencePublic.model_fields)
 _TARGETS = {
     "device": "SELECT 1 FROM devices WHERE id = %s",
@@ -326,11 +326,16 @@ def create_silence(body: SilenceCreate, key: StaffKey, conn: DbConn) -> SilenceP
         raise HTTPException(422, "a silence lasts at most 90 days")
     if ends <= datetime.now(UTC):
         raise HTTPException(422, "that silence would already be over")
-    row = conn.execute(
-        "INSERT INTO silences (scope, target, starts_at, ends_at, reason, maintenance, created_by) "
-        f"VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_SILENCE_COLUMNS}",
-        (body.scope, body.target, starts, ends, body.reason, body.maintenance, key.name),
-    ).fetchone()
+    row = silences.add_silence(
+        conn,
+        scope=body.scope,
+        target=body.target,
+        starts=starts,
+        ends=ends,
+        reason=body.reason,
+        maintenance=body.maintenance,
+        created_by=key.name,
+    )
     log.info("silence %d on %s %s until %s by %s", row[0], body.scope, body.target, ends, key.name)
     return SilencePublic(**dict(zip(_SILENCE_FIELDS, row, strict=True)))
 
@@ -341,20 +346,9 @@ def end_silence(
 ) -> SilencePublic:
     """End a silence now: the alerts it was holding go out at once."""
     with conn.transaction():
-        row = conn.execute(
-            "SELECT ends_at FROM silences WHERE id = %s AND ends_at > now() FOR UPDATE",
-            (silence_id,),
-        ).fetchone()
-        if row is None:
+        # Held notices wait exactly until the silence's end (alerts/router.py): now.
+        ended = silences.end_silence(conn, silence_id, datetime.now(UTC))
+        if ended is None:
             raise HTTPException(404, f"no current silence {silence_id}")
-        ended = conn.execute(
-            "UPDATE silences SET ends_at = greatest(starts_at + interval '1 microsecond', now()) "
-            f"WHERE id = %s RETURNING {_SILENCE_COLUMNS}",
-            (silence_id,),
-        ).fetchone()
-        # Held notices wait exactly until the silence's end (alerts/router.py).
-        release_silence(
-            conn, old_end=row[0], scope=ended[1], target=ended[2], now=datetime.now(UTC)
-        )
     log.info("silence %d ended by %s", silence_id, key.name)
     return SilencePublic(**dict(zip(_SILENCE_FIELDS, ended, strict=True)))

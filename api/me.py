@@ -1,14 +1,17 @@
 """The customer's own view: their record and preferences, devices, incidents, notifications
 and channels. The fleet and incident routes answer customer keys too, restricted the same way.
+Their answers about a device ("I know", snooze, stop watching) are the ones a message's link
+offers (api/links.py), through the same functions (portal/actions.py).
 """
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
 
 from alerts.ratelimit import WINDOW, next_test_message_at
 from api.channels import (
@@ -22,8 +25,9 @@ from api.channels import (
     update_channel_row,
 )
 from api.deps import CustomerKey, DbConn
-from api.fleet import list_devices
-from api.incidents import OWN_NOTIFICATIONS, list_incidents, notifications
+from api.fleet import DeviceIdPath, list_devices
+from api.incidents import OWN_NOTIFICATIONS, IncidentId, list_incidents, notifications
+from api.links import SubjectView, subject_views
 from api.models import (
     ChannelCode,
     ChannelCreate,
@@ -38,6 +42,8 @@ from api.models import (
     TestResult,
 )
 from api.registry import AppSettings, RowId, get_customer, update_customer_row
+from portal import actions, page
+from portal.links import Subject
 from portal.verification import verify_code
 
 router = APIRouter(prefix="/me", tags=["customer"])
@@ -209,3 +215,75 @@ def count_test_message(
             "INSERT INTO channel_tests (customer_id, channel_id, sent_at) VALUES (%s, %s, %s)",
             (customer_id, channel_id, now),
         )
+
+
+# -- answers about a device: the same as a message's link offers -----------------------------
+
+
+class Snooze(BaseModel):
+    # 24 h or 7 days: the two a message offers.
+    hours: Literal[24, 168]
+
+
+_INCIDENT_DEVICE = """
+SELECT i.device_id FROM incidents i JOIN devices d ON d.id = i.device_id
+WHERE i.id = %s AND d.customer_id = %s
+"""
+
+
+def _mine(conn, key, device_id: str, incident_id: int | None = None) -> tuple[dict, str]:
+    """(the device's page item, who: the owner on their page); 404 unless theirs."""
+    items = page.load(conn, key.customer_id, [Subject(device_id, incident_id)], datetime.now(UTC))
+    if not items:
+        raise HTTPException(404, f"no device {device_id!r} of yours")
+    name = get_customer(conn, key.customer_id).name
+    return items[0], actions.who(name, actions.ON_PAGE)
+
+
+def _do(conn, key, action: str, device_id: str, incident_id: int | None = None) -> SubjectView:
+    item, by = _mine(conn, key, device_id, incident_id)
+    now = datetime.now(UTC)
+    try:
+        actions.perform(conn, action, item["state"], customer_id=key.customer_id, by=by, now=now)
+    except actions.NotAvailable as refused:
+        raise HTTPException(409, str(refused)) from None
+    return _subject(conn, key, device_id, incident_id)
+
+
+def _subject(conn, key, device_id: str, incident_id: int | None = None) -> SubjectView:
+    items = page.load(conn, key.customer_id, [Subject(device_id, incident_id)], datetime.now(UTC))
+    return subject_views(items)[0]
+
+
+@router.post("/incidents/{incident_id}/ack", response_model=SubjectView)
+def ack_my_incident(incident_id: IncidentId, key: CustomerKey, conn: DbConn) -> SubjectView:
+    """I know about this problem: no more reminders (409 if it is over or I said so)."""
+    row = conn.execute(_INCIDENT_DEVICE, (incident_id, key.customer_id)).fetchone()
+    if row is None:
+        raise HTTPException(404, f"no incident {incident_id}")
+    return _do(conn, key, "ack", row[0], incident_id)
+
+
+@router.post("/devices/{device_id}/snooze", response_model=SubjectView)
+def snooze_my_device(
+    device_id: DeviceIdPath, body: Snooze, key: CustomerKey, conn: DbConn
+) -> SubjectView:
+    """Hold this device's ordinary alerts for 24 h or 7 days (urgent ones still come); a
+    new snooze replaces the one before."""
+    return _do(conn, key, "snooze_24h" if body.hours == 24 else "snooze_7d", device_id)
+
+
+@router.delete("/devices/{device_id}/snooze", response_model=SubjectView)
+def end_my_snooze(device_id: DeviceIdPath, key: CustomerKey, conn: DbConn) -> SubjectView:
+    """End my snooze of this device now: what it held comes at once (409 if none)."""
+    _, by = _mine(conn, key, device_id)
+    if not actions.end_snooze(conn, device_id, key.customer_id, by=by, now=datetime.now(UTC)):
+        raise HTTPException(409, "this device is not snoozed")
+    return _subject(conn, key, device_id)
+
+
+@router.post("/devices/{device_id}/stop-watching", response_model=SubjectView)
+def stop_watching_my_device(device_id: DeviceIdPath, key: CustomerKey, conn: DbConn) -> SubjectView:
+    """This is on purpose (unplugged, sold, moved): stop watching it until it next reports;
+    its offline problem is closed without a "back online" message later."""
+    return _do(conn, key, "stop_watching", device_id)

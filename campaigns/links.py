@@ -15,13 +15,28 @@ message's link is its own (the repeat notice's link does not reveal the first's)
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from datetime import datetime, timedelta
 
 import psycopg
 
+from campaigns.store import record_event
+
+log = logging.getLogger(__name__)
+
 # 32 random bytes: 43 URL-safe characters, within the link's 16-64 (api/campaigns.py).
 TOKEN_BYTES = 32
+
+# An owner's confirmation that they read a recall notice ({which}: whose devices).
+ACK_RECALL = """
+UPDATE campaign_devices cd SET state = 'acknowledged', state_at = %(now)s,
+       acknowledged_at = %(now)s
+FROM campaigns c
+WHERE c.id = cd.campaign_id AND c.kind = 'recall_notice' AND cd.state = 'notified'
+  AND {which}
+RETURNING cd.campaign_id, cd.device_id
+"""
 
 _COPY = "COPY recall_links (token_hash, campaign_id, device_id, created_at) FROM STDIN"
 
@@ -54,3 +69,20 @@ def link_open(status: str, finished_at: datetime | None, now: datetime, grace: t
     if status == "completed":
         return finished_at is not None and now < finished_at + grace
     return True
+
+
+def confirm_recall(
+    conn: psycopg.Connection, campaign_id: int, device_id: str, by: str, now: datetime
+) -> bool:
+    """The owner confirms one device's recall notice (from a link, or their page); False if
+    it was not waiting for that. A line on the campaign's timeline says who."""
+    with conn.transaction():
+        done = conn.execute(
+            ACK_RECALL.format(which="cd.campaign_id = %(campaign)s AND cd.device_id = %(device)s"),
+            {"now": now, "campaign": campaign_id, "device": device_id},
+        ).fetchall()
+        if done:
+            record_event(conn, campaign_id, now, "recall_confirmed", device_id=device_id, by=by)
+    if done:
+        log.info("campaign %d device %s: recall confirmed by %s", campaign_id, device_id, by)
+    return bool(done)

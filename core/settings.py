@@ -160,6 +160,10 @@ class Settings(BaseSettings):
     )
     # Where customers' links (a recall's acknowledgement) point: the API as they reach it.
     public_url: str = "http://127.0.0.1:8080"
+    # How long a message's link (portal/links.py) opens the customer's page and takes their
+    # answer: long enough for a message read late, short enough that an old mail forwarded
+    # or left in a shared inbox stops acting on the device.
+    portal_link_days: int = Field(default=30, ge=1, le=365)
 
     # The customer's page (portal/): a sign-in link works once, for this many minutes; the
     # session it opens lasts this many hours (sign out ends it sooner).

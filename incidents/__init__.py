@@ -2,7 +2,8 @@
 
     open       one open incident per device and kind, or per group and kind (unique indexes)
     record     a line on an incident's timeline (`incident_events`)
-    acknowledge, comment  (a note is staff's own unless marked for the customer)
+    acknowledge, comment  (a note is staff's own unless marked for the customer);
+               acknowledge_by_owner: the owner's "I know" (no more reminders)
     visibility what an owner may read of each timeline line, and its words (pure)
     resolve    one behaviour for every caller (monitor, health rules, staff, campaigns):
                the owner's messages about the problem still waiting are cancelled (moot);
@@ -21,6 +22,7 @@ notices (alerts/notices.py) and the outbox's waiting rows are changed through al
 
 from incidents.lifecycle import (
     acknowledge,
+    acknowledge_by_owner,
     attach,
     comment,
     detach,
@@ -45,6 +47,7 @@ __all__ = [
     "PostedUpdate",
     "Resolved",
     "acknowledge",
+    "acknowledge_by_owner",
     "attach",
     "comment",
     "detach",

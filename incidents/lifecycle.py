@@ -74,6 +74,17 @@ UPDATE incidents SET status = 'acknowledged', acknowledged_at = %(now)s, acknowl
 WHERE id = %(id)s AND status = 'open'
 """
 
+# The owner's "I know": no more reminders (owner_acknowledged_at), and, if nobody had yet,
+# acknowledged as staff's would be (no escalation). Once per incident.
+_OWNER_ACK = """
+UPDATE incidents
+SET owner_acknowledged_at = %(now)s,
+    status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END,
+    acknowledged_at = coalesce(acknowledged_at, %(now)s),
+    acknowledged_by = coalesce(acknowledged_by, %(by)s)
+WHERE id = %(id)s AND status <> 'resolved' AND owner_acknowledged_at IS NULL
+"""
+
 _ATTACH = """
 UPDATE incidents SET fleet_incident_id = %(group)s
 WHERE id = ANY(%(ids)b::bigint[]) AND fleet_incident_id IS NULL AND status <> 'resolved'
@@ -237,6 +248,20 @@ def acknowledge(conn: psycopg.Connection, incident_id: int, by: str, now: dateti
         if not conn.execute(_ACK, {"now": now, "by": by, "id": incident_id}).rowcount:
             return False
         record_events(conn, [(incident_id, "acknowledged", json.dumps({"by": by}))], now)
+    log.info("incident %d acknowledged by %s", incident_id, by)
+    return True
+
+
+def acknowledge_by_owner(
+    conn: psycopg.Connection, incident_id: int, by: str, now: datetime
+) -> bool:
+    """The device's owner knows (no reminders from now on, no escalation); False if it is
+    resolved or they had said so already. `by` says who and from where."""
+    with conn.transaction():
+        if not conn.execute(_OWNER_ACK, {"now": now, "by": by, "id": incident_id}).rowcount:
+            return False
+        detail = json.dumps({"by": by, "owner": True})
+        record_events(conn, [(incident_id, "acknowledged", detail)], now)
     log.info("incident %d acknowledged by %s", incident_id, by)
     return True
 

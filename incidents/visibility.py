@@ -25,6 +25,7 @@ REASONS = {
     "never_reported": "it has not reported since it was set up",
     "heartbeat": "a heartbeat came in",
     "stable": "its connection has been stable again",
+    "stopped_watching": "the owner stopped watching it on purpose, until it reports again",
 }
 
 
@@ -92,7 +93,17 @@ KINDS: dict[str, Kind] = {
     # The lifecycle (incidents/lifecycle.py, monitor/transitions.py).
     "opened": Kind(_opened, ("reason", "since", "value", "spells", "expected_at")),
     "resolved": Kind(_resolved, ("reason", "back")),
-    "acknowledged": Kind(lambda d: "Acknowledged: someone is looking into it", ()),
+    "acknowledged": Kind(
+        lambda d: (
+            "The owner knows: no more reminders"
+            if d.get("owner") is True
+            else "Acknowledged: someone is looking into it"
+        ),
+        ("owner",),
+    ),
+    # The owner's own answers (portal/actions.py).
+    "snoozed": Kind(lambda d: f"Snoozed by the owner until {d.get('until')}", ("until",)),
+    "unsnoozed": Kind(lambda d: "The owner ended their snooze", ()),
     "comment": Kind(lambda d: f"Note: {d.get('text', '')}", ("text",), for_customer_only=True),
     # Staff's update to customers (incidents/updates.py), on a fleet outage's members too.
     "update": Kind(_update, ("text", "next_update_at")),
@@ -115,7 +126,12 @@ KINDS: dict[str, Kind] = {
     "notified": Kind(_notified, ("channel", "attempt"), own_channel_only=True),
     "notification_failed": Kind(_failed, ("channel", "attempt", "error"), own_channel_only=True),
     "silenced": Kind(
-        lambda d: f"Messages about it held by a silence until {d.get('until')}", ("until",)
+        lambda d: (
+            f"Messages about it held by the owner's snooze until {d.get('until')}"
+            if d.get("owner") is True
+            else f"Messages about it held by a silence until {d.get('until')}"
+        ),
+        ("until", "owner"),
     ),
     "rate_limited": Kind(
         lambda d: f"Messages held until {d.get('until')}: the hourly message limit was reached",

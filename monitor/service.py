@@ -41,7 +41,7 @@ _COLUMNS = """device_id, status, status_changed_at, overdue_at, last_seen_at, la
 
 # Three range reads on partial indexes; none of them scans the fleet:
 #  - watched devices whose deadline has passed (device_state_watch);
-#  - down devices heard from since they went down (device_state_back: only those);
+#  - down or paused devices heard from since (device_state_back: only those);
 #  - watched devices whose Last Will has stood past its grace (device_state_will).
 _DUE = f"""
 (SELECT {_COLUMNS} FROM device_state
@@ -49,7 +49,7 @@ _DUE = f"""
  ORDER BY overdue_at LIMIT %(silent_limit)s)
 UNION ALL
 (SELECT {_COLUMNS} FROM device_state
- WHERE status IN ('offline', 'never_seen') AND last_received_at > status_changed_at
+ WHERE status IN ('offline', 'never_seen', 'paused') AND last_received_at > status_changed_at
  LIMIT %(limit)s)
 UNION ALL
 (SELECT {_COLUMNS} FROM device_state

@@ -7,6 +7,19 @@ from datetime import datetime, timedelta
 
 WATCHED = ("provisioned", "online", "degraded")
 DOWN = ("offline", "never_seen")
+# Not watched on purpose, by its owner, until it next reports (monitor/pause.py).
+PAUSED = "paused"
+
+# Each status in words, as staff and owners read it.
+STATUS_WORDS = {
+    "provisioned": "waiting for its first report",
+    "never_seen": "never connected",
+    "online": "online",
+    "degraded": "online, with a problem",
+    "offline": "offline",
+    "retired": "retired",
+    PAUSED: "paused by owner: not watched until it reports again",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +59,11 @@ def next_status(watch: DeviceWatch, now: datetime, will_grace: timedelta) -> Tra
     when the device had announced when it would check in: `expected_at`), or once its Last
     Will has stood for `will_grace` without a newer heartbeat (a quick reconnect absorbs
     it). A provisioned device past its deadline was never seen. A heartbeat received after
-    the device went down brings it back.
+    the device went down, or after its owner paused it, brings it back.
     """
     w = watch
-    if w.status in DOWN:
+    # A paused device comes back exactly as a down one does: by reporting.
+    if w.status in DOWN or w.status == PAUSED:
         if w.last_received_at and w.last_received_at > w.status_changed_at:
             return Transition(w.device_id, w.status, "online", "heartbeat", w.last_received_at)
         return None

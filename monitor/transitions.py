@@ -131,6 +131,10 @@ def apply_transitions(
         if then is not None:
             then(conn, applied)
     for t in mine:
+        if t.old == "paused":
+            log.info(
+                "device %s: reported again after its owner paused it: watched again", t.device_id
+            )
         log.info("device %s: %s -> %s (%s)", t.device_id, t.old, t.new, t.reason)
     return applied
 

@@ -57,6 +57,8 @@ DATA_TABLES = (
     "signin_links",
     "customer_sessions",
     "channel_codes",
+    "message_links",
+    "message_link_subjects",
 )
 
 

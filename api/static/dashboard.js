@@ -7,7 +7,7 @@
 
 const API = "/api/v1";
 const KEY_STORE = "fleetwatch.apiKey";
-const STATUSES = ["online", "degraded", "offline", "never_seen", "provisioned", "retired"];
+const STATUSES = ["online", "degraded", "offline", "never_seen", "provisioned", "paused", "retired"];
 const MODEL_COLUMNS = ["online", "degraded", "offline", "never_seen", "provisioned"];
 const SEVERITIES = ["critical", "warning", "info"];
 const METRICS = [
@@ -53,7 +53,12 @@ function setAttrs(node, attrs) {
 
 const show = (selector, visible) => { $(selector).hidden = !visible; };
 const muted = (text) => el("p", { class: "muted" }, text);
-const badge = (kind, value) => el("span", { class: `badge ${kind}-${value}` }, String(value).replace("_", " "));
+// Statuses whose name alone would not say enough (monitor/status.py STATUS_WORDS).
+// A device's (st-), not a campaign's (cs-), paused.
+const WORDS = { "st-paused": "paused by owner" };
+const badge = (kind, value) =>
+  el("span", { class: `badge ${kind}-${value}` },
+    WORDS[`${kind}-${value}`] ?? String(value).replace("_", " "));
 const deviceLink = (id) => (id ? el("a", { href: `#device=${encodeURIComponent(id)}` }, id) : "—");
 const number = (v) => (v == null ? "—" : Number.isInteger(v) ? String(v) : v.toFixed(1));
 const query = (params) => new URLSearchParams(Object.entries(params).filter(([, v]) => v)).toString();

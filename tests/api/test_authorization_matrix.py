@@ -71,6 +71,10 @@ ALLOWED = {
     ("GET", "/api/v1/me/home"): CUSTOMER,
     ("GET", "/api/v1/me/incidents"): CUSTOMER,
     ("GET", "/api/v1/me/notifications"): CUSTOMER,
+    ("POST", "/api/v1/me/incidents/{incident_id}/ack"): CUSTOMER,
+    ("POST", "/api/v1/me/devices/{device_id}/snooze"): CUSTOMER,
+    ("DELETE", "/api/v1/me/devices/{device_id}/snooze"): CUSTOMER,
+    ("POST", "/api/v1/me/devices/{device_id}/stop-watching"): CUSTOMER,
     ("GET", "/api/v1/models"): READ,
     ("POST", "/api/v1/models"): ADMIN,
     ("GET", "/api/v1/models/{model_id}"): READ,
@@ -101,6 +105,10 @@ OPEN = {
     ("POST", "/api/v1/signin/out"),
     ("POST", "/api/v1/signin/request"),
 }
+# Routes whose credential is a message link's token in the body, not a key: what a token
+# opens is tested below (test_a_link_opens_its_own_customers_things_only) and in
+# tests/portal/.
+TOKEN = {("POST", "/api/v1/links/open"), ("POST", "/api/v1/links/act")}
 # An endless stream: its scoping is tested in test_live.py.
 STREAMS = {("GET", "/api/v1/events")}
 # Routes where customer A, allowed in general, asks about B's thing: never found.
@@ -113,6 +121,9 @@ FOREIGN = {
     "/api/v1/me/channels/{channel_id}/test",
     "/api/v1/me/channels/{channel_id}/verify",
     "/api/v1/me/channels/{channel_id}/code",
+    "/api/v1/me/incidents/{incident_id}/ack",
+    "/api/v1/me/devices/{device_id}/snooze",
+    "/api/v1/me/devices/{device_id}/stop-watching",
 }
 BODIES = {
     "/api/v1/campaigns": {
@@ -141,6 +152,7 @@ BODIES = {
     "/api/v1/incidents/{incident_id}/updates": {"text": "x"},
     "/api/v1/me/channels/{channel_id}/verify": {"code": "123456"},
     "/api/v1/customers/{customer_id}/signin-link": {},
+    "/api/v1/me/devices/{device_id}/snooze": {"hours": 24},
 }
 
 
@@ -203,7 +215,7 @@ def spec_routes(api, key: str) -> set[tuple[str, str]]:
 
 
 def test_the_matrix_names_every_route(api, keys):
-    assert spec_routes(api, keys.admin) - OPEN == set(ALLOWED)
+    assert spec_routes(api, keys.admin) - OPEN - TOKEN == set(ALLOWED)
     for method, path in HIDDEN:
         assert api.request(method, path, headers=auth(keys.admin)).status_code == 200, path
 
@@ -364,3 +376,48 @@ def test_firmware_and_customers_read_no_staff_note_and_firmware_no_customer_chan
         assert role == "admin" or not any('"event": "comment"' in k for k in kinds), (role, kinds)
     # The check can fail: staff do read all of it.
     assert shown_to_admin == set(hidden["firmware"][1])
+
+
+def _link_for(conn, world, who: str) -> str:
+    """A message link minted for customer `who`'s offline message, as the dispatcher does."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from alerts.dispatcher import Claimed, Message
+    from portal.links import mint_for_messages
+
+    channel = world[f"channel_{who}"]
+    nid = conn.execute(
+        "INSERT INTO notifications (incident_id, device_id, customer_id, channel_id, template, "
+        "severity, context, created_at, due_at) VALUES "
+        "(%s, %s, %s, %s, 'device_offline', 'warning', '{}', now(), now()) RETURNING id",
+        (world[f"incident_{who}"], f"{who}-1", f"cust-{who}", channel),
+    ).fetchone()[0]
+    claimed = Claimed(nid, world[f"incident_{who}"], f"{who}-1", "device_offline", "warning",
+                      {}, 1, f"c{channel}")  # fmt: skip
+    message = Message(f"c{channel}", "json://x", None, [claimed], uuid.uuid4())
+    assert (
+        mint_for_messages(conn, [message], datetime.now(UTC), public_url="https://x", link_days=1)
+        == 1
+    )
+    return message.items[0].context["link"].split("#link=")[1]
+
+
+def test_a_link_opens_its_own_customers_things_only(api, conn, world):
+    token_a = _link_for(conn, world, "a")
+    _link_for(conn, world, "b")
+    page = api.post("/api/v1/links/open", json={"token": token_a})
+    assert page.status_code == 200, page.text
+    assert [s["device"]["id"] for s in page.json()["subjects"]] == ["a-1"]
+    assert "b-1" not in page.text and "cust-b" not in page.text
+    for action in ("ack", "snooze_24h", "stop_watching", "confirm_recall"):
+        answer = api.post(
+            "/api/v1/links/act", json={"token": token_a, "action": action, "device_id": "b-1"}
+        )
+        assert answer.status_code == 404, (action, answer.text)
+    assert conn.execute(
+        "SELECT i.status, s.status FROM incidents i JOIN device_state s USING (device_id) "
+        "WHERE i.id = %s",
+        (world["incident_b"],),
+    ).fetchone() == ("open", "provisioned")
+    assert conn.execute("SELECT count(*) FROM silences WHERE target = 'b-1'").fetchone()[0] == 0
