@@ -4,6 +4,7 @@ plugin to a local ntfy publish API, an email with text and HTML parts at a real 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from support import add_channel, make_device, make_overdue
@@ -11,17 +12,18 @@ from support import add_channel, make_device, make_overdue
 from alerts.render import URGENT_NOTE
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-LINK = "https://fleet.example.com/my/#link=PageTok3n_abc123"
 
 
-def _link_the_waiting(conn) -> None:
-    """What the dispatcher's claim adds to a customer's notification: the link to their page
-    for it (context["link"]); here before the claim, as that part is not on this branch."""
-    conn.execute(
-        "UPDATE notifications SET context = context || jsonb_build_object('link', %s::text) "
-        "WHERE customer_id IS NOT NULL AND status = 'pending'",
-        (LINK,),
-    )
+def _minted(conn, link: str, customer_id: str, device_id: str) -> None:
+    """The link the dispatcher minted for the message leads to the owner's page and opens
+    that device, for that customer (portal/links.py)."""
+    from portal.links import find_link
+
+    page, _, token = link.partition("#link=")
+    assert page == "http://127.0.0.1:8080/my/"
+    found = find_link(conn, token, NOW)
+    assert found is not None and found.customer_id == customer_id
+    assert found.subject(device_id) is not None
 
 
 def test_an_offline_devices_owner_gets_a_push_with_title_line_and_click_link(
@@ -32,7 +34,6 @@ def test_an_offline_devices_owner_gets_a_push_with_title_line_and_click_link(
     make_overdue(conn, ["th-1"], NOW)
     tick(NOW)
     route(NOW)
-    _link_the_waiting(conn)
     assert make_dispatcher().run_once(NOW) == 1
 
     [pushed] = ntfy.pushes
@@ -41,8 +42,8 @@ def test_an_offline_devices_owner_gets_a_push_with_title_line_and_click_link(
     assert pushed.message.startswith("Offline since ") and "\n" not in pushed.message
     assert "Hello" not in pushed.message  # a push is no letter
     assert pushed.priority == 3  # ntfy's default: a thermostat is not urgent
-    assert pushed.click == LINK
-    assert LINK not in pushed.message  # the click action carries it
+    _minted(conn, pushed.click, "ann", "th-1")
+    assert pushed.click not in pushed.message  # the click action carries it
 
 
 def test_an_alarm_panels_push_is_urgent_and_says_so(conn, tick, make_dispatcher, ntfy):
@@ -63,7 +64,7 @@ def test_an_alarm_panels_push_is_urgent_and_says_so(conn, tick, make_dispatcher,
     assert pushed.priority == 5  # ntfy's max ("urgent")
     assert pushed.title == "Urgent: Your alarm panel Hall went offline"
     assert pushed.message.endswith(URGENT_NOTE)
-    assert pushed.click is None  # no link in this message: no click action
+    _minted(conn, pushed.click, "bo", "panel-1")  # an urgent message leads there too
     urgent = conn.execute("SELECT context ->> 'urgent' FROM notifications").fetchone()[0]
     assert urgent == "true"
 
@@ -84,7 +85,6 @@ def test_an_email_has_a_text_and_an_html_part_with_the_link_in_both(
     make_overdue(conn, ["panel-2"], NOW)
     tick(NOW)
     route(NOW)
-    _link_the_waiting(conn)
     assert make_dispatcher().run_once(NOW) == 1
 
     [(_, mail)] = smtp.messages
@@ -93,7 +93,9 @@ def test_an_email_has_a_text_and_an_html_part_with_the_link_in_both(
     assert mail["X-Priority"].startswith("1") and mail["Importance"] == "high"
     text = mail.get_body(("plain",)).get_content()
     html = mail.get_body(("html",)).get_content()
-    assert LINK in text and f'href="{LINK}"' in html
+    [link] = re.findall(r"http://\S+#link=[\w-]+", text)
+    _minted(conn, link, "cy", "panel-2")
+    assert f'href="{link}"' in html
     assert "Hello Cy," in text and "<b>Hall</b> & stairs" in text
     # The device's name is text in the HTML part, never markup.
     assert "<b>Hall</b>" not in html and "&lt;b&gt;Hall&lt;/b&gt; &amp; stairs" in html
