@@ -63,7 +63,11 @@ class Home(BaseModel):
 
 _DEVICES = """
 SELECT d.id, d.name, m.device_type, m.name, coalesce(st.status, 'provisioned'),
-       st.status_changed_at, st.last_seen_at, coalesce(st.firmware, d.firmware), st.last_metrics
+       st.status_changed_at, st.last_seen_at, coalesce(st.firmware, d.firmware), st.last_metrics,
+       coalesce(st.status, '') <> 'paused',
+       (SELECT max(s.ends_at) FROM silences s
+        WHERE s.scope = 'device' AND s.target = d.id AND s.owner_id = d.customer_id
+          AND s.ends_at > %(now)s)
 FROM devices d
 JOIN device_models m ON m.id = d.model_id
 LEFT JOIN device_state st ON st.device_id = d.id
@@ -78,14 +82,21 @@ WHERE d.customer_id = %(customer)s AND i.scope = 'device' AND i.status <> 'resol
 """
 
 
-def device_rows(conn: psycopg.Connection, customer_id: str, limit: int) -> list[DeviceRow]:
+def device_rows(
+    conn: psycopg.Connection, customer_id: str, limit: int, now: datetime
+) -> list[DeviceRow]:
     """The customer's devices in service, each with its open incidents."""
-    params = {"customer": customer_id, "limit": limit}
+    params = {"customer": customer_id, "limit": limit, "now": now}
     incidents: dict[str, list[OpenIncident]] = {}
     for device_id, *incident in conn.execute(_OPEN_INCIDENTS, params):
         incidents.setdefault(device_id, []).append(OpenIncident(*incident))
     return [
-        DeviceRow(*row, open_incidents=tuple(incidents.get(row[0], ())))
+        DeviceRow(
+            *row[:9],
+            open_incidents=tuple(incidents.get(row[0], ())),
+            watching=row[9],
+            snoozed_until=row[10],
+        )
         for row in conn.execute(_DEVICES, params)
     ]
 
@@ -95,8 +106,8 @@ def my_home(key: CustomerKey, conn: DbConn, settings: AppSettings) -> Home:
     """My devices as cards: status in words and since when (in my timezone), battery,
     signal, firmware and what to do now; grouped by place."""
     customer = get_customer(conn, key.customer_id)
-    rows = device_rows(conn, key.customer_id, MAX_CARDS + 1)
     now = datetime.now(UTC)
+    rows = device_rows(conn, key.customer_id, MAX_CARDS + 1, now)
     cards = [device_card(row, customer.timezone, now) for row in rows[:MAX_CARDS]]
     return Home(
         customer=customer,

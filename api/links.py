@@ -2,6 +2,8 @@
 
     POST /links/open  {"token"}                          the link's customer and subjects
     POST /links/act   {"token", "action", "device_id"}   an owner's answer about one device
+    POST /links/signin {"token"}                         a sign-in link, to the channel the
+                                                         message came on
 
 No key: the token is the credential. It travels in the JSON body, never in a URL (no access
 log or Referer holds it), and only POST acts: mail scanners that prefetch links issue GETs.
@@ -22,9 +24,11 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 
 from api.deps import DbConn
+from api.registry import AppSettings
 from portal import page
 from portal.actions import ACTIONS, FROM_LINK, NotAvailable, perform, who
 from portal.links import Link, find_link
+from portal.requests import request_signin_from_link
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/links", tags=["links"])
@@ -160,3 +164,21 @@ def act_on_link(body: LinkAct, conn: DbConn) -> LinkPage:
         raise HTTPException(409, str(refused)) from None
     log.info("device %s: %s by %s", body.device_id, body.action, by)
     return _page(conn, link, now, done)
+
+
+class SigninAsked(BaseModel):
+    detail: str
+
+
+@router.post("/signin", response_model=SigninAsked, status_code=202)
+def signin_from_link(body: LinkOpen, conn: DbConn, settings: AppSettings) -> SigninAsked:
+    """Sign in to see everything: a sign-in link goes to the channel this message came on
+    (if it is verified and reaches a person), within the customer's hourly limit. 404 as for
+    /open; otherwise the same 202 whatever happened."""
+    now = datetime.now(UTC)
+    link = _link(conn, body.token, now)
+    outcome = request_signin_from_link(conn, link.token_hash, link.customer_id, settings, now)
+    log.info("customer %s: sign-in asked from a message link: %s", link.customer_id, outcome)
+    return SigninAsked(
+        detail="A sign-in link is on its way to where this message came, if we can send it there."
+    )

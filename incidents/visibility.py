@@ -102,7 +102,7 @@ KINDS: dict[str, Kind] = {
         ("owner",),
     ),
     # The owner's own answers (portal/actions.py).
-    "snoozed": Kind(lambda d: f"Snoozed by the owner until {d.get('until')}", ("until",)),
+    "snoozed": Kind(lambda d: f"Snoozed by the owner until {_utc(d.get('until'))}", ("until",)),
     "unsnoozed": Kind(lambda d: "The owner ended their snooze", ()),
     "comment": Kind(lambda d: f"Note: {d.get('text', '')}", ("text",), for_customer_only=True),
     # Staff's update to customers (incidents/updates.py), on a fleet outage's members too.
@@ -127,9 +127,9 @@ KINDS: dict[str, Kind] = {
     "notification_failed": Kind(_failed, ("channel", "attempt", "error"), own_channel_only=True),
     "silenced": Kind(
         lambda d: (
-            f"Messages about it held by the owner's snooze until {d.get('until')}"
+            f"Messages about it held by the owner's snooze until {_utc(d.get('until'))}"
             if d.get("owner") is True
-            else f"Messages about it held by a silence until {d.get('until')}"
+            else f"Messages about it held by a silence until {_utc(d.get('until'))}"
         ),
         ("until", "owner"),
     ),

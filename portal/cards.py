@@ -57,8 +57,9 @@ class DeviceRow:
     firmware: str | None
     last_metrics: Mapping[str, Any] | None
     open_incidents: Sequence[OpenIncident] = field(default_factory=tuple)
-    # Later issues: a place (site) in the registry; an owner's "it is off on purpose" and a
-    # snooze of its alerts. Absent until their columns land: the card reads them when given.
+    # A place (site) in the registry, when it has one (a later issue); whether it is watched
+    # (not when its owner said it is off on purpose: status 'paused'), and the end of the
+    # owner's snooze of its alerts.
     place: str | None = None
     watching: bool = True
     snoozed_until: datetime | None = None

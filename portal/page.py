@@ -20,8 +20,8 @@ import psycopg
 from alerts.templates import DEFAULT_WHAT_TO_DO, DEVICE_KIND_NAMES, WHAT_TO_DO
 from campaigns.notices import SAFE, UNSAFE
 from incidents.visibility import customer_view, describe
-from monitor.status import STATUS_WORDS
 from portal.actions import DeviceState, available
+from portal.cards import DeviceRow, OpenIncident, device_card
 from portal.links import Subject
 
 _DEVICES = """
@@ -82,6 +82,9 @@ def load(
         )
     }
     timelines = _timelines(conn, customer_id, list(found))
+    timezone = conn.execute(
+        "SELECT timezone FROM customers WHERE id = %s", (customer_id,)
+    ).fetchone()[0]
     snoozed = dict(
         conn.execute(_SNOOZES, {"devices": list(devices), "customer": customer_id, "now": now})
     )
@@ -101,7 +104,7 @@ def load(
         )
         views.append(
             {
-                "device": _device(devices[s.device_id]),
+                "device": _device(devices[s.device_id], incident, timezone, now),
                 "incident": _incident(incident, timelines) if incident else None,
                 "recall": _recall(recall) if recall else None,
                 "snoozed_until": snoozed.get(s.device_id),
@@ -126,18 +129,31 @@ def _timelines(conn, customer_id: str, incident_ids: list[int]) -> dict[int, lis
     return lines
 
 
-def _device(row: tuple) -> dict[str, Any]:
+def _device(row: tuple, incident: tuple | None, timezone: str, now: datetime) -> dict[str, Any]:
+    """The device in the words of its card on the customer's page (portal/cards.py): the
+    same status sentence and advice wherever the owner reads about it."""
     device_id, name, device_type, model, status, since, firmware = row
+    open_incidents = ()
+    if incident is not None and incident[4] != "resolved":
+        open_incidents = (OpenIncident(incident[0], incident[2], incident[3], incident[6]),)
+    card = device_card(
+        DeviceRow(
+            device_id, name, device_type, model, status or "provisioned", since, None,
+            firmware, None, open_incidents=open_incidents, watching=status != "paused",
+        ),
+        timezone,
+        now,
+    )  # fmt: skip
     return {
         "id": device_id,
         "name": name or device_id,
         "kind": DEVICE_KIND_NAMES.get(device_type, device_type),
         "model": model,
         "status": status,
-        "status_text": STATUS_WORDS.get(status, status or "not set up yet"),
+        "status_text": card["status_text"],
         "since": since,
         "firmware": firmware,
-        "what_to_do": WHAT_TO_DO.get(device_type, DEFAULT_WHAT_TO_DO),
+        "what_to_do": card["what_to_do"] or WHAT_TO_DO.get(device_type, DEFAULT_WHAT_TO_DO),
     }
 
 

@@ -147,3 +147,51 @@ def send_signin_link(
     )
     log.info("customer %s: sign-in link queued to channel %d", customer_id, channel_id)
     return notification
+
+
+_MESSAGE_CHANNEL = """
+SELECT c.id FROM message_link_subjects s
+JOIN notifications n ON n.id = s.notification_id
+JOIN contact_channels c ON c.id = n.channel_id
+WHERE s.token_hash = %(link)s AND c.customer_id = %(customer)s
+  AND c.verified_at IS NOT NULL AND c.kind = ANY(%(kinds)s)
+ORDER BY s.notification_id LIMIT 1
+"""
+
+
+def request_signin_from_link(
+    conn: psycopg.Connection,
+    link_hash: bytes,
+    customer_id: str,
+    settings: Settings,
+    now: datetime,
+) -> str:
+    """The owner followed a message's link and asks to sign in: a link goes to the channel
+    that message came on (verified, reaching a person), within the customer's limit; what
+    happened, for the log and tests (the caller answers the same whatever it was)."""
+    row = conn.execute(
+        _MESSAGE_CHANNEL,
+        {"link": link_hash, "customer": customer_id, "kinds": list(PERSONAL_KINDS)},
+    ).fetchone()
+    if row is None:
+        log.info("customer %s: sign-in asked from a link whose channel cannot take it", customer_id)
+        return "no channel"
+    with conn.transaction():
+        conn.execute(_LOCK_CUSTOMER, (customer_id,))
+        since = now - WINDOW
+        to_customer = [t for (t,) in conn.execute(_TO_CUSTOMER, (customer_id, BY_PAGE, since))]
+        refusal = signin_refusal([], to_customer, settings.portal_signin_requests_per_hour, now)
+        if refusal is not None:
+            log.warning(
+                "customer %s: sign-in from a link refused (limit), nothing sent", customer_id
+            )
+            return f"refused ({refusal})"
+        send_signin_link(
+            conn,
+            customer_id=customer_id,
+            channel_id=row[0],
+            requested_by=BY_PAGE,
+            settings=settings,
+            now=now,
+        )
+    return f"sent to channel {row[0]}"

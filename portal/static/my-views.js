@@ -256,44 +256,57 @@ async function refreshChannels() {
 }
 
 // -- a message's link -------------------------------------------------------------------
-
-const LINK_ACTIONS = {
-  ack: "I have seen this",
-  snooze_24h: "Pause alerts for 24 hours",
-  snooze_7d: "Pause alerts for 7 days",
-  stop_watching: "It is off on purpose: stop watching it",
-  confirm_recall: "I have read this recall",
-};
+// The link's token is the credential (POST /links/open, /links/act): the page works without
+// signing in, for the devices that message was about, and offers to sign in for the rest.
 
 function linkSubject(token, subject) {
-  const device = subject.device || {};
+  const device = subject.device;
   const incident = subject.incident;
-  const status = el("p", { role: "status" });
-  return el("article", { class: "card", "data-device-id": device.id },
-    el("h2", {}, device.name || device.id || "Your device"),
-    incident && el("p", { class: "status" }, incident.summary || ""),
-    incident && incident.timeline && el("ol", { class: "timeline" },
+  const open = incident && incident.status !== "resolved";
+  return el("article", { class: "card link-subject", "data-device-id": device.id },
+    el("h2", {}, device.name),
+    el("p", { class: "muted" }, `${device.kind}, ${device.model}`),
+    el("p", { class: "status", id: `status-${device.id}` }, device.status_text),
+    open && device.what_to_do && el("p", { class: "todo" }, `What to do: ${device.what_to_do}`),
+    subject.snoozed_until && el("p", { class: "muted snoozed" },
+      `Alerts paused until ${timeText(subject.snoozed_until)}.`),
+    subject.recall && el("div", { class: "recall" },
+      el("h3", {}, subject.recall.name),
+      el("p", {}, subject.recall.safety),
+      subject.recall.instructions && el("p", {}, subject.recall.instructions),
+      subject.recall.confirmed && muted("You confirmed you have read it.")),
+    incident && el("h3", {}, incident.summary),
+    incident && el("ol", { class: "timeline", id: "timeline" },
       incident.timeline.map(timelineLine)),
-    subject.recall && el("p", { class: "todo" }, subject.recall.name || "",
-      subject.recall.instructions ? `: ${subject.recall.instructions}` : ""),
-    el("div", { class: "actions" }, (subject.actions || []).filter((a) => LINK_ACTIONS[a])
-      .map((action) => actionButton(LINK_ACTIONS[action], async () => {
-        await call("POST", "/links/act", { token, action, device_id: device.id });
-        status.textContent = "Done.";
-      }))), status);
+    el("div", { class: "actions" }, subject.actions.map((offer) =>
+      actionButton(offer.label, async () => {
+        const next = await call("POST", "/links/act",
+          { token, action: offer.action, device_id: device.id });
+        renderLink(token, next);
+      }, { "data-action": offer.action }))));
+}
+
+function renderLink(token, opened) {
+  state.me = { ...(state.me || {}), timezone: opened.customer.timezone };
+  const status = el("p", { id: "link-signin-status", role: "status" });
+  const signin = actionButton("Sign in to see all your devices", async () => {
+    const answer = await call("POST", "/links/signin", { token });
+    status.textContent = answer.detail;
+  });
+  render("message", `Hello ${opened.customer.first_name}`,
+    opened.done && el("p", { class: "done", id: "link-done", role: "status" }, opened.done),
+    opened.subjects.map((s) => linkSubject(token, s)),
+    el("div", { class: "panel" },
+      muted(`This link works until ${timeText(opened.expires_at)}, without signing in.`),
+      signin, status));
 }
 
 async function showLink(token) {
   try {
-    const opened = await call("POST", "/links/open", { token });
-    state.me = { ...(state.me || {}), timezone: opened.timezone || "UTC" };
-    render("message", `Hello ${opened.name || ""}`,
-      (opened.subjects || []).map((s) => linkSubject(token, s)),
-      el("p", {}, el("a", { href: "#devices" }, "See all your devices")));
+    renderLink(token, await call("POST", "/links/open", { token }));
   } catch (error) {
     render("message", "This link cannot be opened",
-      muted(error instanceof ApiError && !error.missing ? error.message
-        : "It has expired, or this server cannot open message links yet."),
+      muted(error instanceof ApiError ? error.message : String(error)),
       el("p", {}, el("a", { href: "#signin" }, "Sign in")));
   }
 }

@@ -108,7 +108,11 @@ OPEN = {
 # Routes whose credential is a message link's token in the body, not a key: what a token
 # opens is tested below (test_a_link_opens_its_own_customers_things_only) and in
 # tests/portal/.
-TOKEN = {("POST", "/api/v1/links/open"), ("POST", "/api/v1/links/act")}
+TOKEN = {
+    ("POST", "/api/v1/links/open"),
+    ("POST", "/api/v1/links/act"),
+    ("POST", "/api/v1/links/signin"),
+}
 # An endless stream: its scoping is tested in test_live.py.
 STREAMS = {("GET", "/api/v1/events")}
 # Routes where customer A, allowed in general, asks about B's thing: never found.
