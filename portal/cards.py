@@ -32,7 +32,7 @@ BATTERY_KINDS = frozenset({"low_battery", "battery_drain"})
 # Wi-Fi and mobile received signal strength, in dBm: the usual bands people are shown.
 SIGNAL_BANDS = ((-67.0, "good"), (-80.0, "fair"))
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
-NOT_WATCHED = "Not watched: you said it is off on purpose"
+NOT_WATCHED = "Not watched: you said it is off on purpose; we watch it again when it reports"
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ def test_a_link_opens_its_owner_device_incident_and_actions(api, home, keys):
     [subject] = body["subjects"]
     device = subject["device"]
     assert (device["id"], device["name"], device["status"]) == ("thermo-1", "Kitchen", "offline")
-    assert device["kind"] == "thermostat" and device["status_text"] == "offline"
+    assert device["kind"] == "thermostat" and device["status_text"].startswith("Offline since ")
     assert device["what_to_do"]
     assert subject["incident"]["id"] == home["incident"] and subject["recall"] is None
     assert [a["action"] for a in subject["actions"]] == [

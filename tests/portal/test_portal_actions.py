@@ -152,7 +152,7 @@ def test_stop_watching_until_the_next_heartbeat(api, conn, home, tick, keys):
     device = done.json()["subjects"][0]["device"]
     assert (device["status"], device["status_text"]) == (
         "paused",
-        "paused by owner: not watched until it reports again",
+        "Not watched: you said it is off on purpose; we watch it again when it reports",
     )
     staff = api.get(f"/api/v1/incidents/{home['incident']}", headers=auth(keys.staff)).json()
     assert staff["status"] == "resolved"
