@@ -33,6 +33,7 @@ OWNERS = {
     "worker_jobs": "core",
     "signin_links": "portal",
     "customer_sessions": "portal",
+    "sites": "devices",
 }
 _WRITE = re.compile(
     r"\b(?:INSERT\s+INTO|DELETE\s+FROM|COPY|TRUNCATE)\s+(\w+)|\bUPDATE\s+(\w+)(?:\s+(?:AS\s+)?\w+)?\s+SET\b",

@@ -1,0 +1,247 @@
+"""Site and hub incidents: a home without internet, or a dead hub, is one message.
+
+tick (same transaction as the offline incidents, so their alerts are held before any
+router sees them)
+    offline devices of a site or behind a parent -> read that site's and parent's devices
+    (by index: a handful of rows each) -> monitor/sites.py decides -> open one 'site' scope
+    incident (site:<id> or hub:<device id>), attach the members' offline incidents (their
+    own alerts are held: routing notice_fate `covered`), record the one owner's message
+    naming the place and every device; later offline members join the open incident
+tick (devices back) / review (periodic)
+    every named device heard from since -> resolve, one "back online" with the downtime;
+    some back and the rest still down after settle_s -> resolve (the rest's own alerts go)
+The incidents and the held alerts change through the incident lifecycle (incidents/).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+
+import incidents
+from alerts.notices import record_notices, to_owner
+from incidents import GroupProblem
+from monitor.sites import (
+    Member,
+    SitePolicy,
+    group_back,
+    lead_device,
+    parent_silent,
+    settled,
+    site_silent,
+)
+
+log = logging.getLogger(__name__)
+
+# Of these newly offline or newly back devices, those with a site, a parent or children.
+_INVOLVED = """
+SELECT d.id, d.site_id, d.parent_id,
+       EXISTS (SELECT 1 FROM devices c WHERE c.parent_id = d.id)
+FROM devices d
+WHERE d.id = ANY(%(ids)s)
+  AND (d.site_id IS NOT NULL OR d.parent_id IS NOT NULL
+       OR EXISTS (SELECT 1 FROM devices c WHERE c.parent_id = d.id))
+"""
+
+_MEMBER_COLUMNS = """d.id, coalesce(d.name, d.id), s.status, s.last_received_at,
+       m.heartbeat_interval_s, d.site_id, d.parent_id, m.critical, s.expected_at"""
+
+# The devices of these sites, behind these parents, and the parents themselves.
+_MEMBERS = f"""
+SELECT {_MEMBER_COLUMNS}
+FROM devices d
+JOIN device_state s ON s.device_id = d.id
+JOIN device_models m ON m.id = d.model_id
+WHERE (d.site_id = ANY(%(sites)s) OR d.parent_id = ANY(%(parents)s) OR d.id = ANY(%(parents)s))
+  AND s.status <> 'retired'
+"""
+
+_NAMED = f"""
+SELECT {_MEMBER_COLUMNS}
+FROM devices d
+JOIN device_state s ON s.device_id = d.id
+JOIN device_models m ON m.id = d.model_id
+WHERE d.id = ANY(%(ids)s)
+"""
+
+_SITES = "SELECT id, name, address FROM sites WHERE id = ANY(%(ids)s)"
+
+_OPEN_GROUPS = """
+SELECT group_key, id FROM incidents
+WHERE scope = 'site' AND status <> 'resolved' AND group_key = ANY(%(keys)s)
+"""
+
+# Every open one (the review), or those of these keys (a tick's devices back).
+_OPEN_FULL = """
+SELECT id, group_key, opened_at, details FROM incidents
+WHERE scope = 'site' AND status <> 'resolved'
+  AND (%(keys)s::text[] IS NULL OR group_key = ANY(%(keys)s))
+ORDER BY opened_at
+"""
+
+
+@dataclass
+class SiteResult:
+    opened: list[int] = field(default_factory=list)
+    attached: int = 0
+    resolved: int = 0
+
+
+def _members(conn, sites: set[str], parents: set[str]) -> dict[str, Member]:
+    params = {"sites": sorted(sites), "parents": sorted(parents)}
+    return {r[0]: Member(*r) for r in conn.execute(_MEMBERS, params)}
+
+
+def correlate_sites(
+    conn: psycopg.Connection, offline_ids: list[str], now: datetime, policy: SitePolicy
+) -> SiteResult:
+    """Open site and hub incidents for these newly offline devices, or add them to one
+    that is open. Runs inside the transaction that opened their offline incidents."""
+    result = SiteResult()
+    if not offline_ids:
+        return result
+    involved = conn.execute(_INVOLVED, {"ids": offline_ids}).fetchall()
+    if not involved:
+        return result
+    sites = {site for _, site, _, _ in involved if site}
+    parents = {p for _, _, p, _ in involved if p} | {d for d, _, _, hub in involved if hub}
+    members = _members(conn, sites, parents)
+    keys = [f"site:{s}" for s in sites] + [f"hub:{p}" for p in parents]
+    groups: dict[str, int] = dict(conn.execute(_OPEN_GROUPS, {"keys": keys}).fetchall())
+    joins: dict[str, set[str]] = {}
+    new: dict[str, tuple[str, list[str], str]] = {}  # key -> (kind, named, trigger)
+    for device_id, site, parent, is_hub in sorted(involved):
+        trigger = members.get(device_id)
+        if trigger is None:
+            continue
+        key = _joins(groups, new, device_id, site, parent, is_hub)
+        if key is None and site:
+            site_devices = [m for m in members.values() if m.site_id == site]
+            named = site_silent(site_devices, trigger, now, policy)
+            if named:
+                key = f"site:{site}"
+                new[key] = ("site_offline", named, device_id)
+        if key is None:
+            hub = device_id if is_hub else parent
+            if hub and hub in members and parent_silent(members[hub], trigger, now, policy):
+                behind = [m.device_id for m in members.values() if m.parent_id == hub]
+                key = f"hub:{hub}"
+                new[key] = ("hub_offline", [hub, *behind], device_id)
+        if key is not None:
+            joins.setdefault(key, set()).add(device_id)
+    if new:
+        groups.update(_open(conn, new, members, now, result))
+    for key, devices in joins.items():
+        if key in new:
+            devices = devices | set(new[key][1])
+        if key in groups:
+            open_ids = incidents.find_open(conn, sorted(devices), ("offline", "never_seen"))
+            attached, _ = incidents.attach(conn, groups[key], list(open_ids), now)
+            result.attached += attached
+    return result
+
+
+def _joins(groups, new, device_id, site, parent, is_hub) -> str | None:
+    """The open group this device's silence belongs to, if any: its site's first."""
+    for key in (
+        f"site:{site}" if site else None,
+        f"hub:{device_id}" if is_hub else None,
+        f"hub:{parent}" if parent else None,
+    ):
+        if key and (key in groups or key in new):
+            return key
+    return None
+
+
+def _open(conn, new, members, now, result) -> dict[str, int]:
+    site_rows = {
+        r[0]: r[1:]
+        for r in conn.execute(
+            _SITES, {"ids": [k[5:] for k in new if k.startswith("site:")]}
+        ).fetchall()
+    }
+    problems, notices = [], {}
+    for key, (kind, named, trigger) in new.items():
+        critical = any(members[d].critical for d in named)
+        lead = lead_device(named, members, named[0] if kind == "hub_offline" else trigger)
+        since = members[trigger].last_heard
+        facts = {"since": since.isoformat(), "device_ids": named, "lead": lead}
+        if kind == "site_offline":
+            name, address = site_rows.get(key[5:], (key[5:], None))
+            facts.update(site_name=name, site_address=address or name)
+            group = f"your place {name}"
+            summary = f"{name}: {len(named)} devices went offline together"
+        else:
+            hub = members[named[0]]
+            facts.update(hub_id=hub.device_id, hub_name=hub.name)
+            # The hub's own name is the news; the devices behind it are the list.
+            facts["device_ids"] = named[1:] or named
+            group = f"behind {hub.name}"
+            summary = f"hub {hub.name} ({hub.device_id}) offline with {len(named) - 1} devices"
+        details = {**facts, "down": len(named), "group": group}
+        severity = "critical" if critical else "warning"
+        problems.append(GroupProblem("site", kind, key, severity, summary, details))
+        notices[key] = (kind, severity, lead, facts)
+    opened = incidents.open_group_incidents(conn, problems, now)
+    owed = []
+    for o in opened:
+        kind, severity, lead, facts = notices[o.group_key]
+        owed.append(to_owner(kind, severity, lead, incident_id=o.id, context=facts))
+        result.opened.append(o.id)
+        log.warning("device %s: %s incident %d opened (%s)", lead, kind, o.id, o.group_key)
+    record_notices(conn, owed, now)
+    return {o.group_key: o.id for o in opened}
+
+
+def resolve_sites(
+    conn: psycopg.Connection,
+    back_ids: list[str] | None,
+    now: datetime,
+    policy: SitePolicy,
+) -> SiteResult:
+    """Resolve the site and hub incidents whose devices are back (those of `back_ids`, or
+    every open one when None: the periodic review, which also settles stragglers)."""
+    result = SiteResult()
+    keys = None
+    if back_ids is not None:
+        if not back_ids:
+            return result
+        involved = conn.execute(_INVOLVED, {"ids": back_ids}).fetchall()
+        if not involved:
+            return result
+        found = {f"site:{s}" for _, s, _, _ in involved if s}
+        found |= {f"hub:{p}" for _, _, p, _ in involved if p}
+        found |= {f"hub:{d}" for d, _, _, hub in involved if hub}
+        keys = sorted(found)
+    for group_id, key, opened_at, details in conn.execute(_OPEN_FULL, {"keys": keys}).fetchall():
+        named_ids = [details["lead"], *details["device_ids"]]
+        if "hub_id" in details:
+            named_ids.append(details["hub_id"])
+        named = {r[0]: Member(*r) for r in conn.execute(_NAMED, {"ids": named_ids})}
+        everyone = list(named.values())
+        if group_back(everyone, opened_at):
+            _resolve(conn, group_id, key, details, everyone, now, result, "devices back")
+        elif back_ids is None and settled(everyone, opened_at, now, policy):
+            _resolve(conn, group_id, key, details, everyone, now, result, "settled")
+    return result
+
+
+def _resolve(conn, group_id, key, details, named, now, result, reason) -> None:
+    resolved = incidents.resolve(conn, [group_id], now, reason=reason)
+    if not resolved:
+        return
+    result.resolved += 1
+    heard = [m.last_heard for m in named if m.last_heard is not None]
+    back = max(heard) if heard else now
+    kind = "site_back_online" if key.startswith("site:") else "hub_back_online"
+    keep = ("device_ids", "site_name", "site_address", "hub_id", "hub_name", "since")
+    context = {k: details[k] for k in keep if k in details}
+    context["back"] = back.isoformat()
+    notice = to_owner(
+        kind, resolved[0].severity, details["lead"], incident_id=group_id, context=context
+    )
+    record_notices(conn, [notice], now)
+    log.info("device %s: %s incident %d resolved (%s)", details["lead"], key, group_id, reason)
