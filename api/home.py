@@ -28,6 +28,8 @@ class DeviceCard(BaseModel):
     kind_name: str
     model_name: str
     place: str | None
+    # The device it connects through (a hub), by name.
+    behind: str | None = None
     status: str
     # "Offline since 14:02", "Online", "Not watched: you said it is off on purpose".
     status_text: str
@@ -63,10 +65,13 @@ class Home(BaseModel):
 
 _DEVICES = """
 SELECT d.id, d.name, m.device_type, m.name, coalesce(st.status, 'provisioned'),
-       st.status_changed_at, st.last_seen_at, coalesce(st.firmware, d.firmware), st.last_metrics
+       st.status_changed_at, st.last_seen_at, coalesce(st.firmware, d.firmware), st.last_metrics,
+       site.name, coalesce(p.name, p.id)
 FROM devices d
 JOIN device_models m ON m.id = d.model_id
 LEFT JOIN device_state st ON st.device_id = d.id
+LEFT JOIN sites site ON site.id = d.site_id
+LEFT JOIN devices p ON p.id = d.parent_id
 WHERE d.customer_id = %(customer)s AND d.retired_at IS NULL
 ORDER BY d.id
 LIMIT %(limit)s
@@ -85,7 +90,12 @@ def device_rows(conn: psycopg.Connection, customer_id: str, limit: int) -> list[
     for device_id, *incident in conn.execute(_OPEN_INCIDENTS, params):
         incidents.setdefault(device_id, []).append(OpenIncident(*incident))
     return [
-        DeviceRow(*row, open_incidents=tuple(incidents.get(row[0], ())))
+        DeviceRow(
+            *row[:9],
+            open_incidents=tuple(incidents.get(row[0], ())),
+            place=row[9],
+            behind=row[10],
+        )
         for row in conn.execute(_DEVICES, params)
     ]
 

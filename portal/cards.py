@@ -60,6 +60,8 @@ class DeviceRow:
     # Later issues: a place (site) in the registry; an owner's "it is off on purpose" and a
     # snooze of its alerts. Absent until their columns land: the card reads them when given.
     place: str | None = None
+    # The device it connects through (its parent: a hub), by name.
+    behind: str | None = None
     watching: bool = True
     snoozed_until: datetime | None = None
 
@@ -140,6 +142,7 @@ def device_card(device: DeviceRow, timezone: str, now: datetime) -> dict[str, An
         "kind_name": DEVICE_KIND_NAMES.get(device.device_type, device.device_type),
         "model_name": device.model_name,
         "place": device.place,
+        "behind": device.behind,
         "status": device.status,
         "status_text": _status_words(device, worst, since) if device.watching else NOT_WATCHED,
         "since": device.status_changed_at,
