@@ -47,7 +47,8 @@ WHERE d.id = ANY(%(ids)s)
 """
 
 _MEMBER_COLUMNS = """d.id, coalesce(d.name, d.id), s.status, s.last_received_at,
-       m.heartbeat_interval_s, d.site_id, d.parent_id, m.critical, s.expected_at"""
+       m.heartbeat_interval_s, d.site_id, d.parent_id, m.critical, s.expected_at,
+       CASE WHEN s.connectivity = 'offline' THEN s.connectivity_at END"""
 
 # The devices of these sites, behind these parents, and the parents themselves.
 _MEMBERS = f"""

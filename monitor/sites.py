@@ -13,7 +13,8 @@ later. We do not wait for the slowest deadline. At the first one, each other mem
     |<---------- it went quiet somewhere in here --------->|
 
 A member is silent together with the device whose deadline passed when it has missed at
-least one heartbeat (now is past its window) and the two windows overlap: both can have
+least one heartbeat (now is past its window, or its Last Will stands) and the two windows
+overlap: both can have
 stopped at the same moment, within `slack` seconds. A member heard after the other's
 window is still beating; one whose window ended before the other's began was down before
 (its own problem, left out of the count); one that has not yet missed a beat (a long
@@ -52,6 +53,8 @@ class Member:
     critical: bool = False
     # An announced check-in (contract 1.1): quiet until then is not a missed beat.
     expected_at: datetime | None = None
+    # Its Last Will, standing since then (the broker saw its connection die).
+    will_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,14 @@ def silence_window(m: Member, policy: SitePolicy) -> tuple[datetime, datetime] |
 
 
 def missed_a_beat(m: Member, now: datetime, policy: SitePolicy) -> bool:
-    """It should have been heard from again by `now` and was not."""
+    """It should have been heard from again by `now` and was not (or its Last Will, newer
+    than its last heartbeat, says its connection died)."""
     window = silence_window(m, policy)
-    if window is None or now < window[1]:
+    if window is None:
+        return False
+    if m.will_at is not None and m.last_heard <= m.will_at <= now:
+        return True
+    if now < window[1]:
         return False
     return m.expected_at is None or now >= m.expected_at
 

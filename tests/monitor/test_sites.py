@@ -1,5 +1,6 @@
 """Site and parent decisions (monitor/sites.py): pure, with plain datetimes."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -42,6 +43,13 @@ def test_silent_together_reads_the_silence_windows(ago, interval, after, expecte
     trigger = member("panel", 10, 30)
     other = member("other", ago, interval)
     assert silent_together(other, trigger, T + after * S, POLICY) == expected
+
+
+def test_a_standing_last_will_is_a_missed_beat_before_the_next_was_due():
+    trigger = member("panel", 10, 30)
+    other = member("other", 5, 60, will_at=T + 2 * S)
+    assert silent_together(other, trigger, T + 20 * S, POLICY) is True
+    assert silent_together(replace(other, will_at=None), trigger, T + 20 * S, POLICY) is False
 
 
 def test_an_announced_sleep_is_not_a_missed_beat():
