@@ -49,6 +49,8 @@ WHAT_TO_DO = {
     "ev_charger": "Check the charger's circuit breaker and network cable or Wi-Fi.",
     "car": "The car may be out of mobile coverage or its battery may be low. Start the car "
     "or move it into coverage.",
+    "hub": "Check the hub's power and its cable or Wi-Fi to your router: the devices that "
+    "connect through it are offline while it is.",
 }
 DEFAULT_WHAT_TO_DO = "Check that it has power and a network connection."
 # What to do about a degraded-health problem, by template; any other falls back to the
@@ -72,6 +74,7 @@ DEVICE_KIND_NAMES = {
     "camera": "camera",
     "ev_charger": "EV charger",
     "car": "car",
+    "hub": "hub",
 }
 
 TEMPLATES: dict[str, Template] = {

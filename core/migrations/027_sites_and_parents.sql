@@ -33,3 +33,9 @@ ALTER TABLE incidents ADD CONSTRAINT incidents_scope_check
 -- The monitor's periodic look at open site incidents reads only these.
 CREATE INDEX incidents_site_open ON incidents (opened_at)
     WHERE scope = 'site' AND status <> 'resolved';
+
+-- A home hub (Zigbee/Z-Wave gateway) that other devices connect through: a parent.
+INSERT INTO device_models
+    (id, name, device_type, kind, heartbeat_interval_s, allowed_misses, grace_s, critical)
+VALUES ('hub-v1', 'Home hub v1', 'hub', 'home', 60, 3, 60, false)
+ON CONFLICT (id) DO NOTHING;
