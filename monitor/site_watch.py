@@ -25,6 +25,7 @@ import incidents
 from alerts.notices import record_notices, to_owner
 from incidents import GroupProblem
 from monitor.sites import (
+    DOWN,
     Member,
     SitePolicy,
     group_back,
@@ -241,6 +242,15 @@ def _resolve(conn, group_id, key, details, named, now, result, reason) -> None:
     keep = ("device_ids", "site_name", "site_address", "hub_id", "hub_name", "since")
     context = {k: details[k] for k in keep if k in details}
     context["back"] = back.isoformat()
+    # Settled with some still down: the message names only those back (the rest get their
+    # own alert, released by the resolve).
+    opened_at = resolved[0].opened_at
+    up = {
+        m.device_id
+        for m in named
+        if m.status not in DOWN and m.last_heard is not None and m.last_heard >= opened_at
+    }
+    context["device_ids"] = [d for d in details["device_ids"] if d in up] or details["device_ids"]
     notice = to_owner(
         kind, resolved[0].severity, details["lead"], incident_id=group_id, context=context
     )

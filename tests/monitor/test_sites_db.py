@@ -154,10 +154,6 @@ def test_only_the_camera_dies_its_own_alert_and_no_site_incident(
 @pytest.fixture
 def hub_home(conn, http_sink):
     """A hub with a camera and a thermostat behind it, and a charger and a panel beside."""
-    conn.execute(
-        "INSERT INTO device_models (id, name, device_type, kind, heartbeat_interval_s, "
-        "allowed_misses, grace_s) VALUES ('hub-v1', 'Zigbee hub', 'hub', 'home', 60, 3, 60)"
-    )
     rows = [
         ("hub", "hub-v1", "Hallway hub", None, 10),
         ("cam", "camera-v1", "Garden camera", "hub", 30),
@@ -205,3 +201,33 @@ def test_a_hub_dies_one_message_about_the_hub_naming_the_devices_behind_it(
     assert (
         count(conn, "SELECT count(*) FROM incidents WHERE fleet_incident_id = %s", sites[0][0]) == 3
     )
+
+
+def test_a_device_still_down_after_the_others_return_gets_its_own_alert_once_settled(
+    conn, tick, make_monitor, make_dispatcher, http_sink, home
+):
+    for device in sorted(home, key=deadline):
+        run(tick, conn, deadline(device))
+    make_dispatcher().run_once(deadline("charger"))
+    back = T + 10 * 60 * S
+    beating(conn, ["panel", "thermo", "charger"], back)
+    run(tick, conn, back)
+    assert [s[3] for s in site_incidents(conn)] == ["open"]  # the camera may follow
+    assert make_monitor(site_settle_s=300).review_sites(back + 299 * S).resolved == 0
+    settled = make_monitor(site_settle_s=300).review_sites(back + 300 * S)
+    assert settled.resolved == 1
+    make_dispatcher().run_once(back + 300 * S)
+    sent = messages(http_sink)
+    # Both due at once: one digest of the site's return and the camera's own alert.
+    assert len(sent) == 2, sent
+    assert sent[1][0].endswith("2 of your devices changed status")
+    assert "Home at 12 Oak Street back online" in sent[1][1]
+    assert "Garden camera" in sent[1][1] and "offline since" in sent[1][1]
+    templates = conn.execute(
+        "SELECT template FROM notifications WHERE status = 'sent' ORDER BY id"
+    ).fetchall()
+    assert [t for (t,) in templates] == ["site_offline", "device_offline", "site_back_online"]
+    back_online = conn.execute(
+        "SELECT context FROM notifications WHERE template = 'site_back_online'"
+    ).fetchone()[0]
+    assert "Garden camera" not in back_online["devices_text"]
