@@ -298,6 +298,8 @@ class Run:
     checked: tuple[int, int, int, int]
     # The router after the tick (notices to outbox rows), which detection does not wait for.
     fanout_seconds: float = 0.0
+    # Site and hub incidents the tick opened.
+    sites_opened: int = 0
 
     @property
     def find(self) -> float:
@@ -457,6 +459,7 @@ def overdue_run(
         notifications,
         checked,
         fanout_seconds,
+        getattr(result.applied, "sites_opened", 0),
     )
 
 
@@ -495,7 +498,8 @@ def overdue_runs(
             f"run {number}: {len(ids):,} made overdue; tick {run.seconds * 1000:.0f} ms: "
             f"{run.due:,} due, {run.opened:,} incidents opened, "
             f"{run.notifications:,} notifications queued by the router after it "
-            f"in {run.fanout_seconds * 1000:.0f} ms",
+            f"in {run.fanout_seconds * 1000:.0f} ms"
+            + (f"; {run.sites_opened} site incidents opened" if run.sites_opened else ""),
             flush=True,
         )
         for label, seconds in run.split.items():
@@ -677,9 +681,11 @@ def main() -> None:
     sites_summary = {}
     if site_runs:
         site_ticks = [r.seconds for r in site_runs]
+        # Two or three of one home picked in one run are silent together: a site incident
+        # holds their own alerts and sends one (or the home had a device down an hour
+        # before). Every device still has its incident.
         site_ok = all(
-            r.due == r.opened == r.notifications == overdue and r.checked == (overdue,) * 4
-            for r in site_runs
+            r.due == r.opened == overdue and r.checked[:3] == (overdue,) * 3 for r in site_runs
         )
         sites_summary = {
             "sites": args.sites,
@@ -692,6 +698,7 @@ def main() -> None:
                 statistics.median(r.stages.total["  site correlation"] for r in site_runs) * 1000
             ),
             "after_counts_ok": site_ok,
+            "after_site_incidents": [r.sites_opened for r in site_runs],
             "after_target_under_1s": max(site_ticks) < 1,
         }
         print(

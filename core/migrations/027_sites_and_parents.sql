@@ -20,8 +20,10 @@ ALTER TABLE devices
     ADD COLUMN parent_id text REFERENCES devices (id) ON DELETE SET NULL,
     ADD CONSTRAINT devices_parent_not_self CHECK (parent_id <> id);
 -- The monitor reads one site's or one parent's devices by these (a handful of rows),
--- never the fleet.
-CREATE INDEX devices_site ON devices (site_id) WHERE site_id IS NOT NULL;
+-- never the fleet. A tick with 10,000 newly silent devices reads 30,000 of their sites'
+-- devices: covering, so that is an index-only scan, not 30,000 heap fetches.
+CREATE INDEX devices_site ON devices (site_id) INCLUDE (id, name, model_id, parent_id)
+    WHERE site_id IS NOT NULL;
 CREATE INDEX devices_parent ON devices (parent_id) WHERE parent_id IS NOT NULL;
 
 -- Site incidents: group_key 'site:<id>' (kind site_offline) or 'hub:<device id>' (kind
