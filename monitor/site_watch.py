@@ -38,18 +38,17 @@ from monitor.sites import (
 log = logging.getLogger(__name__)
 
 # Of these newly offline or newly back devices, those with a site, a parent or children.
-_INVOLVED = """
-SELECT d.id, d.site_id, d.parent_id,
-       EXISTS (SELECT 1 FROM devices c WHERE c.parent_id = d.id)
-FROM devices d
-WHERE d.id = ANY(%(ids)b::text[])
-  AND (d.site_id IS NOT NULL OR d.parent_id IS NOT NULL
-       OR EXISTS (SELECT 1 FROM devices c WHERE c.parent_id = d.id))
+# Of these devices, those placed at a site or behind a parent (the covering index
+# devices_placed: no heap fetch), and those that are parents (devices_parent).
+_PLACED = """
+SELECT id, site_id, parent_id FROM devices
+WHERE id = ANY(%(ids)b::text[]) AND (site_id IS NOT NULL OR parent_id IS NOT NULL)
 """
+_PARENTS = "SELECT DISTINCT parent_id FROM devices WHERE parent_id = ANY(%(ids)b::text[])"
 
-_MEMBER_COLUMNS = """d.id, coalesce(d.name, d.id), s.status, s.last_received_at,
+_MEMBER_COLUMNS = """d.id, coalesce(d.name, d.id) AS name, s.status, s.last_received_at,
        m.heartbeat_interval_s, d.site_id, d.parent_id, m.critical, s.expected_at,
-       CASE WHEN s.connectivity = 'offline' THEN s.connectivity_at END"""
+       CASE WHEN s.connectivity = 'offline' THEN s.connectivity_at END AS will_at"""
 
 # Each device's state by its primary key: a nested loop whatever the number of devices,
 # never a scan of device_state (LIMIT 1 keeps the planner from flattening the LATERAL into
@@ -62,11 +61,34 @@ CROSS JOIN LATERAL (
     FROM device_state WHERE device_id = d.id AND status <> 'retired' LIMIT 1) AS s
 """
 
-# The devices of these sites: the covering index devices_site (migration 027), then
-# device_state by key.
+# The devices of the sites that could be silent: the covering index devices_site
+# (migration 027), then device_state by key. Most newly silent devices are alone in a home
+# whose other devices beat, so only the sites where at least `min` devices have been quiet
+# since before the end of a newly silent device's window come back (a necessary condition
+# of monitor/sites.py's decision: their silence windows overlap one of a newly silent
+# device's, and the decision itself is made on the rows in Python): ten thousand such
+# devices read thirty thousand rows here and send back a handful.
 _SITE_MEMBERS = f"""
-SELECT {_MEMBER_COLUMNS} FROM devices d {_STATE}
-WHERE d.site_id = ANY(%(sites)b::text[])
+WITH member AS (
+    SELECT {_MEMBER_COLUMNS},
+           d.id = ANY(%(triggers)b::text[]) AS trigger
+    FROM devices d {_STATE}
+    WHERE d.site_id = ANY(%(sites)b::text[])
+), quiet AS (
+    SELECT site_id, min(last_received_at) AS since,
+           max(last_received_at + make_interval(secs => heartbeat_interval_s + %(slack)s))
+               AS until
+    FROM member WHERE trigger GROUP BY site_id
+), possible AS (
+    SELECT m.site_id FROM member m JOIN quiet q ON q.site_id = m.site_id
+    WHERE m.last_received_at <= q.until
+      AND m.last_received_at + make_interval(secs => m.heartbeat_interval_s + %(slack)s)
+          >= q.since
+    GROUP BY m.site_id HAVING count(*) >= %(min)s
+)
+SELECT id, name, status, last_received_at, heartbeat_interval_s, site_id, parent_id,
+       critical, expected_at, will_at
+FROM member WHERE site_id IN (SELECT site_id FROM possible)
 """
 
 # The parents themselves and the devices behind them (devices_parent).
@@ -106,12 +128,30 @@ class SiteResult:
     resolved: int = 0
 
 
-def _members(conn, sites: set[str], parents: set[str]) -> dict[str, Member]:
-    """The devices of these sites, behind these parents, and the parents themselves."""
+def _involved(conn, ids: list[str]) -> list[tuple[str, str | None, str | None, bool]]:
+    """(device, its site, its parent, whether it is a parent) for those of `ids` that have
+    any of the three."""
+    hubs = {r[0] for r in conn.execute(_PARENTS, {"ids": ids})}
+    rows = {r[0]: r for r in conn.execute(_PLACED, {"ids": ids})}
+    for hub in hubs - set(rows):
+        rows[hub] = (hub, None, None)
+    return [(d, site, parent, d in hubs) for d, site, parent in rows.values()]
+
+
+def _members(
+    conn, sites: set[str], parents: set[str], triggers: list[str], policy: SitePolicy
+) -> dict[str, Member]:
+    """The devices of these sites that could be silent, behind these parents, and the
+    parents themselves (a device of neither is not read: nothing to decide about it)."""
     members = {}
     if sites:
-        rows = conn.execute(_SITE_MEMBERS, {"sites": sorted(sites)})
-        members.update((r[0], Member(*r)) for r in rows)
+        params = {
+            "sites": sorted(sites),
+            "triggers": triggers,
+            "slack": policy.slack_s,
+            "min": policy.min_devices,
+        }
+        members.update((r[0], Member(*r)) for r in conn.execute(_SITE_MEMBERS, params))
     if parents:
         rows = conn.execute(_PARENT_MEMBERS, {"parents": sorted(parents)})
         members.update((r[0], Member(*r)) for r in rows)
@@ -130,12 +170,12 @@ def correlate_sites(
     result = SiteResult()
     if not offline_ids:
         return result
-    involved = conn.execute(_INVOLVED, {"ids": offline_ids}).fetchall()
+    involved = _involved(conn, offline_ids)
     if not involved:
         return result
     sites = {site for _, site, _, _ in involved if site}
     parents = {p for _, _, p, _ in involved if p} | {d for d, _, _, hub in involved if hub}
-    members = _members(conn, sites, parents)
+    members = _members(conn, sites, parents, sorted(d for d, *_ in involved), policy)
     # By site and by parent, once: a tick's triggers each look up their own handful.
     by_site: dict[str, list[Member]] = {}
     by_parent: dict[str, list[str]] = {}
@@ -251,7 +291,7 @@ def resolve_sites(
     if back_ids is not None:
         if not back_ids:
             return result
-        involved = conn.execute(_INVOLVED, {"ids": back_ids}).fetchall()
+        involved = _involved(conn, back_ids)
         if not involved:
             return result
         found = {f"site:{s}" for _, s, _, _ in involved if s}
