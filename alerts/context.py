@@ -98,4 +98,13 @@ def devices_context(devices: list[DeviceInfo]) -> dict:
     else:
         title = f"{len(devices)} of your devices"
         text = f"{title}: {', '.join(named)}"
-    return {"device_count": len(devices), "devices_title": title, "devices_text": text}
+    # Names only, for a line that must stay short (an SMS about a home's devices).
+    names = [d.name or d.device_id for d in devices[:DEVICES_NAMED]]
+    if more:
+        names.append(f"{more} more")
+    return {
+        "device_count": len(devices),
+        "devices_title": title,
+        "devices_text": text,
+        "device_names": ", ".join(names),
+    }

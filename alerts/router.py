@@ -41,7 +41,7 @@ _CLAIM = """
 SELECT n.id, n.created_at, n.audience, n.template, n.severity, n.device_id, n.incident_id,
        n.campaign_id, n.channels, n.context,
        i.status, f.id IS NOT NULL, coalesce(f.details ? 'customers_told_at', false),
-       f.details ->> 'down', f.details ->> 'group'
+       f.details ->> 'down', f.details ->> 'group', coalesce(f.scope = 'site', false)
 FROM notices n
 LEFT JOIN incidents i ON i.id = n.incident_id
 LEFT JOIN incidents f ON f.id = i.fleet_incident_id AND f.status <> 'resolved'
@@ -152,7 +152,7 @@ def route_notices(conn: psycopg.Connection, now: datetime, *, limit: int) -> Rou
 
 def _claimed(row: tuple, told: set[int]) -> Claimed:
     (nid, created, audience, template, severity, device, incident_id, campaign, channels) = row[:9]
-    context, status, in_outage, outage_told, down, group = row[9:]
+    context, status, in_outage, outage_told, down, group, covered = row[9:]
     incident = None
     if incident_id is not None and status is not None:
         outage = f"{down} devices in {group} went offline at once" if in_outage else None
@@ -162,6 +162,7 @@ def _claimed(row: tuple, told: set[int]) -> Claimed:
             outage_told=outage_told,
             outage=outage,
             owner_told=incident_id in told,
+            covered=covered,
         )
     return Claimed(
         nid, created, audience, template, severity, device, incident_id, campaign, channels,

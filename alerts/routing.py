@@ -88,6 +88,9 @@ class IncidentView:
     outage: str | None = None
     # A message about the problem reached (or is on its way to) the owner.
     owner_told: bool = False
+    # ...a group whose own message names this device (a site or a hub: monitor/sites.py),
+    # critical devices included: that message carries their urgency.
+    covered: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,9 @@ def notice_fate(
     - held back by an outage the device is part of, or, once owners are told of the
       outage, sent as that message instead;
     - but never held when `critical` (a critical incident on a critical device, an alarm
-      panel): it goes at once, saying that many devices went offline together.
+      panel): it goes at once, saying that many devices went offline together;
+    - unless the group's own message names the device (a site or a hub): held always, the
+      group's message is critical and goes at once in its place.
     Staff messages and notices without an incident always go.
     """
     if audience != "owner" or incident is None:
@@ -122,6 +127,8 @@ def notice_fate(
     if spec.about == "recovery" and not incident.owner_told:
         return Fate(None, reason="owner never told of the problem")
     if spec.in_outage and incident.in_outage:
+        if incident.covered:
+            return Fate(template, held=True, reason="held by its site")
         if critical and spec.critical_in_outage:
             return Fate(spec.critical_in_outage)
         if incident.outage_told:

@@ -49,6 +49,8 @@ WHAT_TO_DO = {
     "ev_charger": "Check the charger's circuit breaker and network cable or Wi-Fi.",
     "car": "The car may be out of mobile coverage or its battery may be low. Start the car "
     "or move it into coverage.",
+    "hub": "Check the hub's power and its cable or Wi-Fi to your router: the devices that "
+    "connect through it are offline while it is.",
 }
 DEFAULT_WHAT_TO_DO = "Check that it has power and a network connection."
 # What to do about a degraded-health problem, by template; any other falls back to the
@@ -72,6 +74,7 @@ DEVICE_KIND_NAMES = {
     "camera": "camera",
     "ev_charger": "EV charger",
     "car": "car",
+    "hub": "hub",
 }
 
 TEMPLATES: dict[str, Template] = {
@@ -141,6 +144,67 @@ TEMPLATES: dict[str, Template] = {
         about="recovery",
         sms="Fleetwatch: your {device_kind} {device_name} is back online after {downtime}.",
         line=("Back online since {back_local}, after {downtime} offline. Nothing more to do."),
+    ),
+    # A place's devices silent together (monitor/sites.py): one message naming the place
+    # and each device (`devices_text`, from `device_ids`), critical when one of them is.
+    "site_offline": Template(
+        title="{site_name} seems to have lost its internet connection",
+        body=(
+            "Hello {customer_name},\n\n"
+            "{site_name} ({site_address}) seems to have lost its internet connection: "
+            "{devices_text} went offline together at {since_local}.\n\n"
+            "What to do: check that your router has power and that its internet light is "
+            "on; restart it if not. If the power is out, your devices will come back with "
+            "it.\n\n"
+            "We will tell you when they are back online."
+        ),
+        digest_line="{site_name}: {devices_title} offline together since {since_local}",
+        sms=(
+            "Fleetwatch: {site_name} seems to have lost its internet: {devices_title} went offline."
+        ),
+        line="{device_names} went offline together at {since_local}. Check your router.",
+    ),
+    "site_back_online": Template(
+        title="{site_name} is back online",
+        body=(
+            "Hello {customer_name},\n\n"
+            "{site_name} ({site_address}) is back online since {back_local}, after being "
+            "offline for {downtime}: {devices_text}.\n\n"
+            "Nothing more to do."
+        ),
+        digest_line="{site_name} back online after {downtime}",
+        about="recovery",
+        sms="Fleetwatch: {site_name} is back online after {downtime}.",
+        line="Back online since {back_local}, after {downtime} offline. Nothing more to do.",
+    ),
+    # A parent device (a hub, a gateway) silent: the hub is the news, the devices behind it
+    # the list.
+    "hub_offline": Template(
+        title="Your hub {hub_name} went offline",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your hub {hub_name} went offline at {since_local}, and with it the devices "
+            "that connect through it: {devices_text}.\n\n"
+            "What to do: check the hub's power and its connection to your router; the "
+            "devices behind it will come back with it.\n\n"
+            "We will tell you when it is back online."
+        ),
+        digest_line="Hub {hub_name} offline since {since_local}, with {devices_title}",
+        sms=("Fleetwatch: your hub {hub_name} went offline, with {devices_title}."),
+        line="Offline since {since_local}, with {device_names}. Check its power.",
+    ),
+    "hub_back_online": Template(
+        title="Your hub {hub_name} is back online",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your hub {hub_name} is back online since {back_local}, after being offline "
+            "for {downtime}, and with it {devices_text}.\n\n"
+            "Nothing more to do."
+        ),
+        digest_line="Hub {hub_name} back online after {downtime}",
+        about="recovery",
+        sms="Fleetwatch: your hub {hub_name} is back online after {downtime}.",
+        line="Back online since {back_local}, after {downtime} offline. Nothing more to do.",
     ),
     "device_never_seen": Template(
         title="Your new {device_kind} {device_name} has not connected yet",

@@ -41,7 +41,7 @@ DEVICE_COLUMNS = """
 d.id, d.name, d.model_id, m.kind, m.device_type, d.serial, d.vin,
 coalesce(st.firmware, d.firmware), d.customer_id, d.region, d.labels, d.timezone,
 coalesce(st.status, 'provisioned'), st.status_changed_at, st.last_seen_at, st.last_metrics,
-d.retired_at
+d.retired_at, d.site_id, d.parent_id
 """
 _DEVICE_FIELDS = tuple(DevicePublic.model_fields)
 

@@ -28,6 +28,8 @@ class DeviceCard(BaseModel):
     kind_name: str
     model_name: str
     place: str | None
+    # The device it connects through (a hub), by name.
+    behind: str | None = None
     status: str
     # "Offline since 14:02", "Online", "Not watched: you said it is off on purpose".
     status_text: str
@@ -67,10 +69,13 @@ SELECT d.id, d.name, m.device_type, m.name, coalesce(st.status, 'provisioned'),
        coalesce(st.status, '') <> 'paused',
        (SELECT max(s.ends_at) FROM silences s
         WHERE s.scope = 'device' AND s.target = d.id AND s.owner_id = d.customer_id
-          AND s.ends_at > %(now)s)
+          AND s.ends_at > %(now)s),
+       site.name, coalesce(p.name, p.id)
 FROM devices d
 JOIN device_models m ON m.id = d.model_id
 LEFT JOIN device_state st ON st.device_id = d.id
+LEFT JOIN sites site ON site.id = d.site_id
+LEFT JOIN devices p ON p.id = d.parent_id
 WHERE d.customer_id = %(customer)s AND d.retired_at IS NULL
 ORDER BY d.id
 LIMIT %(limit)s
@@ -96,6 +101,8 @@ def device_rows(
             open_incidents=tuple(incidents.get(row[0], ())),
             watching=row[9],
             snoozed_until=row[10],
+            place=row[11],
+            behind=row[12],
         )
         for row in conn.execute(_DEVICES, params)
     ]

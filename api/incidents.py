@@ -51,7 +51,7 @@ def list_incidents(
     conn: DbConn,
     status: Literal["active", "open", "acknowledged", "resolved"] | None = None,
     severity: Literal["info", "warning", "critical"] | None = None,
-    scope: Literal["device", "fleet", "system"] | None = None,
+    scope: Literal["device", "fleet", "system", "site"] | None = None,
     kind: Annotated[str | None, Query(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")] = None,
     device_id: DeviceIdQuery = None,
     since: datetime | None = None,

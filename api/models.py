@@ -61,6 +61,9 @@ class DevicePublic(BaseModel):
     last_seen_at: datetime | None
     last_metrics: dict[str, float] | None
     retired_at: datetime | None = None
+    # Its place and the device it connects through (a hub), when the registry has them.
+    site_id: str | None = None
+    parent_id: str | None = None
 
 
 class DevicePage(BaseModel):
@@ -251,6 +254,9 @@ class DeviceUpdate(Input):
         Field(default=None, max_length=32)
     )
     offline_after_s: Annotated[int, Field(gt=0, le=365 * 86400)] | None = None
+    # null: no site, no parent. A site must exist; a parent must be another device.
+    site_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
+    parent_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)] | None = None
 
 
 class ModelPublic(BaseModel):

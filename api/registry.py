@@ -90,6 +90,14 @@ def update_device(
     exists = "SELECT 1 FROM customers WHERE id = %s"
     if customer is not None and not conn.execute(exists, (customer,)).fetchone():
         raise HTTPException(422, f"no customer {customer!r}")
+    site, parent = values.get("site_id"), values.get("parent_id")
+    if site is not None and not conn.execute("SELECT 1 FROM sites WHERE id = %s", (site,)).rowcount:
+        raise HTTPException(422, f"no site {site!r}")
+    if parent is not None and (
+        parent == device_id
+        or not conn.execute("SELECT 1 FROM devices WHERE id = %s", (parent,)).rowcount
+    ):
+        raise HTTPException(422, f"parent_id: no other device {parent!r}")
     if values:
         done = conn.execute(
             f"UPDATE devices SET {_set_clause(values)} WHERE id = %(device)s",

@@ -1,6 +1,7 @@
 """The monitor tick over a large fleet: idle, then with a share of it newly overdue.
 
     .venv/bin/python bench/monitor.py [--devices 1000000] [--share 0.01] [--runs 3]
+                                      [--sites 300000] [--database NAME]
 
 Loads the fleet with set-based SQL: customers with timezones and one email channel each
 (nothing is sent), devices across the five seeded models, `device_state` online with its
@@ -9,7 +10,10 @@ idle (the three index reads and nothing due), then `--runs` times with a fresh `
 of the fleet made overdue just before `now`, split into find_transitions and
 apply_transitions (and the parts of the latter). EXPLAINs the due query with a share due,
 as a custom and as a generic plan, to show which index each of its three parts reads.
-Prints figures, then one line of JSON.
+With `--sites N`, every customer's devices are one site (N customers, N sites) and the
+runs are made twice in the one run: before the devices have their sites, and after (the
+site correlation then reads each newly overdue device's site). Prints figures, then one
+line of JSON.
 """
 
 from __future__ import annotations
@@ -113,6 +117,14 @@ SET overdue_at = %(now)s - make_interval(secs => 1 + t.n %% 60),
 FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS t(device_id, n)
 WHERE s.device_id = t.device_id AND s.status = 'online'
 """
+
+# Customer k's devices are the site 'site-k' (its home), created after the "before" runs.
+_SITES = """
+INSERT INTO sites (id, customer_id, name, address, timezone)
+SELECT 'site-' || substr(id, 6), id, 'Home of ' || name, substr(id, 6) || ' Bench Street', timezone
+FROM customers
+"""
+_PLACE_DEVICES = "UPDATE devices SET site_id = 'site-' || substr(customer_id, 6)"
 
 _OUTCOME = """
 SELECT (SELECT count(*) FROM device_state WHERE device_id = ANY(%(ids)s) AND status = 'offline'),
@@ -269,6 +281,8 @@ TICK_STAGES = [
     (monitor.transitions, "record_notices", "    record notices"),
     (monitor.transitions, "_flapping", "    flapping check"),
     (monitor.transitions, "_resolve", "  resolve incidents"),
+    (monitor.service, "correlate_sites", "  site correlation"),
+    (monitor.service, "resolve_sites", "  site resolution"),
     (monitor.service, "correlate", "  fleet correlation"),
     (monitor.service, "resolve_stable", "resolve_stable"),
 ]
@@ -285,6 +299,8 @@ class Run:
     checked: tuple[int, int, int, int]
     # The router after the tick (notices to outbox rows), which detection does not wait for.
     fanout_seconds: float = 0.0
+    # Site and hub incidents the tick opened.
+    sites_opened: int = 0
 
     @property
     def find(self) -> float:
@@ -444,7 +460,74 @@ def overdue_run(
         notifications,
         checked,
         fanout_seconds,
+        getattr(result.applied, "sites_opened", 0),
     )
+
+
+# Every run ticks at the one `now`. With --sites, the devices of the runs before are aged
+# an hour first, as if they had gone down an hour ago: otherwise three runs' devices of one
+# home look silent together (a site incident the bench made up), and six runs' 1% add up
+# to a region's fleet outage. Both phases get it, so before and after compare alike.
+_AGE = """
+UPDATE device_state SET last_seen_at = last_seen_at - interval '1 hour',
+       last_received_at = last_received_at - interval '1 hour',
+       status_changed_at = status_changed_at - interval '1 hour'
+WHERE device_id = ANY(%(ids)s)
+"""
+_AGE_INCIDENTS = """
+UPDATE incidents SET opened_at = opened_at - interval '1 hour'
+WHERE scope = 'device' AND device_id = ANY(%(ids)s)
+"""
+
+
+def age(dsn: str, ids: list[str]) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(_AGE, {"ids": ids})
+        conn.execute(_AGE_INCIDENTS, {"ids": ids})
+
+
+def overdue_runs(
+    watcher: Monitor, now: datetime, sets: list[list[str]], beside: Beside, args
+) -> list[Run]:
+    runs = []
+    for number, ids in enumerate(sets, 1):
+        if args.sites:
+            age(watcher.dsn, [d for earlier in sets[: number - 1] for d in earlier])
+        run = overdue_run(watcher, now, ids, beside, then_checkpoint=args.checkpoint_before_tick)
+        runs.append(run)
+        print(
+            f"run {number}: {len(ids):,} made overdue; tick {run.seconds * 1000:.0f} ms: "
+            f"{run.due:,} due, {run.opened:,} incidents opened, "
+            f"{run.notifications:,} notifications queued by the router after it "
+            f"in {run.fanout_seconds * 1000:.0f} ms"
+            + (f"; {run.sites_opened} site incidents opened" if run.sites_opened else ""),
+            flush=True,
+        )
+        for label, seconds in run.split.items():
+            print(f"    {label:<32} {seconds * 1000:7.1f} ms")
+        offline, incidents, events, notifications = run.checked
+        print(
+            f"    in the database: {offline:,} offline, {incidents:,} open incidents, "
+            f"{events:,} opened events, {notifications:,} pending notifications"
+        )
+    return runs
+
+
+def place_in_sites(dsn: str) -> None:
+    """Each customer's devices become one site: the fleet as it is after a registry import."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        started = time.perf_counter()
+        with conn.transaction():
+            sites = conn.execute(_SITES).rowcount
+            placed = conn.execute(_PLACE_DEVICES).rowcount
+        conn.execute("VACUUM ANALYZE sites")
+        conn.execute("VACUUM ANALYZE devices")
+        checkpoint(conn)
+        print(
+            f"{sites:,} sites made and {placed:,} devices placed in them in "
+            f"{time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
 
 
 def report_due_plans(dsn: str, now: datetime, settings: Settings, due: int) -> bool:
@@ -485,6 +568,18 @@ def main() -> None:
     parser.add_argument("--idle-ticks", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--sites",
+        type=int,
+        default=0,
+        help="also time the runs after placing the devices in this many sites (one per "
+        "customer: the customers default to this number)",
+    )
+    parser.add_argument(
+        "--database",
+        default="fleetwatch_bench_monitor",
+        help="the bench database's name (dropped and made afresh)",
+    )
+    parser.add_argument(
         "--checkpoint-before-tick",
         action="store_true",
         help="CHECKPOINT after the setup of each run: every page the tick touches is then "
@@ -492,14 +587,17 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    customers = args.customers or max(1, round(args.devices / 2.5))
+    customers = args.customers or args.sites or max(1, round(args.devices / 2.5))
+    if args.sites and customers != args.sites:
+        raise SystemExit("--sites makes one site per customer: leave --customers out")
     overdue = max(1, round(args.devices * args.share))
     if args.runs < 1 or args.idle_ticks < 2:
         raise SystemExit("--runs must be at least 1 and --idle-ticks at least 2")
-    if overdue * (args.runs + 1) > args.devices:
-        raise SystemExit("--share * (--runs + 1) must fit in the fleet")
+    phases = 2 if args.sites else 1
+    if overdue * (phases * args.runs + 1) > args.devices:
+        raise SystemExit("--share * (--runs + 1) must fit in the fleet (twice the runs: --sites)")
 
-    dsn = bench_database("fleetwatch_bench_monitor")
+    dsn = bench_database(args.database)
     facts = server_facts(dsn)
     cores = os.cpu_count()
     code = code_version("monitor", "alerts", "incidents", "core")
@@ -520,10 +618,10 @@ def main() -> None:
     mark_ingest_receiving(dsn, now)
 
     # Disjoint fresh picks: one set per run and one more for the EXPLAIN.
-    picks = random.Random(args.seed).sample(range(1, args.devices + 1), overdue * (args.runs + 1))
+    count = phases * args.runs + 1
+    picks = random.Random(args.seed).sample(range(1, args.devices + 1), overdue * count)
     sets = [
-        [device_id(n) for n in sorted(picks[i * overdue : (i + 1) * overdue])]
-        for i in range(args.runs + 1)
+        [device_id(n) for n in sorted(picks[i * overdue : (i + 1) * overdue])] for i in range(count)
     ]
     settings = Settings(database_url=dsn)
     if overdue > settings.monitor_batch_limit:
@@ -543,30 +641,18 @@ def main() -> None:
             f"ticks; first {idle[0] * 1000:.1f} ms (includes connecting)",
             flush=True,
         )
-        runs = []
-        for number, ids in enumerate(sets[: args.runs], 1):
-            run = overdue_run(
-                watcher, now, ids, beside, then_checkpoint=args.checkpoint_before_tick
-            )
-            runs.append(run)
-            print(
-                f"run {number}: {len(ids):,} made overdue; tick {run.seconds * 1000:.0f} ms: "
-                f"{run.due:,} due, {run.opened:,} incidents opened, "
-                f"{run.notifications:,} notifications queued by the router after it "
-                f"in {run.fanout_seconds * 1000:.0f} ms",
-                flush=True,
-            )
-            for label, seconds in run.split.items():
-                print(f"    {label:<32} {seconds * 1000:7.1f} ms")
-            offline, incidents, events, notifications = run.checked
-            print(
-                f"    in the database: {offline:,} offline, {incidents:,} open incidents, "
-                f"{events:,} opened events, {notifications:,} pending notifications"
-            )
+        runs = overdue_runs(watcher, now, sets[: args.runs], beside, args)
+        site_runs: list[Run] = []
+        if args.sites:
+            age(dsn, [d for earlier in sets[: args.runs] for d in earlier])
+            place_in_sites(dsn)
+            print("after: every device in its customer's site", flush=True)
+            site_runs = overdue_runs(watcher, now, sets[args.runs : 2 * args.runs], beside, args)
         after = idle_ticks(watcher, now, args.idle_ticks, Beside())
         idle_after_s = statistics.median(after)
         print(
-            f"idle tick after the runs, {sum(r.opened for r in runs):,} devices now down "
+            f"idle tick after the runs, {sum(r.opened for r in runs + site_runs):,} devices "
+            f"now down "
             f"(the second part of the due query reads every down device): "
             f"median {idle_after_s * 1000:.1f} ms, first {after[0] * 1000:.1f} ms",
             flush=True,
@@ -592,6 +678,39 @@ def main() -> None:
         f"{overdue:,} incidents and notifications per run: "
         f"{'yes' if counts_ok else 'NO, see the runs above'}"
     )
+
+    sites_summary = {}
+    if site_runs:
+        site_ticks = [r.seconds for r in site_runs]
+        # Two or three of one home picked in one run are silent together: a site incident
+        # holds their own alerts and sends one (or the home had a device down an hour
+        # before). Every device still has its incident.
+        site_ok = all(
+            r.due == r.opened == overdue and r.checked[:3] == (overdue,) * 3 for r in site_runs
+        )
+        sites_summary = {
+            "sites": args.sites,
+            "before_tick_ms_median": round(tick_s * 1000),
+            "before_tick_ms_max": round(tick_max * 1000),
+            "after_tick_ms_median": round(statistics.median(site_ticks) * 1000),
+            "after_tick_ms_max": round(max(site_ticks) * 1000),
+            "after_tick_ms_runs": [round(t * 1000) for t in site_ticks],
+            "after_site_correlation_ms_median": round(
+                statistics.median(r.stages.total["  site correlation"] for r in site_runs) * 1000
+            ),
+            "after_counts_ok": site_ok,
+            "after_site_incidents": [r.sites_opened for r in site_runs],
+            "after_target_under_1s": max(site_ticks) < 1,
+        }
+        print(
+            f"with {args.sites:,} sites: tick median {sites_summary['after_tick_ms_median']} ms, "
+            f"max {sites_summary['after_tick_ms_max']} ms (before: median "
+            f"{sites_summary['before_tick_ms_median']} ms, max "
+            f"{sites_summary['before_tick_ms_max']} ms); site correlation median "
+            f"{sites_summary['after_site_correlation_ms_median']} ms; target under 1 s: "
+            f"{'met' if max(site_ticks) < 1 else 'NOT met'}; counts "
+            f"{'ok' if site_ok else 'WRONG'}"
+        )
 
     make_overdue(dsn, sets[-1], now, then_checkpoint=False)
     all_use = report_due_plans(dsn, now, settings, overdue)
@@ -633,6 +752,7 @@ def main() -> None:
                 "checkpoint_before_tick": args.checkpoint_before_tick,
                 "code": code,
                 "beside": ran_beside,
+                **sites_summary,
             }
         )
     )

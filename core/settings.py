@@ -130,6 +130,15 @@ class Settings(BaseSettings):
     fleet_hold_s: int = 600
     fleet_resolve_pct: float = 10.0
     fleet_sizes_refresh_s: int = 60
+    # Site and parent correlation (monitor/sites.py): a site is silent when at least this
+    # share of its devices (not behind a hub of the site) went silent together, and at
+    # least site_min_devices of them; silent "together" allows this many seconds of slack
+    # around each device's last heartbeat interval. A site with some devices back waits
+    # site_settle_s for the rest before their own alerts go.
+    site_min_pct: float = Field(default=75.0, gt=0, le=100)
+    site_min_devices: int = Field(default=2, ge=2)
+    site_slack_s: int = Field(default=5, ge=0)
+    site_settle_s: int = Field(default=300, ge=0)
 
     alerts_workers: int = 8
     alerts_batch_size: int = 200

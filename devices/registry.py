@@ -11,7 +11,14 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from contract.ids import DEVICE_ID_PATTERN
 
@@ -35,6 +42,18 @@ class DeviceRow(BaseModel):
     region: str | None = Field(default=None, max_length=64)
     labels: list[str] = Field(default_factory=list)
     offline_after_s: int | None = Field(default=None, gt=0)
+    # Its place (created or renamed with the import; the site's timezone is the row's) and
+    # the device it connects through (a hub we monitor, in this file or registered).
+    site_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    site_name: str | None = Field(default=None, max_length=200)
+    site_address: str | None = Field(default=None, max_length=300)
+    parent_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN)
+
+    @model_validator(mode="after")
+    def _not_own_parent(self):
+        if self.parent_id is not None and self.parent_id == self.id:
+            raise ValueError("parent_id: a device cannot be its own parent")
+        return self
 
     @field_validator("*", mode="before")
     @classmethod
@@ -137,21 +156,22 @@ _CREATE_STAGE = """
 CREATE TEMP TABLE device_import (
     row_number integer, id text, model_id text, name text, serial text, vin text,
     firmware text, customer_id text, timezone text, region text, labels text[],
-    offline_after_s integer
+    offline_after_s integer, site_id text, parent_id text
 ) ON COMMIT DROP
 """
 
 _UPSERT_DEVICES = """
 INSERT INTO devices (id, model_id, name, serial, vin, firmware, customer_id, timezone,
-                     region, labels, offline_after_s)
+                     region, labels, offline_after_s, site_id, parent_id)
 SELECT id, model_id, name, serial, vin, firmware, customer_id, timezone, region, labels,
-       offline_after_s
+       offline_after_s, site_id, parent_id
 FROM device_import
 ON CONFLICT (id) DO UPDATE SET
     model_id = excluded.model_id, name = excluded.name, serial = excluded.serial,
     vin = excluded.vin, firmware = excluded.firmware, customer_id = excluded.customer_id,
     timezone = excluded.timezone, region = excluded.region, labels = excluded.labels,
-    offline_after_s = excluded.offline_after_s, retired_at = NULL
+    offline_after_s = excluded.offline_after_s, site_id = excluded.site_id,
+    parent_id = excluded.parent_id, retired_at = NULL
 """
 
 # A device that never reports becomes "never seen" once this deadline passes.
@@ -165,6 +185,24 @@ FROM device_import i
 JOIN devices d ON d.id = i.id
 JOIN device_models m ON m.id = d.model_id
 ON CONFLICT (device_id) DO NOTHING
+"""
+
+# A parent named neither in the file nor in the registry.
+_UNKNOWN_PARENTS = """
+SELECT i.row_number, i.id, i.parent_id FROM device_import i
+WHERE i.parent_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM device_import p WHERE p.id = i.parent_id)
+  AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = i.parent_id)
+ORDER BY i.row_number
+"""
+
+# A site imported again keeps its id; its name, address and timezone follow the file.
+_UPSERT_SITES = """
+INSERT INTO sites (id, customer_id, name, address, timezone)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+ON CONFLICT (id) DO UPDATE SET
+    name = excluded.name, address = coalesce(excluded.address, sites.address),
+    timezone = excluded.timezone, customer_id = coalesce(excluded.customer_id, sites.customer_id)
 """
 
 # Which imported device collides with an existing one on serial or VIN, to name it.
@@ -199,7 +237,8 @@ def import_devices(
         conn.execute(_CREATE_STAGE)
         with conn.cursor().copy(
             "COPY device_import (row_number, id, model_id, name, serial, vin, firmware, "
-            "customer_id, timezone, region, labels, offline_after_s) FROM STDIN"
+            "customer_id, timezone, region, labels, offline_after_s, site_id, parent_id) "
+            "FROM STDIN"
         ) as copy:
             for done, (number, row) in enumerate(valid, start=1):
                 copy.write_row(
@@ -216,18 +255,22 @@ def import_devices(
                         row.region,
                         row.labels,
                         row.offline_after_s,
+                        row.site_id,
+                        row.parent_id,
                     )
                 )
                 if on_progress and done % 500 == 0:
                     on_progress(500)
         conflicts = conn.execute(_CONFLICTS).fetchall()
-        if conflicts:
+        unknown = conn.execute(_UNKNOWN_PARENTS).fetchall()
+        if conflicts or unknown:
             report.errors = [
                 RowError(n, dev, f"{what} already belongs to device {other}")
                 for n, dev, what, other in conflicts
-            ]
+            ] + [RowError(n, dev, f"parent_id: no device {p!r}") for n, dev, p in unknown]
             report.created_customers = 0
             raise psycopg.Rollback
+        _upsert_sites(conn, [row for _, row in valid])
         conn.execute(_UPSERT_DEVICES)
         conn.execute(_CREATE_STATE)
         report.imported = len(valid)
@@ -250,3 +293,15 @@ def _ensure_customers(conn: psycopg.Connection, rows: list[DeviceRow]) -> int:
         "ON CONFLICT (id) DO NOTHING",
         (ids, [customers[c][0] for c in ids], [customers[c][1] for c in ids]),
     ).rowcount
+
+
+def _upsert_sites(conn: psycopg.Connection, rows: list[DeviceRow]) -> None:
+    sites: dict[str, tuple] = {}
+    for row in rows:
+        if row.site_id and (row.site_id not in sites or row.site_name):
+            name = row.site_name or sites.get(row.site_id, (None, row.site_id))[1]
+            sites[row.site_id] = (row.customer_id, name, row.site_address, row.timezone)
+    if sites:
+        ids = list(sites)
+        columns = [[sites[i][k] for i in ids] for k in range(4)]
+        conn.execute(_UPSERT_SITES, (ids, *columns))

@@ -201,6 +201,7 @@ def _incidents(conn, ev: Evidence, phase) -> dict:
             "SELECT scope || ':' || kind, count(*) FROM incidents GROUP BY 1 ORDER BY 1"
         ).fetchall()
     )
+    sites = {k: n for k, n in kinds.items() if k.startswith("site:")}
     silent = set(ev.silent.due_at)
     per_silent = Counter(d for d, kind, _, _ in rows if kind == "offline" and d in silent)
     wrong_count = {d: per_silent.get(d, 0) for d in silent if per_silent.get(d, 0) != 1}
@@ -213,6 +214,7 @@ def _incidents(conn, ev: Evidence, phase) -> dict:
     ]
     return {
         "rows": rows,
+        "sites": sites,
         "silent_found": sum(1 for d in silent if per_silent.get(d, 0) >= 1),
         "silent_wrong_count": wrong_count,
         "beating_offline": [
@@ -523,6 +525,10 @@ def run_checks(ev: Evidence) -> dict:
             not inc["beating_offline"] and not owners["beating_notified"],
             f"{len(inc['beating_offline'])} incidents of devices that kept beating (by phase "
             f"{inc['beating_offline_by_phase']}): {inc['beating_offline'][:5]}",
+        ),
+        "no_site_incident": (
+            not inc["sites"],
+            f"site and hub incidents (each silent device is alone in its home): {inc['sites']}",
         ),
         "none_offline_in_blind_spot": (
             inc["in_blind_spot"] == 0 and (inc["broker_blind_spot"] or "broker" not in c.steps),

@@ -146,11 +146,18 @@ def plan_silence(
     # its silence is overdue.
     free = [d.device_id for d in fleet if not d.spec.profile.sleeps_when_idle]
     draw.shuffle(free)
+    # One silent device per household: the rest of its home keeps beating, so each silence
+    # is that device's own alert and any site incident is a false one (checks.py).
+    owner = {d.device_id: d.spec.owner.customer_id for d in fleet}
     due_at, cohort = {}, {}
+    homes: set[str] = set()
     for at, step in sorted(targets):
-        pick = next((i for i, d in enumerate(free) if lead[d] <= at), None)
+        pick = next(
+            (i for i, d in enumerate(free) if lead[d] <= at and owner[d] not in homes), None
+        )
         if pick is None:
             continue
         device_id = free.pop(pick)
+        homes.add(owner[device_id])
         due_at[device_id], cohort[device_id] = at, step
     return SilentPlan(due_at, cohort)

@@ -176,6 +176,9 @@ class Drill:
                 time_scale=c.time_scale,
                 at_least_s=MIN_ALLOWANCE_S,
                 labels={device_id: ["drill:silent"] for device_id in self.silent.due_at},
+                # Homes as sites: a broker restart silences them all at once, and must not
+                # look like a home losing its internet.
+                sites=True,
             )
             conn.execute(
                 # Verified at creation, as the operator's channels are (alerts reach

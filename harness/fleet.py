@@ -65,15 +65,16 @@ def register_fleet(
     time_scale: float | None = None,
     at_least_s: int = 0,
     labels: Mapping[str, Sequence[str]] | None = None,
+    sites: bool = False,
 ) -> ImportReport:
     """Register `fleet`, and its owners as customers, through the registry's import: every
     device or, if the registry refuses one, none (FleetNotRegistered).
 
     With `time_scale`, every device's offline deadline is its model's scaled allowance
     (`scaled_deadlines`); without, the models' own apply. `labels` adds labels to devices by
-    id.
+    id. With `sites`, each owner's home devices share a site (fleet.registry_rows).
     """
-    rows = registry_rows(fleet)
+    rows = registry_rows(fleet, sites=sites)
     if time_scale is not None:
         deadlines = scaled_deadlines(model_timings(conn), time_scale, at_least_s=at_least_s)
         for row in rows:

@@ -18,6 +18,8 @@ from monitor.flapping import FlapPolicy
 from monitor.fleet import Reviewed, correlate, load_group_sizes, review_outages
 from monitor.health import HealthResult, evaluate_health
 from monitor.sight import close_blind_spot, open_blind_spot, read_sight
+from monitor.site_watch import SiteResult, correlate_sites, resolve_sites
+from monitor.sites import SitePolicy
 from monitor.status import DeviceWatch, Transition, next_status
 from monitor.transitions import Applied, apply_transitions, resolve_stable
 
@@ -130,6 +132,12 @@ class Monitor(RunsForever):
             hold_s=settings.fleet_hold_s,
             resolve_pct=settings.fleet_resolve_pct,
         )
+        self.sites = SitePolicy(
+            min_pct=settings.site_min_pct,
+            min_devices=settings.site_min_devices,
+            slack_s=settings.site_slack_s,
+            settle_s=settings.site_settle_s,
+        )
         self._group_sizes: dict[str, int] | None = None
         self.ticks = 0
         self.last_tick: TickResult | None = None
@@ -185,8 +193,14 @@ class Monitor(RunsForever):
             waiting = {"silent", "never_reported"} | ({"last_will"} if will_held else set())
             kept = [t for t in transitions if t.reason not in waiting]
             held, transitions = len(transitions) - len(kept), kept
+        # Site silence is judged on what the ingests have provably read, as deadlines are.
+        heard_until = horizon(sight, now)
         applied = apply_transitions(
-            conn, transitions, now, self.flap, then=lambda c, a: self._correlate(c, a, now)
+            conn,
+            transitions,
+            now,
+            self.flap,
+            then=lambda c, a: self._correlate(c, a, now, heard_until),
         )
         resolve_stable(conn, now, self.flap)
         result = TickResult(len(transitions), applied, time.perf_counter() - started, held=held)
@@ -194,13 +208,14 @@ class Monitor(RunsForever):
         if transitions:
             log.info(
                 "monitor tick: %d due, changed %s, %d incidents opened, %d resolved, "
-                "%d notices recorded, %d fleet incidents opened in %.3f s",
+                "%d notices recorded, %d fleet and %d site incidents opened in %.3f s",
                 result.due,
                 dict(applied.changed),
                 applied.opened,
                 applied.resolved,
                 applied.notices,
                 applied.fleet_opened,
+                applied.sites_opened,
                 result.seconds,
             )
         return result
@@ -210,7 +225,13 @@ class Monitor(RunsForever):
         self.last_tick = result
         conn.execute(_RUN, ("tick", now, result.seconds * 1000))
 
-    def _correlate(self, conn: psycopg.Connection, applied: Applied, now: datetime) -> None:
+    def _correlate(
+        self, conn: psycopg.Connection, applied: Applied, now: datetime, heard_until: datetime
+    ) -> None:
+        # Sites first: a home's members it takes are not counted again in a fleet outage.
+        sites = correlate_sites(conn, applied.down_ids, heard_until, self.sites)
+        applied.sites_opened = len(sites.opened)
+        resolve_sites(conn, applied.back_ids, now, self.sites)
         if applied.offline:
             if self._group_sizes is None:
                 self._group_sizes = load_group_sizes(conn, self.fleet)
@@ -223,9 +244,17 @@ class Monitor(RunsForever):
         return self._group_sizes
 
     def review(self, now: datetime | None = None) -> Reviewed:
-        """The periodic check on open outages: over, or lasting (owners told once)."""
+        """The periodic check on open outages: over, or lasting (owners told once); and on
+        open site and hub incidents: back, or settled."""
         conn = self._conns.get("review")
-        return review_outages(conn, now or db.db_now(conn), self.fleet)
+        now = now or db.db_now(conn)
+        self.review_sites(now)
+        return review_outages(conn, now, self.fleet)
+
+    def review_sites(self, now: datetime) -> SiteResult:
+        conn = self._conns.get("review")
+        with conn.transaction():
+            return resolve_sites(conn, None, now, self.sites)
 
     def check_health(self, now: datetime | None = None) -> HealthResult:
         """Evaluate the degraded-health rules of devices heard from since their last check.

@@ -90,6 +90,10 @@ class Applied:
     # Offline incidents opened: the fleet correlation's input.
     offline: list[int] = field(default_factory=list)
     fleet_opened: int = 0
+    # Devices that went offline and came back in this batch: the site correlation's input.
+    down_ids: list[str] = field(default_factory=list)
+    back_ids: list[str] = field(default_factory=list)
+    sites_opened: int = 0
 
 
 def apply_transitions(
@@ -124,6 +128,8 @@ def apply_transitions(
         up = [t for t in mine if t.new == "online"]
         for t in mine:
             applied.changed[t.new] += 1
+        applied.down_ids = [t.device_id for t in down if t.new == "offline"]
+        applied.back_ids = [t.device_id for t in up]
         if down:
             _open(conn, down, now, applied, flap)
         if up:

@@ -61,6 +61,8 @@ class DeviceRow:
     # (not when its owner said it is off on purpose: status 'paused'), and the end of the
     # owner's snooze of its alerts.
     place: str | None = None
+    # The device it connects through (its parent: a hub), by name.
+    behind: str | None = None
     watching: bool = True
     snoozed_until: datetime | None = None
 
@@ -141,6 +143,7 @@ def device_card(device: DeviceRow, timezone: str, now: datetime) -> dict[str, An
         "kind_name": DEVICE_KIND_NAMES.get(device.device_type, device.device_type),
         "model_name": device.model_name,
         "place": device.place,
+        "behind": device.behind,
         "status": device.status,
         "status_text": _status_words(device, worst, since) if device.watching else NOT_WATCHED,
         "since": device.status_changed_at,

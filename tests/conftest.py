@@ -39,6 +39,7 @@ DATA_TABLES = (
     "connectivity_events",
     "device_state",
     "devices",
+    "sites",
     "contact_channels",
     "customers",
     "staff_channels",

@@ -37,6 +37,7 @@ OWNERS = {
     "signin_links": "portal",
     "customer_sessions": "portal",
     "channel_codes": "portal",
+    "sites": "devices",
 }
 _WRITE = re.compile(
     r"\b(?:INSERT\s+INTO|DELETE\s+FROM|COPY|TRUNCATE)\s+(\w+)|\bUPDATE\s+(\w+)(?:\s+(?:AS\s+)?\w+)?\s+SET\b",

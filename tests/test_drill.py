@@ -55,6 +55,7 @@ CHECKS = {
     "silent_devices_one_incident": "a silent device's incidents",
     "silent_owners_one_notification": "a silent device owner's messages",
     "no_beating_device_offline": "beating devices declared offline",
+    "no_site_incident": "site correlation (a broker restart is not a home offline)",
     "none_offline_in_blind_spot": "the blind-spot guard",
     "outbox_empty_all_sent": "the outbox at the end",
     "notifications_received_once": "notifications at the sink",

@@ -92,7 +92,6 @@ def test_016_keeps_sent_recall_links_working_and_names_old_message_lines_channel
 
     from fastapi.testclient import TestClient
     from psycopg import conninfo
-    from support import make_device
 
     from api.app import create_app
     from campaigns.store import CampaignCreate, create_campaign
@@ -107,7 +106,13 @@ def test_016_keeps_sent_recall_links_working_and_names_old_message_lines_channel
         before = [m for m in db.load_migrations("postgres") if m.version < 16]
         db.migrate(url, flavour="postgres", migrations=before)
         with psycopg.connect(url, autocommit=True) as old:
-            make_device(old, "ev-old", model_id="ev-charger-v1", customer_id="old")
+            # As 015 held a device (today's import writes later columns).
+            old.execute("INSERT INTO customers (id, name) VALUES ('old', 'old')")
+            old.execute(
+                "INSERT INTO devices (id, model_id, customer_id) "
+                "VALUES ('ev-old', 'ev-charger-v1', 'old')"
+            )
+            old.execute("INSERT INTO device_state (device_id) VALUES ('ev-old')")
             recall = {
                 "name": "Cable recall",
                 "kind": "recall_notice",

@@ -325,6 +325,7 @@ function renderDevice(d, view) {
     ["Status", badge("st", d.status)], ["Status since", when(d.status_changed_at)],
     ["Last seen", when(d.last_seen_at)], ["Model", `${d.model_name} (${d.model_id})`],
     ["Kind", `${d.kind} / ${d.device_type}`], ["Customer", d.customer_id], ["Region", d.region],
+    ["Site", d.site_id], ["Connects through", d.parent_id],
     ["Timezone", d.timezone], ["Labels", d.labels.join(", ")], ["Serial", d.serial], ["VIN", d.vin],
     ["Firmware", d.firmware], ["Heartbeat every", `${d.heartbeat_interval_s} s`],
     ["Last sequence", d.last_seq],

@@ -97,8 +97,11 @@ def _weighted(draw: random.Random, options: tuple[tuple[str, float], ...]) -> st
     return draw.choices([o[0] for o in options], weights=[o[1] for o in options])[0]
 
 
-def registry_rows(fleet: Sequence[SimDevice]) -> list[dict]:
-    """One `devices.registry.import_devices` row per device."""
+def registry_rows(fleet: Sequence[SimDevice], *, sites: bool = False) -> list[dict]:
+    """One `devices.registry.import_devices` row per device.
+
+    With `sites`, each owner's home devices share a site, their home (cars are not behind
+    its router)."""
     rows = []
     for device in fleet:
         spec = device.spec
@@ -120,4 +123,15 @@ def registry_rows(fleet: Sequence[SimDevice]) -> list[dict]:
                 "labels": labels,
             }
         )
+        if sites and spec.profile.kind == "home":
+            rows[-1].update(home_site(spec.owner))
     return rows
+
+
+def home_site(owner) -> dict:
+    """The registry's site fields of an owner's home."""
+    return {
+        "site_id": f"home-{owner.customer_id}",
+        "site_name": f"{owner.customer_name.split()[0]}'s home",
+        "site_address": f"{len(owner.customer_id) * 3 % 97 + 1} Simulated Street",
+    }

@@ -183,6 +183,7 @@ function deviceCard(card) {
   facts([
     // A problem's status already says since when.
     ["Since", !card.problem && card.since && timeText(card.since)],
+    ["Connects through", card.behind],
     ["Battery", batteryText(card)],
     ["Signal", card.signal],
     ["Firmware", card.firmware],

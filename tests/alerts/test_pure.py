@@ -198,6 +198,13 @@ def test_backoff_grows_and_is_capped():
             False,
             ("device_low_battery", False),
         ),
+        # A site or hub names the device in its own message: held, a critical one too.
+        (
+            "device_offline",
+            IncidentView("open", in_outage=True, covered=True),
+            True,
+            ("device_offline", True),
+        ),
     ],
 )
 def test_notice_fate(template, incident, critical, expected):

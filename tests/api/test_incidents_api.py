@@ -157,3 +157,15 @@ def test_bad_silences_are_refused_with_the_reason(api, keys, body, message):
     response = api.post("/api/v1/silences", json=body, headers=auth(keys.staff))
     assert response.status_code == 422, response.text
     assert message in response.text
+
+
+def test_site_incidents_are_listed_for_staff_by_scope_and_not_shown_to_customers(api, conn, keys):
+    make_device(conn, "oak-cam", model_id="camera-v1", customer_id="ann", site_id="oak-12")
+    conn.execute(
+        "INSERT INTO incidents (scope, kind, severity, opened_at, summary, group_key) "
+        "VALUES ('site', 'site_offline', 'warning', now(), 'oak: 3 devices', 'site:oak-12')"
+    )
+    staff = api.get("/api/v1/incidents?scope=site", headers=auth(keys.staff)).json()
+    assert [i["kind"] for i in staff["items"]] == ["site_offline"]
+    mine = api.get("/api/v1/incidents", headers=auth(keys.customer("ann"))).json()
+    assert mine["items"] == []

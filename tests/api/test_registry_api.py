@@ -52,6 +52,27 @@ def test_bad_devices_are_refused_and_nothing_is_stored(api, keys, conn, body, st
     assert count(conn, "SELECT count(*) FROM devices") == 0
 
 
+def test_a_device_is_placed_in_a_site_behind_a_hub_and_refused_unknown_ones(api, keys, conn):
+    admin = auth(keys.admin)
+    body = {"id": "hub-1", "model_id": "thermostat-v2", "customer_id": "ann",
+            "site_id": "oak-12", "site_name": "Home at 12 Oak Street"}  # fmt: skip
+    assert api.post("/api/v1/devices", json=body, headers=admin).status_code == 201
+    make_device(conn, "cam-1", model_id="camera-v1", customer_id="ann")
+    placed = api.patch(
+        "/api/v1/devices/cam-1", json={"site_id": "oak-12", "parent_id": "hub-1"}, headers=admin
+    )
+    assert (placed.json()["site_id"], placed.json()["parent_id"]) == ("oak-12", "hub-1")
+    for change, message in (
+        ({"site_id": "elsewhere"}, "no site"),
+        ({"parent_id": "ghost"}, "no other device"),
+        ({"parent_id": "cam-1"}, "no other device"),
+    ):
+        refused = api.patch("/api/v1/devices/cam-1", json=change, headers=admin)
+        assert refused.status_code == 422 and message in refused.text
+    unplaced = api.patch("/api/v1/devices/cam-1", json={"parent_id": None}, headers=admin)
+    assert (unplaced.json()["site_id"], unplaced.json()["parent_id"]) == ("oak-12", None)
+
+
 def test_update_to_an_unknown_customer_is_refused(api, keys, conn):
     make_device(conn, "dev-1")
     response = api.patch(

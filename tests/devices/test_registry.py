@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from support import count
 
 from devices.registry import import_devices, read_device_file
@@ -96,3 +97,37 @@ def test_json_file_and_thousands_of_devices(conn, tmp_path):
     assert report.ok and report.imported == 5000 and sum(progress) == 5000
     assert count(conn, "SELECT count(*) FROM device_state") == 5000
     assert count(conn, "SELECT count(*) FROM customers") == 1667
+
+
+def test_import_places_devices_in_sites_behind_parents(conn):
+    rows = [
+        {"id": "hub-1", "model_id": "thermostat-v2", "customer_id": "ann", "site_id": "oak-12",
+         "site_name": "Home at 12 Oak Street", "site_address": "12 Oak Street",
+         "timezone": "Europe/Berlin"},
+        {"id": "cam-1", "model_id": "camera-v1", "customer_id": "ann", "site_id": "oak-12",
+         "parent_id": "hub-1"},
+    ]  # fmt: skip
+    report = import_devices(conn, rows)
+    assert report.ok, report.errors
+    assert conn.execute(
+        "SELECT id, customer_id, name, address, timezone FROM sites"
+    ).fetchall() == [("oak-12", "ann", "Home at 12 Oak Street", "12 Oak Street", "Europe/Berlin")]
+    assert conn.execute("SELECT id, site_id, parent_id FROM devices ORDER BY id").fetchall() == [
+        ("cam-1", "oak-12", "hub-1"),
+        ("hub-1", "oak-12", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"id": "a", "model_id": "camera-v1", "parent_id": "nobody"}, "parent_id: no device"),
+        ({"id": "a", "model_id": "camera-v1", "parent_id": "a"}, "its own parent"),
+        ({"id": "a", "model_id": "camera-v1", "site_id": "bad id!"}, "site_id"),
+    ],
+)
+def test_import_refuses_unknown_parents_and_bad_sites(conn, row, message):
+
+    report = import_devices(conn, [row])
+    assert not report.ok and message in str(report.errors[0])
+    assert conn.execute("SELECT count(*) FROM devices").fetchone()[0] == 0

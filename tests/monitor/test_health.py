@@ -223,6 +223,8 @@ def test_default_models_carry_valid_rules_from_their_thresholds(conn):
         "camera-v1": battery,
         "ev-charger-v1": common,
         "car-telematics-v1": battery,
+        # Migration 027's hub: connectivity only (its devices' health is their own).
+        "hub-v1": [],
     }
     low = next(r for r in rules["alarm-panel-v3"] if r.name == "low_battery")
     assert (low.fire_below, low.clear_above, low.for_s) == (20, 25, 600)

@@ -59,3 +59,15 @@ def test_home_answers_a_signed_in_page_and_refuses_staff(api, conn, keys):
     assert home.json()["places"][0]["devices"][0]["status_text"] == (
         "Waiting for its first connection"
     )
+
+
+def test_home_groups_my_devices_by_their_site_and_names_the_hub(api, conn, keys):
+    place = {"site_id": "oak-12", "site_name": "Home at 12 Oak Street", "customer_id": "cust-a"}
+    make_device(conn, "a-hub", name="Hallway hub", **place)
+    make_device(conn, "a-cam", model_id="camera-v1", name="Garden", parent_id="a-hub", **place)
+    make_device(conn, "a-car", model_id="car-telematics-v1", customer_id="cust-a")
+    body = api.get("/api/v1/me/home", headers=auth(keys.customer("cust-a"))).json()
+    groups = {g["place"]: [c["id"] for c in g["devices"]] for g in body["places"]}
+    assert groups == {"Home at 12 Oak Street": ["a-cam", "a-hub"], None: ["a-car"]}
+    cam = body["places"][0]["devices"][0]
+    assert (cam["place"], cam["behind"]) == ("Home at 12 Oak Street", "Hallway hub")
