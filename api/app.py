@@ -29,6 +29,7 @@ from api import (
     metrics,
     ops,
     registry,
+    releases,
     signin,
 )
 from api.feed import EventFeed
@@ -101,6 +102,7 @@ def create_app(
         home.router,
         live.router,
         campaigns.router,
+        releases.router,
         signin.router,
     ):
         app.include_router(router, prefix=PREFIX)

@@ -56,6 +56,11 @@ DATA_TABLES = (
     "channel_tests",
     "signin_links",
     "customer_sessions",
+    "release_rollup_state",
+    "release_cursor",
+    "release_device_days",
+    "release_daily",
+    "release_digests",
 )
 
 
