@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 SETTLE = timedelta(minutes=2)
 # A step reads at most this much time of heartbeats (one short transaction); a rollup that
 # is behind catches up step after step (the job runs again at once while busy).
-MAX_STEP = timedelta(hours=1)
+MAX_STEP = timedelta(minutes=15)
 # A fresh database starts this far back (the heartbeats kept on plain PostgreSQL's
 # partitions reach about a week back at first).
 BACKFILL = timedelta(days=7)
