@@ -8,6 +8,9 @@
 const RELEASE_WINDOWS = [7, 30, 90];
 let releaseLoads = 0; // the latest load; older answers are dropped
 
+// Rates span 0.002 reboots to 600 offline minutes a day: three significant digits.
+const rateText = (v) => (v == null ? "—" : String(Number(v.toPrecision(3))));
+
 // One vital across the versions: a bar per version (its rate), newest on top.
 function vitalChart(name, versions) {
   const rows = versions.map((v) => ({ v, x: v.vitals.find((x) => x.name === name) })).filter((r) => r.x);
@@ -23,7 +26,7 @@ function vitalChart(name, versions) {
     root.append(
       svg("text", { x: L - 6, y: y + 15, "text-anchor": "end" }, v.firmware),
       svg("rect", { class: `bar verdict-${x.verdict.replace(" ", "-")}`, x: L, y: y + 3, height: ROW - 8, width }),
-      svg("text", { x: L + width + 6, y: y + 15 }, `${number(x.rate)} ${ratioWords(x, v)}`),
+      svg("text", { x: L + width + 6, y: y + 15 }, `${rateText(x.rate)} ${ratioWords(x, v)}`),
     );
   });
   return el("figure", { class: "chart-box vital" }, el("figcaption", {}, label), root);
@@ -57,8 +60,8 @@ async function openReleases(model) {
   const names = health.versions[0].vitals.map((x) => x.name);
   body.replaceChildren(
     el("p", { class: "muted", id: "release-as-of" },
-      `${health.first_day} to ${health.last_day}, rollups as of `,
-      health.as_of ? when(health.as_of) : "never", ". Bars: the rate; worse or better only where ",
+      `${health.first_day} to ${health.last_day}, heartbeats rolled up to `,
+      health.as_of ? when(health.as_of) : "none yet", ". Bars: the rate; worse or better only where ",
       "the 95% interval of the ratio to the version replaced excludes 1."),
     table(["Version", "Replaced", "Device-days", "First day", "Last day"], health.versions.map((v) =>
       [v.firmware, v.baseline || "—", String(v.device_days), v.first_day, v.last_day])),
