@@ -59,7 +59,11 @@ def _day_start(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-_STATE = "SELECT rolled_to FROM release_rollup_state FOR UPDATE"
+# One step at a time across every monitor (the state row may not exist yet to lock): the
+# others skip their run rather than wait, and find the watermark moved at their next.
+_ROLLUP_LOCK = 0x72656C68
+_TRY_LOCK = "SELECT pg_try_advisory_xact_lock(%s)"
+_STATE = "SELECT rolled_to FROM release_rollup_state"
 # The ingests' proven watermark; an ingest not heard from for INGEST_GONE holds nothing
 # back (a row left by a client id no longer in use must not stop the rollup for good).
 INGEST_GONE = timedelta(hours=1)
@@ -202,6 +206,8 @@ def roll_up(conn: psycopg.Connection, now: datetime) -> RollupResult:
     started = time.perf_counter()
     result = RollupResult()
     with conn.transaction():
+        if not conn.execute(_TRY_LOCK, (_ROLLUP_LOCK,)).fetchone()[0]:
+            return result
         row = conn.execute(_STATE).fetchone()
         horizon = conn.execute(_HORIZON, {"now": now, "gone": INGEST_GONE}).fetchone()[0]
         horizon = horizon or now

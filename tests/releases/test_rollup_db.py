@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from support import make_device
 
 from releases.health import read_daily, release_health
-from releases.rollup import SETTLE, roll_up
+from releases.rollup import _ROLLUP_LOCK, SETTLE, roll_up
 
 INTERVAL = 600  # the test model's heartbeat interval: 144 a day
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -164,3 +165,16 @@ def test_incidents_are_charged_to_the_firmware_the_device_ran(conn, model):
     assert conn.execute(
         "SELECT incidents FROM release_daily WHERE model_id = %s", (model,)
     ).fetchone()[0] == {"battery_low": 1}
+
+
+def test_two_monitors_never_roll_the_same_step_twice(conn, model, dsn):
+    devices = fleet(conn, model, "t", 2)
+    beat(conn, devices, "1.0.0", 0, days=1)
+    now = START + timedelta(days=1) + SETTLE + timedelta(minutes=1)
+    with psycopg.connect(dsn, autocommit=True) as other, other.transaction():
+        # The other monitor is in the middle of a step: this one skips its run.
+        assert other.execute("SELECT pg_try_advisory_xact_lock(%s)", (_ROLLUP_LOCK,)).fetchone()[0]
+        skipped = roll_up(conn, now)
+        assert (skipped.heartbeats, skipped.more, skipped.rolled_to) == (0, False, None)
+    roll_all(conn, now)
+    assert conn.execute("SELECT sum(heartbeats) FROM release_device_days").fetchone()[0] == 2 * 144
