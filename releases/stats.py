@@ -4,7 +4,8 @@ B had `events_b` over `exposure_b` (device-days), A had `events_a` over `exposur
 their sum n, B's count is binomial with p = λB·tB / (λB·tB + λA·tA), so an interval for p
 (Clopper-Pearson, exact) turns into one for the ratio λB/λA = p/(1-p) · tA/tB. A small
 cohort gets a wide interval, so it does not shout. Past EXACT_UP_TO events the log-normal
-approximation (Wald on log RR) gives the same interval to three digits, at no cost.
+approximation (Wald on log RR) gives the same interval to 0.2%, at no cost (an exact one
+near that size takes milliseconds: a route answering for a model's versions computes dozens).
 
 Only `math`: scipy would be the one use of a 40 MB dependency.
 """
@@ -15,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 # Above this many events in all, the normal approximation on log RR is used.
-EXACT_UP_TO = 5000
+EXACT_UP_TO = 1000
 _Z = {0.90: 1.6448536269514722, 0.95: 1.959963984540054, 0.99: 2.5758293035489004}
 
 
@@ -73,8 +74,16 @@ def beta_cdf(x: float, a: float, b: float) -> float:
 
 def beta_quantile(q: float, a: float, b: float) -> float:
     """The x with I_x(a, b) = q, by bisection (the CDF is monotone)."""
-    low, high = 0.0, 1.0
-    for _ in range(100):
+    # Start from the normal approximation's bracket, ten standard deviations wide either
+    # side (the quantiles asked for lie within three), then halve it to 1e-12.
+    mean = a / (a + b)
+    spread = 10 * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    low, high = max(0.0, mean - spread), min(1.0, mean + spread)
+    if beta_cdf(low, a, b) > q:
+        low = 0.0
+    if beta_cdf(high, a, b) < q:
+        high = 1.0
+    while high - low > 1e-12:
         mid = (low + high) / 2
         if beta_cdf(mid, a, b) < q:
             low = mid
