@@ -72,7 +72,8 @@ SELECT max(caught_up_at) FROM ingest_status
 WHERE caught_up_at IS NOT NULL AND updated_at > %(now)s - %(gone)s
 """
 
-# Every heartbeat of the step with the one before it (from the step, else the cursor).
+# Every heartbeat of the step with the one before it (from the step, else the cursor). A
+# temporary table because three statements read it: the heartbeats are read once.
 _ROWS = """
 CREATE TEMP TABLE release_step ON COMMIT DROP AS
 WITH batch AS (

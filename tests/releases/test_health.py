@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from releases.digest import compose_digest, digest_days, digest_due
 from releases.health import DailyRow, baselines, release_health, version_key, window
+from releases.rollup import SETTLE, next_step
 
 
 def day_row(firmware, day, device_days, reboots, incidents=None, **over):
@@ -123,3 +124,32 @@ def test_the_digest_says_what_is_worse_and_warns():
     assert "x2.00" in context["release_report"]
     quiet = compose_digest({}, first, last)
     assert quiet[0] == "info" and quiet[1]["release_summary"] == "no firmware data in the week"
+
+
+NOON = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("rolled_to", "horizon", "expected"),
+    [
+        # A fresh database starts at the day's start a week back, one 15-minute step.
+        (
+            None,
+            NOON,
+            (datetime(2026, 11, 29, tzinfo=UTC), datetime(2026, 11, 29, 0, 15, tzinfo=UTC), True),
+        ),
+        # Caught up: the last step stops SETTLE short of now.
+        (NOON - timedelta(minutes=5), NOON, (NOON - timedelta(minutes=5), NOON - SETTLE, False)),
+        # The ingests have proven less than now: the step stops short of their watermark.
+        (
+            NOON - timedelta(hours=1),
+            NOON - timedelta(minutes=50),
+            (NOON - timedelta(hours=1), NOON - timedelta(minutes=52), False),
+        ),
+        # Nothing settled since the last step.
+        (NOON - SETTLE, NOON, None),
+    ],
+)
+def test_next_step_reads_settled_heartbeats_in_short_steps(rolled_to, horizon, expected):
+    step = next_step(rolled_to, horizon, NOON)
+    assert (step and (step.start, step.end, step.more)) == expected
