@@ -387,6 +387,19 @@ TEMPLATES: dict[str, Template] = {
         ),
         line=("{down} of {size} devices in {group} offline within {window}; owners' alerts held."),
     ),
+    "release_health_digest": Template(
+        title="Release health, {week_of}: {release_summary}",
+        body=(
+            "Each firmware version against the version it replaced on the same model, over "
+            "{week_of}: the ratio of their rates with its 95% interval. Worse or better only "
+            "where the interval excludes 1; a small cohort reads unclear.\n\n"
+            "{release_report}"
+        ),
+        digest_line="release health: {release_summary}",
+        about="notice",
+        sms="Fleetwatch release health, {week_of}: {release_summary}.",
+        line="{week_of}: {release_summary}.",
+    ),
     "fleet_outage_resolved": Template(
         title="Fleet outage over: {group}",
         body=(

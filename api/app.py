@@ -30,6 +30,7 @@ from api import (
     metrics,
     ops,
     registry,
+    releases,
     signin,
 )
 from api.feed import EventFeed
@@ -104,6 +105,7 @@ def create_app(
         home.router,
         live.router,
         campaigns.router,
+        releases.router,
         signin.router,
         signin.staff_router,
         links.router,

@@ -21,6 +21,9 @@ class Policy(BaseModel):
     max_failure_pct: float = Field(default=10.0, ge=0, le=100)
     max_offline_pct: float = Field(default=5.0, ge=0, le=100)
     max_degraded_pct: float = Field(default=5.0, ge=0, le=100)
+    # Unexpected reboots of updated devices against the not-yet-updated ones (release
+    # health's rollups): halt when the rate ratio's 95% interval lies above this. None: off.
+    max_reboot_ratio: float | None = Field(default=None, gt=1, le=100)
     # A gate needs at least this many bad devices to halt, so one unlucky canary does not.
     min_devices: int = Field(default=3, ge=1, le=100_000)
     # Recall notices: repeated on the owner's next channel when not acknowledged by then.

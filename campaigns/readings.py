@@ -3,8 +3,8 @@ figures (updated devices against the rest), each a single query."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from campaigns.gates import Health
 from campaigns.policy import Policy
@@ -110,6 +110,24 @@ WHERE cd.campaign_id = %(id)s
 """
 
 
+# Release health's device-days (releases/rollup.py) of the campaign's devices: the updated
+# ones on the target version from the day they finished, the not-yet-updated ones from the
+# campaign's first day (their own firmware, before any command).
+_REBOOTS = """
+SELECT count(*) FILTER (WHERE updated), coalesce(sum(reboots) FILTER (WHERE updated), 0),
+       count(*) FILTER (WHERE NOT updated), coalesce(sum(reboots) FILTER (WHERE NOT updated), 0)
+FROM (
+    SELECT r.reboots, cd.state = 'succeeded' AS updated
+    FROM campaign_devices cd
+    JOIN release_device_days r ON r.device_id = cd.device_id
+    WHERE cd.campaign_id = %(id)s
+      AND ((cd.state = 'succeeded' AND r.firmware = %(target)s
+            AND r.day >= (cd.finished_at AT TIME ZONE 'UTC')::date)
+        OR (cd.attempt = 0 AND r.day >= %(first_day)s))
+) AS r
+"""
+
+
 def health_of(conn, campaign: Campaign) -> tuple[Health, Health]:
     """(updated devices, the rest) for the health gate."""
     row = conn.execute(
@@ -120,4 +138,18 @@ def health_of(conn, campaign: Campaign) -> tuple[Health, Health]:
             "excluded": list(_HEALTH_KINDS_EXCLUDED),
         },
     ).fetchone()
-    return Health(row[0], row[1], row[2], row[3]), Health(row[4], 0, row[5], row[6])
+    updated, rest = Health(row[0], row[1], row[2], row[3]), Health(row[4], 0, row[5], row[6])
+    if campaign.policy.max_reboot_ratio is None:
+        return updated, rest
+    vitals = conn.execute(
+        _REBOOTS,
+        {
+            "id": campaign.id,
+            "first_day": campaign.starts_at.astimezone(UTC).date(),
+            "target": campaign.target_version,
+        },
+    ).fetchone()
+    return (
+        replace(updated, device_days=vitals[0], reboots=vitals[1]),
+        replace(rest, device_days=vitals[2], reboots=vitals[3]),
+    )

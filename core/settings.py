@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     monitor_health_batch_limit: int = 2000
     monitor_health_min_interval_s: int = 60
     monitor_review_s: float = 5.0
+    # How often the monitor adds the newest settled heartbeats to the release rollups.
+    release_rollup_s: float = 60.0
+    # When the weekly release-health digest goes to staff: ISO weekday (1 = Monday), UTC hour.
+    release_digest_weekday: int = Field(default=1, ge=1, le=7)
+    release_digest_hour: int = Field(default=8, ge=0, le=23)
 
     fleet_groups: str = Field(
         default="all,model,firmware,region",

@@ -22,6 +22,8 @@ from monitor.site_watch import SiteResult, correlate_sites, resolve_sites
 from monitor.sites import SitePolicy
 from monitor.status import DeviceWatch, Transition, next_status
 from monitor.transitions import Applied, apply_transitions, resolve_stable
+from releases.digest import send_weekly_digest
+from releases.rollup import RollupResult, roll_up
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,7 @@ class Monitor(RunsForever):
                     ("review", self.review, s.monitor_review_s),
                     ("sizes", self.refresh_group_sizes, s.fleet_sizes_refresh_s),
                     ("health", self.check_health, s.monitor_health_s),
+                    ("releases", self.roll_up_releases, s.release_rollup_s),
                 )
             ],
             dsn=dsn,
@@ -292,8 +295,30 @@ class Monitor(RunsForever):
             )
         return total
 
+    def roll_up_releases(self, now: datetime | None = None) -> bool:
+        """One step of the release-health rollups, then the weekly digest when due; True
+        (run again at once) while the rollup is behind."""
+        conn = self._conns.get("releases")
+        if now is None:
+            now = db.db_now(conn)
+        result: RollupResult = roll_up(conn, now)
+        if result.heartbeats:
+            log.info(
+                "release rollup to %s: %d heartbeats, %d device-days, %d daily rows in %.3f s",
+                result.rolled_to,
+                result.heartbeats,
+                result.device_days,
+                result.daily_rows,
+                result.seconds,
+            )
+        if not result.more:
+            s = self.settings
+            send_weekly_digest(conn, now, s.release_digest_weekday, s.release_digest_hour)
+        return result.more
+
     def start(self) -> Monitor:
-        """Run the tick, review, sizes and health jobs on their schedules (core/worker.py)."""
+        """Run the tick, review, sizes, health and releases jobs on their schedules
+        (core/worker.py)."""
         self.worker.start()
         return self
 

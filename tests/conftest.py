@@ -60,6 +60,11 @@ DATA_TABLES = (
     "channel_codes",
     "message_links",
     "message_link_subjects",
+    "release_rollup_state",
+    "release_cursor",
+    "release_device_days",
+    "release_daily",
+    "release_digests",
 )
 
 

@@ -21,6 +21,7 @@ PRODUCT = (
     "devices",
     "campaigns",
     "portal",
+    "releases",
 )
 # Which package alone may write each table.
 OWNERS = {
@@ -38,6 +39,11 @@ OWNERS = {
     "customer_sessions": "portal",
     "channel_codes": "portal",
     "sites": "devices",
+    "release_rollup_state": "releases",
+    "release_cursor": "releases",
+    "release_device_days": "releases",
+    "release_daily": "releases",
+    "release_digests": "releases",
 }
 _WRITE = re.compile(
     r"\b(?:INSERT\s+INTO|DELETE\s+FROM|COPY|TRUNCATE)\s+(\w+)|\bUPDATE\s+(\w+)(?:\s+(?:AS\s+)?\w+)?\s+SET\b",

@@ -369,11 +369,14 @@ function route() {
   const params = new URLSearchParams(location.hash.slice(1));
   shownDevice = params.get("device");
   shownCampaign = shownDevice ? null : params.get("campaign");
-  show("#fleet-view", !shownDevice && !shownCampaign);
+  const releases = !shownDevice && !shownCampaign && params.has("releases");
+  show("#fleet-view", !shownDevice && !shownCampaign && !releases);
   show("#device-view", Boolean(shownDevice));
   show("#campaign-view", Boolean(shownCampaign));
+  show("#release-view", releases);
   if (!apiKey) return;
   if (shownCampaign) return openCampaign(shownCampaign);
+  if (releases) return releasesRoute(params.get("releases")); // releases.js
   if (!shownDevice) {
     loadCampaigns().catch(reportCampaigns);
     return loadDevices().catch(report);

@@ -96,6 +96,10 @@ SAMPLE = {
     "skipped": 48,
     "waves": 4,
     "wave": 2,
+    "week_of": "23 Nov - 29 Nov 2026",
+    "release_summary": "2 vitals worse, 1 better, 14 unclear",
+    "release_report": "camera-v1 2.5.0 vs 2.4.1 (41230 device-days): unexpected reboots "
+    "per device-day x2.01 (1.85-2.16) worse",
 }
 FORMS = ("email", "sms", "push", "webhook")
 # GSM 03.38's basic characters that ASCII shares (no [ ] { } ^ ~ \\ | `, which cost two).

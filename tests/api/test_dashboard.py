@@ -636,3 +636,40 @@ def test_dashboard_and_recall_page_answers_carry_security_headers(site, conn):
         assert answer.headers["cache-control"] == "no-store"
         assert answer.headers["referrer-policy"] == "no-referrer"
         assert answer.headers["x-frame-options"] == "DENY"
+
+
+_RELEASE_DAY = """
+INSERT INTO release_daily (model_id, firmware, day, device_days, heartbeats, expected,
+                           reboots, update_reboots, offline_s, battery_drop, battery_days,
+                           incidents)
+VALUES ('camera-v1', %s, %s, 400, 57600, 57600, %s, 0, 0, 0, 0, %s)
+"""
+
+
+def test_release_health_page_draws_a_bar_per_version_and_says_which_is_worse(
+    page, site, conn, keys
+):
+    today = datetime.now(UTC).date()
+    conn.execute(_RELEASE_DAY, ("2.4.1", today, 40, Jsonb({})))
+    conn.execute(_RELEASE_DAY, ("2.5.0", today, 80, Jsonb({"offline": 2})))
+    conn.execute(_RELEASE_DAY, ("<b>9.9</b>", today, 1, Jsonb({})))  # typed by someone: text
+    open_dashboard(page, site, keys.firmware)
+    page.click("#releases-link")
+    page.select_option("#release-model", "camera-v1")
+    expect(page.locator("#release-view")).to_be_visible()
+    expect(page.locator("#fleet-view")).to_be_hidden()
+    assert page.url.endswith("#releases=camera-v1")
+    bars = page.locator('svg.bars[data-vital="reboots"] rect.bar')
+    expect(bars).to_have_count(3)
+    # Newest first (numbers, not text); 2.5.0 reboots twice as often as 2.4.1: worse.
+    labels = page.locator('svg.bars[data-vital="reboots"] text')
+    expect(labels.nth(0)).to_have_text("<b>9.9</b>")
+    expect(labels.nth(2)).to_have_text("2.5.0")
+    expect(labels.nth(3)).to_contain_text("\u00d72.00")  # the multiplication sign
+    expect(labels.nth(3)).to_contain_text("vs 2.4.1: worse")
+    expect(bars.nth(1)).to_have_class(re.compile("verdict-worse"))
+    expect(page.locator('svg.bars[data-vital="incidents:offline"]')).to_have_count(1)
+    expect(page.locator("#release-view b")).to_have_count(0)
+    # Another window asks again and draws again.
+    page.select_option("#release-window", "7")
+    expect(page.locator('svg.bars[data-vital="reboots"] rect.bar')).to_have_count(3)

@@ -366,3 +366,40 @@ def test_upkeep_runs_the_jobs_no_scheduler_ran_and_reports_them(timescale_dsn):
         # Done within its interval: the next upkeep leaves them be.
         assert run_overdue_jobs(conn, scalar(conn, "SELECT now()")) == []
         assert scalar(conn, "SELECT sum(runs) FROM timescale_job_runs") == 4
+
+
+def test_release_rollup_reads_the_hypertable_into_device_days(timescale_dsn):
+    """releases/rollup.py on TimescaleDB: the same tables, fed from the hypertable."""
+    from releases.rollup import SETTLE, roll_up
+
+    midnight = TODAY - timedelta(days=2)
+    start = midnight - timedelta(hours=1)
+    with pglite_connection(timescale_dsn) as conn:
+        conn.execute("INSERT INTO devices (id, model_id) VALUES ('rel-1', 'camera-v1')")
+        for n in range(24):  # every 5 minutes over midnight; a reboot at 23:30
+            ts = start + timedelta(minutes=5 * n)
+            uptime = 600 + n * 300 if n < 6 else (n - 6) * 300 + 10
+            conn.execute(
+                "INSERT INTO heartbeats (device_id, ts, seq, received_at, fw, uptime_s, metrics) "
+                "VALUES ('rel-1', %s, %s, %s, '3.1.0', %s, %s)",
+                (ts, n, ts, uptime, Jsonb({"battery_pct": 90 - n})),
+            )
+        conn.execute(
+            "INSERT INTO release_rollup_state (rolled_to, updated_at) VALUES (%s, %s)",
+            (start, start),
+        )
+        now = start + timedelta(hours=2) + SETTLE
+        while roll_up(conn, now).more:
+            pass
+        rows = conn.execute(
+            "SELECT day, heartbeats, reboots, battery_drop FROM release_device_days "
+            "WHERE device_id = 'rel-1' ORDER BY day"
+        ).fetchall()
+        daily = conn.execute(
+            "SELECT sum(device_days), sum(reboots) FROM release_daily WHERE model_id = 'camera-v1'"
+        ).fetchone()
+    assert rows == [
+        ((midnight - timedelta(days=1)).date(), 12, 1, 11.0),
+        (midnight.date(), 12, 0, 12.0),
+    ]
+    assert daily == (2, 1)
