@@ -192,7 +192,12 @@ class NatsServer(_Server):
                     f"server_name: fwmatrix{uuid.uuid4().hex[:8]}",
                     f'jetstream {{ store_dir: "{self.dir / "jetstream"}" }}',
                     f'authorization {{ user: "{USERNAME}", password: "{PASSWORD}" }}',
-                    f'mqtt {{ listen: "127.0.0.1:{self.port}", ack_wait: "{self.ACK_WAIT}" }}',
+                    # max_ack_pending: QoS 1 messages sent to one subscription without
+                    # their PUBACK (default 1024). The ingest acknowledges after its commit,
+                    # so this caps its batch: above FLEETWATCH_INGEST_BATCH_SIZE. At most
+                    # 65535 a session over all its subscriptions (the ingest has four).
+                    f'mqtt {{ listen: "127.0.0.1:{self.port}", ack_wait: "{self.ACK_WAIT}", '
+                    "max_ack_pending: 10000 }",
                 ]
             )
             + "\n"
