@@ -6,7 +6,9 @@ Everything runs on 127.0.0.1: private Mosquittos as production runs them for a l
 edge brokers that the devices connect to (each simulator process to one edge, an even share
 of the fleet on each; by default one edge per 19,000 devices and at least two) bridged at
 QoS 1 on persistent sessions to a core broker that the services read (harness/bridges.py;
-`--edges 0`: one broker for all), persistence on, restarted on the same ports; a fresh
+`--edges 0`: one broker for all), persistence on, restarted on the same ports; on each edge
+the deploy's device security (a login per device, use_username_as_clientid,
+deploy/mosquitto/edge-acl); a fresh
 database on FLEETWATCH_BENCH_DATABASE_URL (default the local server), an HTTP
 sink for every customer's json:// channel, simulator processes (~10,000 devices each), and
 the processes under test as production runs them: `.venv/bin/fleetwatch ingest`, `monitor`

@@ -48,10 +48,14 @@ from drill.processes import FLEETWATCH, FleetProcess, cpu_busy_share, cpu_times
 from drill.simulators import SimulatorJob, SimulatorProcess
 from harness.bridges import BridgedBrokers
 from harness.fleet import model_timings, register_fleet
-from harness.mosquitto import SPARE_FDS, Mosquitto, connection_capacity
+from harness.mosquitto import MOSQUITTO_PASSWD, SPARE_FDS, Mosquitto, connection_capacity
 from harness.sinks import SinkProcess
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The edges' device rules, as deployed (their topic prefix replaced by the drill's).
+EDGE_ACL = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "edge-acl"
+# Every simulated device's password on the edges (the simulator gives all one password).
+DEVICE_PASSWORD = "drill-device"  # noqa: S105 - private brokers on 127.0.0.1
 
 
 def stamp() -> str:
@@ -127,6 +131,7 @@ class Drill:
 
     def _setup(self) -> None:
         c = self.config
+        self.fleet = build_fleet(c.devices, seed=c.seed, fault_share=0.0, id_prefix="drill")
         self._start_brokers()
         self.sink = SinkProcess("http", delay_s=c.sink_delay_s).start()
         self.say(
@@ -142,7 +147,6 @@ class Drill:
         self.dsn = conninfo.make_conninfo(self.server, dbname=self.dbname)
         db.migrate(self.dsn)
 
-        self.fleet = build_fleet(c.devices, seed=c.seed, fault_share=0.0, id_prefix="drill")
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             self.timings = plan_timings(model_timings(conn), c.time_scale)
             self.run_s = c.minutes * 60
@@ -241,13 +245,17 @@ class Drill:
             prefix="drill",
             edge_listeners=sims_per_edge,
             core_extra=["persistent_client_expiration 1d"],
-            edge_extra=["persistent_client_expiration 1d"],
+            edge_extra=["persistent_client_expiration 1d", *self._edge_security()],
+            edge_anonymous=None,
             raise_fd_limit=True,
             **queues,
         ).start()
         self.broker, self.edges = self.topology.core, self.topology.edges
+        # Each device logs in as its id (the simulator's username), with the drill's password.
         self.sim_urls = [
-            self.edges[c.edge_of(i)].url(i // c.edge_count) for i in range(c.simulator_count)
+            f"mqtt://device:{DEVICE_PASSWORD}@127.0.0.1:"
+            f"{self.edges[c.edge_of(i)].ports[i // c.edge_count]}"
+            for i in range(c.simulator_count)
         ]
         self.say(
             f"brokers: core mosquitto on 127.0.0.1:{self.broker.port} for the services; "
@@ -255,6 +263,25 @@ class Drill:
             f"{', '.join(str(e.port) for e in self.edges)}, {c.simulator_count} simulator(s) "
             f"dealt over them; persistence in {self.topology.workdir}"
         )
+
+    def _edge_security(self) -> list[str]:
+        """The edges' logins and ACL as deploy/mosquitto/edge.conf has them: every device
+        logs in as its id (one password for the drill's devices, hashed by mosquitto_passwd),
+        its session is its login's, and deploy/mosquitto/edge-acl (its prefix the drill's)
+        holds it to its own topics."""
+        if MOSQUITTO_PASSWD is None:
+            raise RuntimeError("the drill's edges need mosquitto_passwd (package mosquitto)")
+        passwd = self.workdir / "edge-passwd"
+        passwd.write_text("".join(f"{d.device_id}:{DEVICE_PASSWORD}\n" for d in self.fleet))
+        subprocess.run([MOSQUITTO_PASSWD, "-U", str(passwd)], check=True, capture_output=True)
+        acl = self.workdir / "edge-acl"
+        acl.write_text(EDGE_ACL.read_text().replace(" fleet/", " drill/"))
+        return [
+            "allow_anonymous false",
+            "use_username_as_clientid true",
+            f"password_file {passwd}",
+            f"acl_file {acl}",
+        ]
 
     def _add_process(self, role: str) -> FleetProcess:
         number = len(self.procs[role]) + 1

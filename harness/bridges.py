@@ -81,6 +81,7 @@ class BridgedBrokers:
         max_inflight_messages: int | None = 10_000,
         core_extra: Sequence[str] = (),
         edge_extra: Sequence[str] = (),
+        edge_anonymous: bool | None = True,
         restart_timeout: tuple[int, int] = (1, 5),
         raise_fd_limit: bool = False,
         log_types: Sequence[str] = ("error", "warning", "notice"),
@@ -99,6 +100,9 @@ class BridgedBrokers:
         }
         self.edge_listeners = edge_listeners
         self.edge_extra = list(edge_extra)
+        # None: the edge's `extra` says (allow_anonymous false with a password file and an
+        # ACL, as deploy/mosquitto/edge.conf).
+        self.edge_anonymous = edge_anonymous
         self.restart_timeout = restart_timeout
         self.core = Mosquitto(
             workdir / "core", listeners=core_listeners, extra=core_extra, **self.common
@@ -120,6 +124,7 @@ class BridgedBrokers:
                     Mosquitto(
                         self.workdir / name,
                         listeners=self.edge_listeners,
+                        anonymous=self.edge_anonymous,
                         extra=[*self.edge_extra, *bridge],
                         **self.common,
                     )
