@@ -32,6 +32,8 @@ fleetwatch-ingest-2=FLEETWATCH_MQTT_PASSWORD_INGEST_2
 fleetwatch-campaigns=FLEETWATCH_MQTT_PASSWORD_CAMPAIGNS
 fleetwatch-api=FLEETWATCH_MQTT_PASSWORD_API
 fleetwatch-healthcheck=FLEETWATCH_MQTT_PASSWORD_HEALTHCHECK
+fleetwatch-bridge-edge-1=FLEETWATCH_MQTT_PASSWORD_BRIDGE_EDGE_1
+fleetwatch-bridge-edge-2=FLEETWATCH_MQTT_PASSWORD_BRIDGE_EDGE_2
 "
 
 mosquitto_passwd_run() { # mosquitto_passwd on mosquitto/passwd: -b user password, or -D user
@@ -70,6 +72,24 @@ for pair in $SERVICE_LOGINS; do
     variable=${pair#*=}
     add_secret "$variable" "$(random_hex)"
     mosquitto_passwd_run -b "$login" "$(sed -n "s/^$variable=//p" .env)"
+done
+# Each edge broker's bridge to the core (compose profile "edges"): its block, with its
+# password, from mosquitto/bridge.conf.example into mosquitto/bridge-<edge>/bridge.conf.
+for pair in $SERVICE_LOGINS; do
+    login=${pair%%=*}
+    variable=${pair#*=}
+    case "$login" in fleetwatch-bridge-*) ;; *) continue ;; esac
+    edge=${login#fleetwatch-bridge-}
+    mkdir -p "mosquitto/bridge-$edge"
+    sed -e "s/EDGE/$edge/g" -e "s/PASSWORD/$(sed -n "s/^$variable=//p" .env)/" \
+        mosquitto/bridge.conf.example >"mosquitto/bridge-$edge/bridge.conf"
+    # Read by the edge container's uid 1883, as mosquitto/passwd below.
+    if [ "$(id -u)" = 0 ]; then
+        chown -R 1883:1883 "mosquitto/bridge-$edge"
+    else
+        chmod 0755 "mosquitto/bridge-$edge"
+        chmod 0644 "mosquitto/bridge-$edge/bridge.conf"
+    fi
 done
 # The one login every Fleetwatch process shared before each had its own: gone.
 if grep -q '^fleetwatch:' mosquitto/passwd; then

@@ -2,19 +2,27 @@
 another, then checks. `python -m drill` runs it; tests/test_drill.py runs a small one in the
 default test run.
 
-Everything runs on 127.0.0.1: a private Mosquitto (persistence on, restarted on the same
-ports), a fresh database on FLEETWATCH_BENCH_DATABASE_URL (default the local server), an HTTP
+Everything runs on 127.0.0.1: private Mosquittos as production runs them for a large fleet,
+edge brokers that the devices connect to (each simulator process to one edge, an even share
+of the fleet on each; by default one edge per 19,000 devices and at least two) bridged at
+QoS 1 on persistent sessions to a core broker that the services read (harness/bridges.py;
+`--edges 0`: one broker for all), persistence on, restarted on the same ports; on each edge
+the deploy's device security (a login per device, use_username_as_clientid,
+deploy/mosquitto/edge-acl); a fresh
+database on FLEETWATCH_BENCH_DATABASE_URL (default the local server), an HTTP
 sink for every customer's json:// channel, simulator processes (~10,000 devices each), and
 the processes under test as production runs them: `.venv/bin/fleetwatch ingest`, `monitor`
 and `alerts`, configured by FLEETWATCH_* variables.
 
-    setup ─ fleet online ─ warm-up ─┬─ 1 broker restart (down long enough for a blind spot)
-                                    ├─ 2 database connections cut (pg_terminate_backend)
-                                    ├─ 3 kill -9 ingest, start it again
-                                    ├─ 4 kill -9 monitor, start it again
-                                    ├─ 5 kill -9 dispatcher, start it again
-                                    ├─ 6 two of each process
-                                    └─ 7 back to one (SIGTERM the second ones)
+    setup ─ fleet online ─ warm-up ─┬─ 1 core broker restart (down long enough for a blind
+                                    │    spot; the edges queue what their devices send)
+                                    ├─ 2 edge broker restart (its devices wait and reconnect)
+                                    ├─ 3 database connections cut (pg_terminate_backend)
+                                    ├─ 4 kill -9 ingest, start it again
+                                    ├─ 5 kill -9 monitor, start it again
+                                    ├─ 6 kill -9 dispatcher, start it again
+                                    ├─ 7 two of each process
+                                    └─ 8 back to one (SIGTERM the second ones)
                                     ─ settle ─ stop ─ checks ─ one line of JSON
 
 A known set of devices falls silent at moments the drill picks: half spread over the run,
@@ -35,7 +43,11 @@ record of what arrived, and the database:
 
 The machine is part of the result: the report says how late the simulators were to send
 (`machine`), and a fleet one broker process cannot hold here (one descriptor per device,
-`ulimit -Hn`) is refused before anything starts (exit 2).
+`ulimit -Hn`) is refused before anything starts (exit 2). `topology` says how the devices
+were spread over the edges and what an edge's restart cost: how long until its devices were
+all connected again, and how many heartbeats they did not send meanwhile (a device does not
+keep a heartbeat it could not send; what the edge had acknowledged is checked like every
+other acknowledged heartbeat).
 
     __main__.py    the command line
     plan.py        configuration, scaled timings, which devices fall silent when (pure)

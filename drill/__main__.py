@@ -1,8 +1,9 @@
 """Run the fault drill and print its figures, then one line of JSON.
 
     .venv/bin/python -m drill [--devices 100000] [--minutes 10] [--silent 0.01]
-        [--time-scale 0.1] [--simulators N] [--sink-delay-ms 100] [--restart-gap 5]
-        [--steps broker,database,ingest,monitor,alerts,double,single] [--keep]
+        [--time-scale 0.1] [--simulators N] [--edges N] [--sink-delay-ms 100]
+        [--restart-gap 5] [--steps broker,edge,database,ingest,monitor,alerts,double,single]
+        [--keep]
         [--shared-group GROUP]
 
 `--steps` runs some of the faults, to tell which one breaks what. Exit 1 if any check
@@ -26,6 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--silent", type=float, default=0.01, help="share (<1) or count")
     parser.add_argument("--time-scale", type=float, default=0.1)
     parser.add_argument("--simulators", type=int, default=0, help="default: one per 10,000")
+    parser.add_argument(
+        "--edges",
+        type=int,
+        default=None,
+        help="edge brokers bridged to a core (default: one per 19,000 devices, at least 2; "
+        "0: one broker, no bridges)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sink-delay-ms", type=float, default=100.0)
     parser.add_argument("--restart-gap", type=float, default=5.0, help="seconds")
@@ -43,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         silent=args.silent,
         time_scale=args.time_scale,
         simulators=args.simulators,
+        edges=args.edges,
         seed=args.seed,
         sink_delay_s=args.sink_delay_ms / 1000,
         restart_gap_s=args.restart_gap,

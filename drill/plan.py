@@ -12,11 +12,18 @@ from dataclasses import dataclass
 from harness.fleet import ModelTiming, scaled_deadlines
 
 DEVICES_PER_SIMULATOR = 10_000
+# Devices per edge broker when the drill picks the number of edges: one Mosquitto process
+# holds one descriptor per device, and a process here may open 20,000 files.
+DEVICES_PER_EDGE = 19_000
+# The least number of edges the drill runs unless told otherwise: one edge could not show a
+# bridge's behaviour beside another edge's (an edge restart while the others carry on).
+MIN_EDGES = 2
 # Scaled offline deadlines never go below this: a reconnect takes wall-clock time.
 MIN_ALLOWANCE_S = 15
-STEPS = ("broker", "database", "ingest", "monitor", "alerts", "double", "single")
+STEPS = ("broker", "edge", "database", "ingest", "monitor", "alerts", "double", "single")
 STEP_TITLES = {
-    "broker": "restart the broker",
+    "broker": "restart the (core) broker",
+    "edge": "restart one edge broker (its devices wait and reconnect to it)",
     "database": "cut every database connection",
     "ingest": "kill -9 the ingest, start it again",
     "monitor": "kill -9 the monitor, start it again",
@@ -44,8 +51,15 @@ class DrillConfig:
     # Run the ingests on a shared subscription instead of the default plain one (to see
     # what Mosquitto's restart costs a group: README, "Running beyond one machine").
     shared_group: str = ""
+    # Edge brokers bridged to a core (harness/bridges.py): None picks one per
+    # DEVICES_PER_EDGE devices and at least MIN_EDGES; 0 runs one broker, no bridges.
+    edges: int | None = None
 
     def __post_init__(self) -> None:
+        if self.edges is not None and self.edges < 0:
+            raise ValueError(f"edges must be 0 or more; got {self.edges}")
+        if self.edge_count == 0:  # no edge to restart
+            self.steps = tuple(s for s in self.steps if s != "edge")
         unknown = set(self.steps) - set(STEPS)
         if unknown or not self.steps:
             raise ValueError(f"steps must be some of {', '.join(STEPS)}; got {self.steps}")
@@ -59,8 +73,24 @@ class DrillConfig:
         return max(len(self.steps), min(count, self.devices // 2))
 
     @property
+    def edge_count(self) -> int:
+        if self.edges is not None:
+            return self.edges
+        return max(MIN_EDGES, math.ceil(self.devices / DEVICES_PER_EDGE))
+
+    @property
     def simulator_count(self) -> int:
-        return self.simulators or max(1, math.ceil(self.devices / DEVICES_PER_SIMULATOR))
+        """Each simulator process connects its devices to one edge, and every edge has as
+        many of them (the count is rounded up to a multiple of the edges): an even share of
+        the devices on each edge."""
+        wanted = self.simulators or max(1, math.ceil(self.devices / DEVICES_PER_SIMULATOR))
+        if self.edge_count == 0:
+            return wanted
+        return math.ceil(wanted / self.edge_count) * self.edge_count
+
+    def edge_of(self, simulator: int) -> int:
+        """The edge a simulator process's devices connect to: simulators dealt round."""
+        return simulator % self.edge_count
 
 
 @dataclass(frozen=True)
@@ -120,6 +150,7 @@ def plan_silence(
     slot = (run_s - warm_s) / (len(steps) + 1)
     offsets = {
         "broker": timings.blind_after_s + 1.0,  # held by the blind spot, then found once
+        "edge": 1.0,  # due while one edge is down and the others carry on
         "database": 0.5,
         "ingest": 1.0,
         "monitor": 1.0,  # due while no monitor runs

@@ -2,8 +2,11 @@
 wind down, check (`drill/__init__.py` says what each is).
 
     Drill
-      |-- harness.mosquitto.Mosquitto   persistence on: a restart keeps sessions and queues;
-      |                                 one listener for the services, one per simulator
+      |-- harness.bridges.BridgedBrokers  a core Mosquitto for the services and edges for the
+      |                                 devices, bridged at QoS 1 on persistent sessions;
+      |                                 persistence on: a restart keeps sessions and queues;
+      |                                 one listener per simulator on its edge
+      |   (or, with edges=0, one harness.mosquitto.Mosquitto for all)
       |-- harness.sinks.SinkProcess     HTTP receiver for every channel, in its own process
       |-- drill.processes.FleetProcess  `.venv/bin/fleetwatch ingest|monitor|alerts`
       '-- drill.simulators.SimulatorProcess   devices.simulator, recording every PUBACK
@@ -43,11 +46,16 @@ from drill.plan import (
 )
 from drill.processes import FLEETWATCH, FleetProcess, cpu_busy_share, cpu_times
 from drill.simulators import SimulatorJob, SimulatorProcess
+from harness.bridges import BridgedBrokers
 from harness.fleet import model_timings, register_fleet
-from harness.mosquitto import SPARE_FDS, Mosquitto, connection_capacity
+from harness.mosquitto import MOSQUITTO_PASSWD, SPARE_FDS, Mosquitto, connection_capacity
 from harness.sinks import SinkProcess
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The edges' device rules, as deployed (their topic prefix replaced by the drill's).
+EDGE_ACL = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "edge-acl"
+# Every simulated device's password on the edges (the simulator gives all one password).
+DEVICE_PASSWORD = "drill-device"  # noqa: S105 - private brokers on 127.0.0.1
 
 
 def stamp() -> str:
@@ -67,7 +75,10 @@ class Drill:
         self.echo = echo
         self.started = time.monotonic()
         self.workdir = Path(tempfile.mkdtemp(prefix="fw-drill-"))
-        self.broker: Mosquitto | None = None
+        self.broker: Mosquitto | None = None  # the one the services use: the core
+        self.edges: list[Mosquitto] = []
+        self.topology: BridgedBrokers | None = None
+        self.edge_restart: dict = {}
         self.sink: SinkProcess | None = None
         self.server = ""
         self.dsn = ""
@@ -104,6 +115,8 @@ class Drill:
             self._settle()
             evidence = self._wind_down()
             report = run_checks(evidence)
+            report["topology"] = self._topology_figures()
+            report["lines"].append(f"topology: {report['topology']}")
             self.keep_logs = self.config.keep or not report["ok"]
         except MachineLimit:
             self.keep_logs = False
@@ -118,28 +131,8 @@ class Drill:
 
     def _setup(self) -> None:
         c = self.config
-        capacity = connection_capacity(c.devices + 10)
-        if c.devices > capacity:
-            raise MachineLimit(
-                f"{c.devices} devices need {c.devices} connections to one broker, but a "
-                f"process here may open at most {capacity + SPARE_FDS} files (ulimit -Hn; "
-                f"raising it needs CAP_SYS_RESOURCE): at most {capacity - 10} devices"
-            )
-        self.broker = Mosquitto(
-            self.workdir / "mosquitto",
-            listeners=1 + c.simulator_count,
-            persistence=True,
-            # As in deploy/mosquitto/mosquitto.conf: big queues for the ingest's session.
-            max_queued_messages=10_000_000,
-            max_inflight_messages=10_000,
-            extra=["persistent_client_expiration 1d"],
-            raise_fd_limit=True,
-        ).start()
-        self.say(
-            f"broker: mosquitto on 127.0.0.1:{self.broker.ports[0]} for the services and "
-            f"{c.simulator_count} listener(s) for the simulators; persistence in "
-            f"{self.broker.dir}"
-        )
+        self.fleet = build_fleet(c.devices, seed=c.seed, fault_share=0.0, id_prefix="drill")
+        self._start_brokers()
         self.sink = SinkProcess("http", delay_s=c.sink_delay_s).start()
         self.say(
             f"sink: http://127.0.0.1:{self.sink.port}/<customer id> ({c.sink_delay_s} s replies)"
@@ -154,7 +147,6 @@ class Drill:
         self.dsn = conninfo.make_conninfo(self.server, dbname=self.dbname)
         db.migrate(self.dsn)
 
-        self.fleet = build_fleet(c.devices, seed=c.seed, fault_share=0.0, id_prefix="drill")
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             self.timings = plan_timings(model_timings(conn), c.time_scale)
             self.run_s = c.minutes * 60
@@ -218,6 +210,84 @@ class Drill:
         self._add_process("ingest")
         self._start("ingest", 0)
 
+    def _start_brokers(self) -> None:
+        """One broker, or a core and its edges; the edges' share of devices must fit the
+        descriptors one process may open here."""
+        c = self.config
+        per_broker = math.ceil(c.devices / max(1, c.edge_count)) + 10
+        capacity = connection_capacity(per_broker)
+        if per_broker > capacity:
+            where = f"each of {c.edge_count} edge brokers" if c.edge_count else "one broker"
+            raise MachineLimit(
+                f"{c.devices} devices need {per_broker} connections to {where}, but a "
+                f"process here may open at most {capacity + SPARE_FDS} files (ulimit -Hn; "
+                f"raising it needs CAP_SYS_RESOURCE): at most {capacity - 10} devices per "
+                "broker; add edges (--edges)"
+            )
+        # As in deploy/mosquitto/mosquitto.conf: big queues for the ingest's session (and,
+        # on an edge, for its bridge's session while the core is down).
+        queues = {"max_queued_messages": 10_000_000, "max_inflight_messages": 10_000}
+        if c.edge_count == 0:
+            self.broker = Mosquitto(
+                self.workdir / "mosquitto",
+                listeners=1 + c.simulator_count,
+                persistence=True,
+                extra=["persistent_client_expiration 1d"],
+                raise_fd_limit=True,
+                **queues,
+            ).start()
+            self.sim_urls = [self.broker.url(1 + i) for i in range(c.simulator_count)]
+            self.say(
+                f"broker: mosquitto on 127.0.0.1:{self.broker.ports[0]} for the services and "
+                f"{c.simulator_count} listener(s) for the simulators; persistence in "
+                f"{self.broker.dir}"
+            )
+            return
+        sims_per_edge = math.ceil(c.simulator_count / c.edge_count)
+        self.topology = BridgedBrokers(
+            self.workdir / "brokers",
+            edges=c.edge_count,
+            prefix="drill",
+            edge_listeners=sims_per_edge,
+            core_extra=["persistent_client_expiration 1d"],
+            edge_extra=["persistent_client_expiration 1d", *self._edge_security()],
+            edge_anonymous=None,
+            raise_fd_limit=True,
+            **queues,
+        ).start()
+        self.broker, self.edges = self.topology.core, self.topology.edges
+        # Each device logs in as its id (the simulator's username), with the drill's password.
+        self.sim_urls = [
+            f"mqtt://device:{DEVICE_PASSWORD}@127.0.0.1:"
+            f"{self.edges[c.edge_of(i)].ports[i // c.edge_count]}"
+            for i in range(c.simulator_count)
+        ]
+        self.say(
+            f"brokers: core mosquitto on 127.0.0.1:{self.broker.port} for the services; "
+            f"{c.edge_count} edge(s) bridged to it at QoS 1 (persistent sessions) on ports "
+            f"{', '.join(str(e.port) for e in self.edges)}, {c.simulator_count} simulator(s) "
+            f"dealt over them; persistence in {self.topology.workdir}"
+        )
+
+    def _edge_security(self) -> list[str]:
+        """The edges' logins and ACL as deploy/mosquitto/edge.conf has them: every device
+        logs in as its id (one password for the drill's devices, hashed by mosquitto_passwd),
+        its session is its login's, and deploy/mosquitto/edge-acl (its prefix the drill's)
+        holds it to its own topics."""
+        if MOSQUITTO_PASSWD is None:
+            raise RuntimeError("the drill's edges need mosquitto_passwd (package mosquitto)")
+        passwd = self.workdir / "edge-passwd"
+        passwd.write_text("".join(f"{d.device_id}:{DEVICE_PASSWORD}\n" for d in self.fleet))
+        subprocess.run([MOSQUITTO_PASSWD, "-U", str(passwd)], check=True, capture_output=True)
+        acl = self.workdir / "edge-acl"
+        acl.write_text(EDGE_ACL.read_text().replace(" fleet/", " drill/"))
+        return [
+            "allow_anonymous false",
+            "use_username_as_clientid true",
+            f"password_file {passwd}",
+            f"acl_file {acl}",
+        ]
+
     def _add_process(self, role: str) -> FleetProcess:
         number = len(self.procs[role]) + 1
         env = dict(self.env)
@@ -243,7 +313,7 @@ class Drill:
         for i in range(c.simulator_count):
             job = SimulatorJob(
                 index=i,
-                url=self.broker.url(1 + i),
+                url=self.sim_urls[i],
                 prefix="drill",
                 specs=specs[i * share : (i + 1) * share],
                 time_scale=c.time_scale,
@@ -338,11 +408,53 @@ class Drill:
         down = self.timings.broker_down_s
         self.broker.stop()
         self.event("broker_down")
-        self.say(f"  broker stopped (SIGTERM: it saved its sessions); starting it in {down:.0f} s")
+        which = "core broker" if self.edges else "broker"
+        self.say(f"  {which} stopped (SIGTERM: it saved its sessions); starting it in {down:.0f} s")
         self._sleep_until(time.time() + down)
         self.event("broker_up")  # before start(): devices are accepted as soon as it listens
         self.broker.start()
-        self.say(f"  broker started again on the same ports (start #{self.broker.starts})")
+        self.say(f"  {which} started again on the same ports (start #{self.broker.starts})")
+
+    def _step_edge(self) -> None:
+        """Restart the last edge; its devices reconnect to it (each device knows one
+        address). Measured: how long until they are all connected again, and how many
+        heartbeats they dropped meanwhile (a device does not keep what it cannot send)."""
+        c = self.config
+        index = c.edge_count - 1
+        edge = self.edges[index]
+        sims = [s for s in self.sims if c.edge_of(s.job.index) == index]
+        devices = sum(len(s.job.specs) for s in sims)
+        dropped_before = sum(s.latest.get("heartbeats_dropped", 0) for s in sims)
+        down = min(c.restart_gap_s, self.timings.blind_after_s)
+        edge.stop()
+        stopped = time.time()
+        self.event("edge_down", edge=index + 1)
+        self.say(
+            f"  edge-{index + 1} stopped (SIGTERM), {devices} devices on it; start in {down:.0f} s"
+        )
+        self._sleep_until(stopped + down)
+        edge.start()
+        started = time.time()
+        self.event("edge_up", edge=index + 1)
+        back = None
+        while time.time() - started < 60:
+            self._housekeeping()
+            # Reports come every REPORT_EVERY_S: a reading is at most that late.
+            if all(s.latest.get("reported_at", 0) >= started for s in sims) and (
+                sum(s.latest.get("connected", 0) for s in sims) == devices
+            ):
+                back = time.time()
+                break
+            time.sleep(0.2)
+        self.edge_restart = {
+            "edge": index + 1,
+            "devices": devices,
+            "down_s": round(started - stopped, 1),
+            "all_reconnected_s": None if back is None else round(back - started, 1),
+            "heartbeats_dropped": sum(s.latest.get("heartbeats_dropped", 0) for s in sims)
+            - dropped_before,
+        }
+        self.say(f"  edge-{index + 1} started again: {self.edge_restart}")
 
     def _step_database(self) -> None:
         for attempt in (1, 2):
@@ -516,9 +628,20 @@ class Drill:
         retired = [p for p in self.procs["ingest"][1:] if not p.alive]
         return {
             p.env["FLEETWATCH_INGEST_CLIENT_ID"]: peek_session(
-                self.broker.ports[0], p.env["FLEETWATCH_INGEST_CLIENT_ID"]
+                self.broker.port, p.env["FLEETWATCH_INGEST_CLIENT_ID"]
             )
             for p in retired
+        }
+
+    def _topology_figures(self) -> dict:
+        c = self.config
+        return {
+            "edges": c.edge_count,
+            "devices_per_edge": [
+                sum(len(s.job.specs) for s in self.sims if c.edge_of(s.job.index) == e)
+                for e in range(c.edge_count)
+            ],
+            "edge_restart": self.edge_restart or None,
         }
 
     # -- while it runs -------------------------------------------------------------------------
@@ -593,7 +716,9 @@ class Drill:
                 sim.stop(10)
         if self.sink is not None:
             self.sink.stop()
-        if self.broker is not None:
+        if self.topology is not None:
+            self.topology.stop()
+        elif self.broker is not None:
             self.broker.stop()
         if self.dbname and not self.config.keep:
             with psycopg.connect(self.server, autocommit=True) as admin:

@@ -188,6 +188,7 @@ def simulator_main(job: SimulatorJob, reports, commands, stop) -> None:
             if kind == "final"
             else {"beats": len(sim.lateness.values), "skipped": sim.lateness.skipped},
             failure=repr(sim.failure) if sim.failure else None,
+            reported_at=time.time(),
         )
         reports.put((kind, job.index, snapshot))
 

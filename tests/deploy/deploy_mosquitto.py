@@ -31,7 +31,9 @@ INGEST_2 = "fleetwatch-ingest-2"
 CAMPAIGNS = "fleetwatch-campaigns"
 API = "fleetwatch-api"
 HEALTHCHECK = "fleetwatch-healthcheck"
-SERVICE_LOGINS = (INGEST_1, INGEST_2, CAMPAIGNS, API, HEALTHCHECK)
+BRIDGE_1 = "fleetwatch-bridge-edge-1"
+BRIDGE_2 = "fleetwatch-bridge-edge-2"
+SERVICE_LOGINS = (INGEST_1, INGEST_2, CAMPAIGNS, API, HEALTHCHECK, BRIDGE_1, BRIDGE_2)
 USERS = (*SERVICE_LOGINS, "dev-a", "dev-b")
 # The deploy config's lines that name ports and paths; the test supplies its own.
 LOCAL_KEYWORDS = {"listener", "password_file", "acl_file", "persistence_location", "log_dest"}

@@ -28,7 +28,7 @@ def deploy_copy(tmp_path: Path) -> Path:
     (copy / "mosquitto").mkdir(parents=True)
     shutil.copy(DEPLOY / "make-passwords.sh", copy)
     shutil.copy(DEPLOY / "compose.yaml", copy)
-    for name in ("acl", "mosquitto.conf"):
+    for name in ("acl", "mosquitto.conf", "bridge.conf.example"):
         shutil.copy(DEPLOY / "mosquitto" / name, copy / "mosquitto")
     (copy / ".env").write_text("POSTGRES_PASSWORD=kept\nFLEETWATCH_MQTT_PASSWORD=old\n")
     passwd = copy / "mosquitto" / "passwd"
@@ -78,6 +78,14 @@ def test_every_login_gets_a_password_the_broker_accepts_and_compose_finds(deploy
     wanted = set(re.findall(r"\$\{(\w+):\?", (deploy_copy / "compose.yaml").read_text()))
     assert wanted <= set(env), wanted - set(env)
     assert env["POSTGRES_PASSWORD"] == "kept"
+    # Each edge's bridge block, with its bridge login's password (tests/deploy/
+    # test_mosquitto_bridge.py runs the block itself against a core).
+    for edge in ("edge-1", "edge-2"):
+        block = (deploy_copy / "mosquitto" / f"bridge-{edge}" / "bridge.conf").read_text()
+        secret = env[f"FLEETWATCH_MQTT_PASSWORD_BRIDGE_{edge.replace('-', '_').upper()}"]
+        assert f"connection {edge}\n" in block
+        assert f"remote_username fleetwatch-bridge-{edge}\n" in block
+        assert f"remote_password {secret}\n" in block
 
     conf = (deploy_copy / "mosquitto" / "mosquitto.conf").read_text().splitlines()
     kept = [line for line in conf if line.split(" ", 1)[0] not in LOCAL_KEYWORDS]
