@@ -28,6 +28,7 @@ from alerts.ratelimit import WINDOW as RATE_WINDOW
 from alerts.ratelimit import ChannelUse, deferred_until
 from alerts.redact import redact_url, scrub
 from alerts.send import AppriseSender, SendResult
+from alerts.templates import TEMPLATES
 from core import db
 from core.settings import Settings
 from incidents import record_events
@@ -163,13 +164,16 @@ def group_messages(
     """Messages to send: one per channel, a digest where a channel has several notifications.
     `urls`: each channel's (URL, label, kind)."""
     by_channel: dict[str, list[Claimed]] = defaultdict(list)
+    alone: list[Claimed] = []
     for item in claimed:
-        by_channel[item.channel_key].append(item)
+        # A message that goes alone (a safety recall's: its own link to confirm, its vehicle
+        # named in every form) is never a digest's line.
+        (alone if TEMPLATES[item.template].alone else by_channel[item.channel_key]).append(item)
+    groups = [(key, sorted(items, key=lambda c: c.id)) for key, items in by_channel.items()]
+    groups += [(item.channel_key, [item]) for item in alone]
     return [
-        Message(
-            key, urls[key][0], urls[key][1], sorted(items, key=lambda c: c.id), token, urls[key][2]
-        )
-        for key, items in by_channel.items()
+        Message(key, urls[key][0], urls[key][1], items, token, urls[key][2])
+        for key, items in groups
         if key in urls
     ]
 

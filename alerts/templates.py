@@ -37,6 +37,9 @@ class Template:
     # to it says.
     link_field: str = "link"
     link_label: str = "See it in Fleetwatch"
+    # Sent alone, never as a line of a digest: a safety recall's notice must reach every
+    # channel whole (the vehicle named in each form, its own confirmation link).
+    alone: bool = False
 
 
 # What a customer can do, per kind of device, when it goes quiet.
@@ -508,15 +511,15 @@ TEMPLATES: dict[str, Template] = {
         "{remedy_short}. Please read and confirm.",
         link_field="ack_url",
         link_label="Read and confirm",
+        alone=True,
     ),
     "recall_no_action_needed": Template(
         title="No action needed: your {device_kind} {device_name} already has the fix",
         body=(
             "Hello {customer_name},\n\n"
-            "{campaign_name} does not need anything from you: your {device_kind} "
-            "{device_name} ({model_name}, {identity}) already has the fix (software "
-            "{installed_version}).\n\n"
-            "No action needed."
+            "{campaign_name}: no action needed. Your {device_kind} {identity} already has "
+            "the fix (software {installed_version}).\n\n"
+            "It is your {device_name} ({model_name}): nothing to do for it."
         ),
         digest_line="{device_name} ({model_name}, {identity}): already has the fix "
         "(software {installed_version})",
@@ -561,6 +564,7 @@ TEMPLATES: dict[str, Template] = {
         "{next_steps}",
         link_field="ack_url",
         link_label="See the recall",
+        alone=True,
     ),
     "recall_follow_up": Template(
         title="Reminder {follow_up_number}, safety recall: your {device_kind} {device_name} "
@@ -582,6 +586,7 @@ TEMPLATES: dict[str, Template] = {
         line="Not fixed yet: your {model_name}, {identity}. {safety_short} Remedy: {remedy_short}.",
         link_field="ack_url",
         link_label="Read and confirm",
+        alone=True,
     ),
     "campaign_halted": Template(
         title="Campaign halted: {campaign_name}",
