@@ -312,10 +312,12 @@ class CampaignRunner(RunsForever):
 
     def _complete(self, conn, campaign: Campaign, now: datetime) -> None:
         with conn.transaction():
+            # A safety recall's last follow-up went unanswered; an update's device stayed away.
+            reason = "not_remedied" if campaign.kind == "safety_recall" else "offline"
             conn.execute(
                 "UPDATE campaign_devices SET state = 'skipped', state_at = %s, "
-                "failure_reason = 'offline' WHERE campaign_id = %s AND state = 'pending'",
-                (now, campaign.id),
+                "failure_reason = %s WHERE campaign_id = %s AND state = 'pending'",
+                (now, reason, campaign.id),
             )
             conn.execute(
                 "UPDATE campaigns SET status = 'completed', finished_at = %s WHERE id = %s",

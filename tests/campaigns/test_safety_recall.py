@@ -297,3 +297,60 @@ def test_a_cars_recall_sms_names_its_vin_and_fits_one_segment_before_its_link(te
     if template != "recall_no_action_needed":
         assert link == f"{BASE}/recall/T0ken-abcdefghijklmnop"
         assert "Stop using it until this is done." in text
+
+
+def test_a_service_visit_recall_closes_for_a_car_seen_on_the_fixed_version_and_follows_up(
+    conn, cars, runner, make_dispatcher, smtp, http_sink, ntfy, api, keys
+):
+    """A remedy by service visit: no commands; a car a workshop updated is remedied when its
+    heartbeat shows the fixed version ("recall done"); the others are followed up, and the
+    owner's acknowledgement through the API does not stop them (the car is still unfixed)."""
+    visit = {
+        **{k: v for k, v in RECALL.items() if k not in ("artifact_url", "artifact_sha256")},
+        "remedy": "service_visit",
+        "target_version": None,
+        "fixed_in": ">=2.5.0",
+        "waves": None,
+        "safety_critical": False,
+        "instructions": "Book a free visit at your dealer: example.com/recall.",
+    }
+    campaign_id, _ = create_campaign(
+        conn, CampaignCreate.model_validate(visit), created_by="safety", now=T0
+    )
+    devices = Devices(conn)
+    r = runner(devices, public_url=BASE)
+    dispatcher = make_dispatcher()
+    r.tick(T0)
+    drain(dispatcher, T0)
+    heard = messages(smtp, http_sink, ntfy)
+    # Not safety-critical: the owner's first channel only (email here), with the remedy.
+    assert [k for k, _, _ in heard["own-0"]] == ["email"]
+    assert "The remedy: a free service visit. Book a free visit" in heard["own-0"][0][2]
+    assert not devices.commands
+
+    # A workshop installs 2.5.0 on car-1; its next heartbeat says so.
+    conn.execute("UPDATE device_state SET firmware = '2.5.0' WHERE device_id = 'car-1'")
+    owner0 = keys.customer("own-0")
+    assert (
+        api.post(f"/api/v1/me/campaigns/{campaign_id}/ack", headers=auth(owner0)).status_code == 200
+    )
+    clear(smtp, http_sink, ntfy)
+    later = T0 + timedelta(days=3, minutes=1)
+    r.tick(later)
+    drain(dispatcher, later)
+    heard = messages(smtp, http_sink, ntfy)
+    assert any("now runs software 2.5.0" in text for _, _, text in heard["own-1"])
+    followed = {o for o, msgs in heard.items() if any("Reminder 1" in t for _, t, _ in msgs)}
+    assert followed == {"own-0", "own-3"}  # car-2's owner has no channel; 4, 5 had the fix
+    states = dict(conn.execute("SELECT device_id, state FROM campaign_devices").fetchall())
+    assert states["car-1"] == "remedied" and states["car-0"] == "pending"
+    r.tick(later + timedelta(minutes=1))
+    assert conn.execute("SELECT status FROM campaigns").fetchone()[0] == "completed"
+    left = conn.execute(
+        "SELECT device_id, failure_reason FROM campaign_devices WHERE state = 'skipped'"
+    ).fetchall()
+    assert sorted(left) == [
+        ("car-0", "not_remedied"),
+        ("car-2", "not_remedied"),
+        ("car-3", "not_remedied"),
+    ]
