@@ -30,7 +30,7 @@ from alerts.ratelimit import WINDOW as RATE_WINDOW
 from alerts.ratelimit import ChannelUse, deferred_until
 from alerts.redact import redact_url, scrub
 from alerts.send import AppriseSender, SendResult
-from alerts.templates import CREDENTIAL_FIELDS, PERSONAL_TEMPLATES
+from alerts.templates import CREDENTIAL_FIELDS, PERSONAL_TEMPLATES, TEMPLATES
 from core import db
 from core.settings import Settings
 from incidents import record_events
@@ -172,17 +172,19 @@ def group_messages(
     claimed: list[Claimed], urls: dict[str, tuple[str, str | None, str]], token: uuid.UUID
 ) -> list[Message]:
     """Messages to send: one per channel, a digest where a channel has several notifications;
-    a personal message (a sign-in link, a code) always alone. `urls`: each channel's (URL,
-    label, kind)."""
-    by_channel: dict[tuple[str, int], list[Claimed]] = defaultdict(list)
+    a message that goes alone never is a digest's line: a personal one (a sign-in link, a
+    code), or a safety recall's (its own link to confirm, its vehicle named in every form).
+    `urls`: each channel's (URL, label, kind)."""
+    by_channel: dict[str, list[Claimed]] = defaultdict(list)
+    alone: list[Claimed] = []
     for item in claimed:
-        alone = item.id if item.template in PERSONAL_TEMPLATES else 0
-        by_channel[(item.channel_key, alone)].append(item)
+        goes_alone = item.template in PERSONAL_TEMPLATES or TEMPLATES[item.template].alone
+        (alone if goes_alone else by_channel[item.channel_key]).append(item)
+    groups = [(key, sorted(items, key=lambda c: c.id)) for key, items in by_channel.items()]
+    groups += [(item.channel_key, [item]) for item in alone]
     return [
-        Message(
-            key, urls[key][0], urls[key][1], sorted(items, key=lambda c: c.id), token, urls[key][2]
-        )
-        for (key, _), items in by_channel.items()
+        Message(key, urls[key][0], urls[key][1], items, token, urls[key][2])
+        for key, items in groups
         if key in urls
     ]
 

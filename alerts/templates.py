@@ -37,6 +37,9 @@ class Template:
     # to it says.
     link_field: str = "link"
     link_label: str = "See it in Fleetwatch"
+    # Sent alone, never as a line of a digest: a safety recall's notice must reach every
+    # channel whole (the vehicle named in each form, its own confirmation link).
+    alone: bool = False
 
 
 # What a customer can do, per kind of device, when it goes quiet.
@@ -565,6 +568,103 @@ TEMPLATES: dict[str, Template] = {
         link_field="ack_url",
         link_label="Read and confirm",
     ),
+    # -- a safety recall with its remedy (campaigns/remedy.py) ------------------------------
+    "safety_recall": Template(
+        title="Safety recall: your {device_kind} {device_name} ({identity})",
+        body=(
+            "Hello {customer_name},\n\n"
+            "{campaign_name} concerns your {device_kind} {device_name}: {model_name}, "
+            "{identity}.\n\n"
+            "Meanwhile: {safety_text}\n\n"
+            "The remedy: {remedy_text}\n\n"
+            "Please confirm that you have read this notice: {ack_url}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}): {campaign_name}, confirm at "
+        "{ack_url}",
+        about="notice",
+        sms="Safety recall of your {device_kind} {device_name}, {identity}. {safety_short} "
+        "Read and confirm:",
+        line="{campaign_name}: your {model_name}, {identity}. {safety_short} Remedy: "
+        "{remedy_short}. Please read and confirm.",
+        link_field="ack_url",
+        link_label="Read and confirm",
+        alone=True,
+    ),
+    "recall_no_action_needed": Template(
+        title="No action needed: your {device_kind} {device_name} already has the fix",
+        body=(
+            "Hello {customer_name},\n\n"
+            "{campaign_name}: no action needed. Your {device_kind} {identity} already has "
+            "the fix (software {installed_version}).\n\n"
+            "It is your {device_name} ({model_name}): nothing to do for it."
+        ),
+        digest_line="{device_name} ({model_name}, {identity}): already has the fix "
+        "(software {installed_version})",
+        about="notice",
+        sms="Fleetwatch: no action needed: your {device_kind} {device_name}, {identity} "
+        "already has the fix (software {installed_version}).",
+        line="No action needed: your {device_kind} {identity} already has the fix (software "
+        "{installed_version}).",
+    ),
+    "recall_remedied": Template(
+        title="Recall done: your {device_kind} {device_name} has the fix",
+        body=(
+            "Hello {customer_name},\n\n"
+            "Your {device_kind} {device_name} ({model_name}, {identity}) now runs software "
+            "{installed_version}, which has the fix for {campaign_name}.\n\n"
+            "The recall is closed for it: nothing more to do."
+        ),
+        digest_line="{device_name} ({model_name}, {identity}): fixed, software {installed_version}",
+        about="notice",
+        sms="Fleetwatch: recall done. Your {device_kind} {device_name}, {identity} now runs "
+        "software {installed_version} with the fix.",
+        line="Your {device_kind} {identity} now runs software {installed_version} with the "
+        "fix. The recall is closed for it.",
+    ),
+    "recall_remedy_failed": Template(
+        title="The recall update of your {device_kind} {device_name} did not work",
+        body=(
+            "Hello {customer_name},\n\n"
+            "We could not install the fix for {campaign_name} on your {device_kind} "
+            "{device_name} ({model_name}, {identity}): {failure_text}. It still runs its "
+            "previous software.\n\n"
+            "Meanwhile: {safety_text}\n\n"
+            "What happens next: {next_steps}\n\n"
+            "The recall notice, to read again or confirm: {ack_url}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}): recall update failed, "
+        "{failure_text}",
+        about="notice",
+        sms="Recall update of your {device_kind} {device_name}, {identity} failed. "
+        "{safety_short} Next steps:",
+        line="Recall update of your {device_kind} {identity} failed: {failure_text}. Next: "
+        "{next_steps}",
+        link_field="ack_url",
+        link_label="See the recall",
+        alone=True,
+    ),
+    "recall_follow_up": Template(
+        title="Reminder {follow_up_number}, safety recall: your {device_kind} {device_name} "
+        "({identity})",
+        body=(
+            "Hello {customer_name},\n\n"
+            "We wrote to you on {notified_local} about {campaign_name}, which concerns your "
+            "{device_kind} {device_name} ({model_name}, {identity}). It does not have the fix "
+            "yet.\n\n"
+            "Meanwhile: {safety_text}\n\n"
+            "The remedy: {remedy_text}\n\n"
+            "Please confirm that you have read this notice: {ack_url}"
+        ),
+        digest_line="{device_name} ({model_name}, {identity}): {campaign_name}, not fixed "
+        "yet: {ack_url}",
+        about="notice",
+        sms="Recall reminder: your {device_kind} {device_name}, {identity} is not fixed yet. "
+        "{safety_short} Read:",
+        line="Not fixed yet: your {model_name}, {identity}. {safety_short} Remedy: {remedy_short}.",
+        link_field="ack_url",
+        link_label="Read and confirm",
+        alone=True,
+    ),
     "campaign_halted": Template(
         title="Campaign halted: {campaign_name}",
         body=(
@@ -643,10 +743,21 @@ DIGEST_TITLES = {
     "ota_succeeded": "{count} of your devices are up to date",
     "recall_notice": "Safety recall: {count} of your devices",
     "recall_repeat": "Reminder, safety recall: {count} of your devices",
+    "safety_recall": "Safety recall: {count} of your devices",
+    "recall_follow_up": "Reminder, safety recall: {count} of your devices",
+    "recall_no_action_needed": "No action needed: {count} of your devices already have the fix",
+    "recall_remedied": "Recall done: {count} of your devices have the fix",
 }
 # Messages that ask nothing of the customer.
 NOTHING_TO_DO = frozenset(
-    {"device_back_online", "device_offline_known_outage", "ota_scheduled", "ota_succeeded"}
+    {
+        "device_back_online",
+        "device_offline_known_outage",
+        "ota_scheduled",
+        "ota_succeeded",
+        "recall_no_action_needed",
+        "recall_remedied",
+    }
 )
 DIGEST_TITLE_MIXED = "{count} of your devices changed status"
 

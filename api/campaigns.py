@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from api.auth import ApiKey
 from api.deps import CustomerKey, DbConn, ReaderKey, require
 from api.fleet import DeviceIdQuery
+from campaigns.completion import completion_csv, completion_json, recall_completion
 from campaigns.links import ACK_RECALL, link_open, token_hash
 from campaigns.notices import SAFE, UNSAFE
 from campaigns.store import CampaignCreate, campaign_progress, create_campaign, move_campaign
@@ -32,7 +33,8 @@ CampaignId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 _COLUMNS = """id, name, kind, status, target, target_version, artifact_url, artifact_sha256,
 waves, soak_s, window_start, window_end, starts_at, current_wave, wave_opened_at, policy,
-safe_to_use, instructions, halted_reason, created_by, created_at, finished_at"""
+safe_to_use, instructions, halted_reason, created_by, created_at, finished_at, remedy, fixed_in,
+safety_critical, avoid"""
 
 
 class CampaignPublic(BaseModel):
@@ -58,6 +60,10 @@ class CampaignPublic(BaseModel):
     created_by: str
     created_at: datetime
     finished_at: datetime | None
+    remedy: str | None = None
+    fixed_in: str | None = None
+    safety_critical: bool | None = None
+    avoid: str | None = None
     progress: dict[str, Any]
 
 
@@ -181,6 +187,42 @@ def campaign_devices(
     return [CampaignDevice(**dict(zip(CampaignDevice.model_fields, r, strict=True))) for r in rows]
 
 
+def _completion(conn, campaign_id: int, fmt: str) -> Any:
+    campaign = _load(conn, campaign_id)
+    if campaign.kind == "ota_update":
+        raise HTTPException(409, f"campaign {campaign_id} is an update, not a recall")
+    now = datetime.now(UTC)
+    result = recall_completion(conn, campaign_id, campaign.starts_at, now)
+    if fmt == "csv":
+        return PlainTextResponse(
+            completion_csv(result, campaign_id=campaign_id, as_of=now),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="recall-{campaign_id}-'
+                f'completion-{now:%Y%m%d}.csv"'
+            },
+        )
+    return {"campaign_id": campaign_id, "as_of": now, **completion_json(result)}
+
+
+@router.get("/campaigns/{campaign_id}/completion", response_model=None)
+def recall_completion_view(
+    campaign_id: CampaignId,
+    key: ReaderKey,
+    conn: DbConn,
+    format: Literal["json", "csv"] = "json",
+) -> Any:
+    """A recall's completion: remedied, acknowledged, notified and unreachable devices in
+    total, by model and region, and day by day since it started (`format=csv` for a report)."""
+    return _completion(conn, campaign_id, format)
+
+
+@router.get("/campaigns/{campaign_id}/completion.csv", response_class=PlainTextResponse)
+def recall_completion_csv(campaign_id: CampaignId, key: ReaderKey, conn: DbConn):
+    """The completion report as CSV: one row per model and region, and the total."""
+    return _completion(conn, campaign_id, "csv")
+
+
 def _move(conn, campaign_id: int, move: str, key) -> CampaignDetail:
     current = _load(conn, campaign_id)
     if move_campaign(conn, campaign_id, move, by=key.name, now=datetime.now(UTC)) is None:
@@ -229,7 +271,8 @@ def my_campaigns(key: CustomerKey, conn: DbConn) -> list[MyCampaign]:
         "cd.failure_reason, cd.acknowledged_at "
         "FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id "
         "JOIN devices d ON d.id = cd.device_id "
-        "WHERE d.customer_id = %s AND (c.kind = 'recall_notice' OR cd.attempt > 0) "
+        "WHERE d.customer_id = %s AND (c.kind IN ('recall_notice', 'safety_recall') "
+        "OR cd.attempt > 0) "
         "ORDER BY c.id DESC, cd.device_id",
         (key.customer_id,),
     ).fetchall()
@@ -273,8 +316,8 @@ def acknowledge_recall(campaign_id: CampaignId, key: CustomerKey, conn: DbConn):
 
 _TOKEN = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
 _NOTICE_OF_LINK = """
-SELECT c.name, c.safe_to_use, c.instructions, d.name, d.id, cd.state, c.status, c.finished_at,
-       c.id
+SELECT c.name, c.safe_to_use, c.instructions, d.name, d.id, cd.acknowledged_at, c.status,
+       c.finished_at, c.id
 FROM recall_links l
 JOIN campaign_devices cd ON cd.campaign_id = l.campaign_id AND cd.device_id = l.device_id
 JOIN campaigns c ON c.id = cd.campaign_id
@@ -304,8 +347,8 @@ def _page(title: str, body: str) -> HTMLResponse:
 def recall_page(request: Request, token: _TOKEN, conn: DbConn) -> HTMLResponse:
     """The page a recall notice links to: what it is about, and a button to confirm."""
     notice = _notice_of_link(request, conn, token)
-    name, safe, instructions, device_name, device_id, state = notice[:6]
-    done = state == "acknowledged"
+    name, safe, instructions, device_name, device_id, acknowledged_at = notice[:6]
+    done = acknowledged_at is not None
     body = (
         f"<h1>{html.escape(name)}</h1><p>Your device: {html.escape(device_name or device_id)}</p>"
         f"<p>{SAFE if safe else UNSAFE}</p>"

@@ -28,12 +28,19 @@ log = logging.getLogger(__name__)
 # 32 random bytes: 43 URL-safe characters, within the link's 16-64 (api/campaigns.py).
 TOKEN_BYTES = 32
 
-# An owner's confirmation that they read a recall notice ({which}: whose devices).
+# An owner's confirmation that they read a recall ({which}: whose devices). A recall
+# notice's device moves to `acknowledged`; a safety recall's keeps its update's state and only
+# records the acknowledgement (on any channel's link, the page, or the API).
 ACK_RECALL = """
-UPDATE campaign_devices cd SET state = 'acknowledged', state_at = %(now)s,
-       acknowledged_at = %(now)s
+UPDATE campaign_devices cd
+SET state = CASE WHEN c.kind = 'recall_notice' THEN 'acknowledged' ELSE cd.state END,
+    state_at = CASE WHEN c.kind = 'recall_notice' THEN %(now)s ELSE cd.state_at END,
+    acknowledged_at = %(now)s
 FROM campaigns c
-WHERE c.id = cd.campaign_id AND c.kind = 'recall_notice' AND cd.state = 'notified'
+WHERE c.id = cd.campaign_id
+  AND ((c.kind = 'recall_notice' AND cd.state = 'notified')
+       OR (c.kind = 'safety_recall' AND cd.notified_at IS NOT NULL
+           AND cd.acknowledged_at IS NULL))
   AND {which}
 RETURNING cd.campaign_id, cd.device_id
 """

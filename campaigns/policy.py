@@ -1,8 +1,9 @@
-"""A campaign's limits: per-device step timeouts and retries, the health gate, recall repeats."""
+"""A campaign's limits: per-device step timeouts and retries, the health gate, recall repeats
+and a safety recall's follow-ups."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Policy(BaseModel):
@@ -28,3 +29,15 @@ class Policy(BaseModel):
     min_devices: int = Field(default=3, ge=1, le=100_000)
     # Recall notices: repeated on the owner's next channel when not acknowledged by then.
     repeat_after_s: int = Field(default=2 * 86400, gt=0, le=90 * 86400)
+    # Safety recalls: follow-ups to owners whose device is not remedied yet, at these times
+    # after the first notice (some markets' law asks for them while completion is low).
+    follow_up_after_s: list[int] = Field(
+        default_factory=lambda: [14 * 86400, 30 * 86400, 90 * 86400], max_length=12
+    )
+
+    @field_validator("follow_up_after_s")
+    @classmethod
+    def _increasing(cls, values: list[int]) -> list[int]:
+        if any(v <= 0 or v > 2 * 365 * 86400 for v in values) or values != sorted(set(values)):
+            raise ValueError("follow-ups are increasing positive delays, within two years")
+        return values

@@ -11,7 +11,9 @@ from campaigns.policy import Policy
 from campaigns.steps import IN_FLIGHT
 from campaigns.waves import CampaignView, WaveCounts
 
-_FINAL = ("succeeded", "failed", "skipped", "cancelled", "notified", "acknowledged")
+_FINAL = (
+    "succeeded", "failed", "skipped", "cancelled", "notified", "acknowledged", "remedied",
+)  # fmt: skip
 # Incidents that are not degraded health: the gate counts offline on its own.
 _HEALTH_KINDS_EXCLUDED = ("offline", "never_seen", "unstable_connection")
 
@@ -35,12 +37,21 @@ class Campaign:
     policy: Policy
     safe_to_use: bool | None
     instructions: str | None
+    remedy: str | None = None
+    fixed_in: str | None = None
+    safety_critical: bool | None = None
+    avoid: str | None = None
+
+    @property
+    def over_the_air(self) -> bool:
+        """Commands devices to update: an update, or a safety recall remedied by one."""
+        return self.kind == "ota_update" or self.remedy == "ota_update"
 
 
 CAMPAIGN_COLUMNS = """
 SELECT id, name, kind, status, target_version, artifact_url, artifact_sha256, waves, soak_s,
        window_start, window_end, starts_at, current_wave, wave_opened_at, policy, safe_to_use,
-       instructions
+       instructions, remedy, fixed_in, safety_critical, avoid
 FROM campaigns
 """
 ACTIVE_CAMPAIGNS = (
@@ -66,7 +77,7 @@ def view_of(c: Campaign) -> CampaignView:
 
 def wave_counts(conn, campaign: Campaign) -> WaveCounts:
     online = "st.status IN ('online', 'degraded')"
-    if campaign.kind == "recall_notice":
+    if not campaign.over_the_air:
         online = "true"  # a notice goes to the owner, whatever the device is doing
     row = conn.execute(
         f"SELECT count(*), count(*) FILTER (WHERE cd.state = 'pending' AND {online}), "

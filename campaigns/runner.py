@@ -34,6 +34,8 @@ from campaigns.readings import (
     view_of,
     wave_counts,
 )
+from campaigns.recall import owed_follow_ups, recall_tick, remedy_failed, remedy_succeeded
+from campaigns.remedy import recall_settled
 from campaigns.steps import IN_FLIGHT, Decision, Observed, Progress, apply_report, check
 from campaigns.store import campaign_progress, record_event
 from campaigns.waves import in_window, next_move
@@ -147,9 +149,9 @@ class CampaignRunner(RunsForever):
         return report
 
     def _advance(self, conn, campaign: Campaign, now: datetime, report: TickReport) -> None:
-        if campaign.kind == "ota_update" and campaign.status != "scheduled":
+        if campaign.over_the_air and campaign.status != "scheduled":
             self._check_in_flight(conn, campaign, now, report)
-        if campaign.status == "running" and campaign.kind == "ota_update":
+        if campaign.status == "running" and campaign.over_the_air:
             verdict = evaluate_gate(*health_of(conn, campaign), campaign.policy)
             if verdict.halt:
                 self._halt(conn, campaign, verdict.reason, now)
@@ -158,6 +160,8 @@ class CampaignRunner(RunsForever):
         move = next_move(view_of(campaign), wave_counts(conn, campaign), now)
         if move == "complete" and campaign.kind == "recall_notice" and awaiting_ack(conn, campaign):
             move = None  # a recall is done when every owner has acknowledged it
+        if campaign.kind == "safety_recall" and campaign.status == "running":
+            move = self._recall_move(conn, campaign, move)
         if move == "start":
             self._open_wave(conn, campaign, 1, now, report, started=True)
         elif move == "open_next":
@@ -167,10 +171,24 @@ class CampaignRunner(RunsForever):
         if move:
             report.moves.append((campaign.id, move))
         if campaign.status == "running":
-            if campaign.kind == "ota_update":
+            if campaign.kind == "safety_recall":
+                # Before the commands: a device already fixed is never commanded.
+                report.notices += recall_tick(conn, campaign, now, self.settings.public_url)
+            if campaign.over_the_air:
                 report.commands += self._send_commands(conn, campaign, now)
-            else:
+            elif campaign.kind == "recall_notice":
                 report.notices += self._send_recalls(conn, campaign, now)
+
+    @staticmethod
+    def _recall_move(conn, campaign: Campaign, move: str | None) -> str | None:
+        """A safety recall opens its waves as an update does, and completes only once it is
+        settled (campaigns/remedy.py): no update under way, no follow-up owed."""
+        all_open = campaign.current_wave >= len(campaign.waves)
+        if move == "open_next" or not all_open:
+            return move
+        in_flight, owed = owed_follow_ups(conn, campaign)
+        settled = recall_settled(all_waves_open=all_open, in_flight=in_flight, owed_follow_ups=owed)
+        return "complete" if settled else None
 
     # -- reports and devices in flight -------------------------------------------------------
 
@@ -241,15 +259,25 @@ class CampaignRunner(RunsForever):
             log.info(
                 "campaign %d device %s: updated to %s", campaign.id, device, campaign.target_version
             )
-            report.notices += self._notify(conn, campaign, [device], "ota_succeeded", now)
+            if campaign.kind == "safety_recall":
+                report.notices += remedy_succeeded(
+                    conn, campaign, device, now, self.settings.public_url
+                )
+            else:
+                report.notices += self._notify(conn, campaign, [device], "ota_succeeded", now)
         elif decision.state == "failed":
             report.failed += 1
             log.warning(
                 "campaign %d device %s: update failed: %s", campaign.id, device, decision.reason
             )
-            report.notices += self._notify(
-                conn, campaign, [device], "ota_failed", now, reason=decision.reason
-            )
+            if campaign.kind == "safety_recall":
+                report.notices += remedy_failed(
+                    conn, campaign, device, decision.reason, now, self.settings.public_url
+                )
+            else:
+                report.notices += self._notify(
+                    conn, campaign, [device], "ota_failed", now, reason=decision.reason
+                )
 
     # -- waves -------------------------------------------------------------------------------
 
@@ -284,10 +312,12 @@ class CampaignRunner(RunsForever):
 
     def _complete(self, conn, campaign: Campaign, now: datetime) -> None:
         with conn.transaction():
+            # A safety recall's last follow-up went unanswered; an update's device stayed away.
+            reason = "not_remedied" if campaign.kind == "safety_recall" else "offline"
             conn.execute(
                 "UPDATE campaign_devices SET state = 'skipped', state_at = %s, "
-                "failure_reason = 'offline' WHERE campaign_id = %s AND state = 'pending'",
-                (now, campaign.id),
+                "failure_reason = %s WHERE campaign_id = %s AND state = 'pending'",
+                (now, reason, campaign.id),
             )
             conn.execute(
                 "UPDATE campaigns SET status = 'completed', finished_at = %s WHERE id = %s",

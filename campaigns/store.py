@@ -11,12 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import incidents
 from campaigns.policy import Policy
-from campaigns.targeting import Target
+from campaigns.targeting import Target, to_specifier
 from campaigns.waves import assign_waves
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WAVES = {"ota_update": [1, 10, 50, 100], "recall_notice": [100]}
+DEFAULT_WAVES = {"ota_update": [1, 10, 50, 100], "recall_notice": [100], "service_visit": [100]}
 _NO_NUL = r"^[^\x00]*$"
 
 
@@ -26,7 +26,7 @@ class CampaignCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=200, pattern=_NO_NUL)
-    kind: str = Field(pattern=r"^(recall_notice|ota_update)$")
+    kind: str = Field(pattern=r"^(recall_notice|ota_update|safety_recall)$")
     target: Target
     target_version: str | None = Field(default=None, max_length=64, pattern=r"^[0-9A-Za-z.+-]+$")
     artifact_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://\S+$")
@@ -39,27 +39,51 @@ class CampaignCreate(BaseModel):
     policy: Policy = Field(default_factory=Policy)
     safe_to_use: bool | None = None
     instructions: str | None = Field(default=None, max_length=2000, pattern=_NO_NUL)
+    # A safety recall (campaigns/remedy.py): its remedy, the firmware range that has the fix,
+    # whether it is safety-critical (every channel at once) and what to avoid meanwhile.
+    remedy: str | None = Field(default=None, pattern=r"^(ota_update|service_visit)$")
+    fixed_in: str | None = Field(default=None, max_length=200)
+    safety_critical: bool | None = None
+    avoid: str | None = Field(default=None, max_length=500, pattern=_NO_NUL)
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignCreate:
-        if self.kind == "ota_update" and not (
+        over_the_air = self.kind == "ota_update" or self.remedy == "ota_update"
+        if over_the_air and not (
             self.target_version and self.artifact_url and self.artifact_sha256
         ):
             raise ValueError("an update needs target_version, artifact_url and artifact_sha256")
-        if self.kind == "recall_notice" and (self.safe_to_use is None or not self.instructions):
+        if self.kind in ("recall_notice", "safety_recall") and (
+            self.safe_to_use is None or not self.instructions
+        ):
             raise ValueError("a recall notice needs safe_to_use and instructions")
+        if self.kind == "safety_recall":
+            if self.remedy is None or self.safety_critical is None:
+                raise ValueError("a safety recall needs its remedy and safety_critical")
+            if self.fixed_in is None and self.target_version:
+                self.fixed_in = f">={self.target_version}"
+            if self.fixed_in is None:
+                raise ValueError("a safety recall needs fixed_in: the versions with the fix")
+            to_specifier(self.fixed_in)
+        elif self.remedy or self.fixed_in or self.safety_critical is not None or self.avoid:
+            raise ValueError("remedy, fixed_in, safety_critical and avoid are a safety recall's")
         if (self.window_start is None) != (self.window_end is None):
             raise ValueError("give both window_start and window_end, or neither")
         if self.window_start is not None and self.window_start == self.window_end:
             raise ValueError("the maintenance window must not be empty")
         if self.starts_at is not None and self.starts_at.tzinfo is None:
             raise ValueError("starts_at needs a UTC offset, e.g. 2026-12-01T02:00:00Z")
-        waves = self.waves or DEFAULT_WAVES[self.kind]
+        waves = self.waves or default_waves(self.kind, self.remedy)
         try:
             assign_waves(0, [], waves)
         except ValueError as exc:
             raise ValueError(str(exc)) from None
         return self
+
+
+def default_waves(kind: str, remedy: str | None) -> list[float]:
+    """A safety recall rolls out its update in waves as an update does; a visit has one."""
+    return DEFAULT_WAVES[remedy if kind == "safety_recall" else kind]
 
 
 _CANDIDATES = """
@@ -87,30 +111,37 @@ def create_campaign(
     if spec.kind == "ota_update":
         # A device already on the target version has nothing to install.
         chosen = [(d, fw) for d, fw in chosen if fw != spec.target_version]
-    waves = spec.waves or DEFAULT_WAVES[spec.kind]
+    waves = spec.waves or default_waves(spec.kind, spec.remedy)
     with conn.transaction():
+        values = {
+            "name": spec.name,
+            "kind": spec.kind,
+            "target": spec.target.model_dump_json(exclude_defaults=True),
+            "target_version": spec.target_version,
+            "artifact_url": spec.artifact_url,
+            "artifact_sha256": spec.artifact_sha256,
+            "waves": json.dumps(waves),
+            "soak_s": spec.soak_s,
+            "window_start": spec.window_start,
+            "window_end": spec.window_end,
+            "starts_at": spec.starts_at or now,
+            "policy": spec.policy.model_dump_json(),
+            "safe_to_use": spec.safe_to_use,
+            "instructions": spec.instructions,
+            "created_by": created_by,
+        }
+        if spec.kind == "safety_recall":
+            # Only a safety recall's own columns (migration 031) are named for one.
+            values |= {
+                "remedy": spec.remedy,
+                "fixed_in": spec.fixed_in,
+                "safety_critical": spec.safety_critical,
+                "avoid": spec.avoid,
+            }
         campaign_id = conn.execute(
-            "INSERT INTO campaigns (name, kind, target, target_version, artifact_url, "
-            "artifact_sha256, waves, soak_s, window_start, window_end, starts_at, policy, "
-            "safe_to_use, instructions, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (
-                spec.name,
-                spec.kind,
-                spec.target.model_dump_json(exclude_defaults=True),
-                spec.target_version,
-                spec.artifact_url,
-                spec.artifact_sha256,
-                json.dumps(waves),
-                spec.soak_s,
-                spec.window_start,
-                spec.window_end,
-                spec.starts_at or now,
-                spec.policy.model_dump_json(),
-                spec.safe_to_use,
-                spec.instructions,
-                created_by,
-            ),
+            f"INSERT INTO campaigns ({', '.join(values)}) "
+            f"VALUES ({', '.join(['%s'] * len(values))}) RETURNING id",
+            tuple(values.values()),
         ).fetchone()[0]
         wave_of = assign_waves(campaign_id, [d for d, _ in chosen], waves)
         # A recall's link tokens are made with each notice (campaigns/links.py), not here.

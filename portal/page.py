@@ -37,10 +37,16 @@ SELECT id, device_id, kind, severity, status, summary, opened_at, resolved_at,
 FROM incidents WHERE id = ANY(%(ids)s) AND device_id = ANY(%(devices)s)
 """
 _RECALLS = """
-SELECT c.id, cd.device_id, c.name, c.status, c.safe_to_use, c.instructions, cd.state,
+SELECT c.id, cd.device_id, c.name, c.status, c.safe_to_use, c.instructions,
+       -- A safety recall's device state is its remedy's (the update); whether its owner
+       -- confirmed reading it is its acknowledgement.
+       CASE WHEN c.kind = 'safety_recall' THEN
+            CASE WHEN cd.acknowledged_at IS NOT NULL THEN 'acknowledged'
+                 WHEN cd.notified_at IS NOT NULL THEN 'notified' ELSE cd.state END
+            ELSE cd.state END,
        cd.acknowledged_at
 FROM campaign_devices cd JOIN campaigns c ON c.id = cd.campaign_id
-WHERE c.kind = 'recall_notice' AND (cd.campaign_id, cd.device_id) IN
+WHERE c.kind IN ('recall_notice', 'safety_recall') AND (cd.campaign_id, cd.device_id) IN
       (SELECT * FROM unnest(%(campaigns)s::bigint[], %(devices)s::text[]))
 """
 _TIMELINE = """

@@ -185,3 +185,24 @@ def test_campaigns_create_list_pause_and_show(conn, dsn, tmp_path):
     spec.write_text(json.dumps({"name": "x", "kind": "ota_update", "target": {}}))
     bad = run("campaigns", "create", str(spec), "--by", "fw-lead", env=env)
     assert bad.returncode == 2 and "at least one criterion" in bad.stderr
+
+
+def test_the_readmes_recall_with_its_remedy_is_created_from_its_example_file(conn, dsn):
+    """deploy/examples/recall-with-ota.json, as the README's firmware-team section runs it:
+    every car of the model in its regions, those already fixed too (they are told "no action
+    needed" when it starts); other models and regions are not."""
+    from pathlib import Path
+
+    from support import make_device
+
+    for i, fw in enumerate(("4.9.8", "5.0.2", "5.1.0")):
+        make_device(conn, f"car-{i}", model_id="car-telematics-v1", firmware=fw, region="eu-west")
+    make_device(conn, "car-9", model_id="car-telematics-v1", firmware="5.0.2", region="us-east")
+    make_device(conn, "cam-0", model_id="camera-v1", firmware="5.0.2", region="eu-west")
+    example = Path(__file__).parents[1] / "deploy" / "examples" / "recall-with-ota.json"
+    env = user_env(FLEETWATCH_DATABASE_URL=dsn)
+    made = run("campaigns", "create", str(example), "--by", "safety-lead", env=env)
+    assert made.returncode == 0, made.stderr
+    assert "scheduled for 3 devices" in made.stderr
+    shown = run("campaigns", "show", made.stdout.strip(), env=env)
+    assert "safety_recall" in shown.stdout

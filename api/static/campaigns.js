@@ -14,6 +14,12 @@ const PROGRESS_GROUPS = {
     { name: "in_flight", label: "in flight", states: IN_FLIGHT },
     { name: "pending", states: ["pending"] },
   ],
+  safety_recall: [
+    { name: "remedied", states: ["succeeded", "remedied"] },
+    { name: "failed", states: ["failed"] },
+    { name: "in_flight", label: "in flight", states: IN_FLIGHT },
+    { name: "pending", states: ["pending"] },
+  ],
   recall_notice: [
     { name: "acknowledged", states: ["acknowledged"] },
     { name: "notified", states: ["notified"] },
@@ -21,8 +27,8 @@ const PROGRESS_GROUPS = {
   ],
 };
 const DEVICE_STATES = ["pending", ...IN_FLIGHT, "succeeded", "failed", "notified", "acknowledged",
-  "skipped", "cancelled"];
-const KIND_NAMES = { ota_update: "update", recall_notice: "recall notice" };
+  "skipped", "cancelled", "remedied"];
+const KIND_NAMES = { ota_update: "update", recall_notice: "recall notice", safety_recall: "safety recall" };
 // The moves a person may make, from which statuses (as campaigns/store.py MOVES), and their words.
 const MOVES = {
   pause: { from: ["scheduled", "running"], done: "Paused" },

@@ -16,6 +16,11 @@ const TEMPLATE_WORDS = {
   device_reboot_loop: "Keeps restarting",
   device_temperature: "Temperature out of range",
   recall_notice: "Recall notice",
+  safety_recall: "Safety recall",
+  recall_follow_up: "Safety recall reminder",
+  recall_no_action_needed: "No action needed",
+  recall_remedied: "Recall done",
+  recall_remedy_failed: "Recall update failed",
   channel_test: "Test message",
 };
 const templateWords = (t) => TEMPLATE_WORDS[t] || t.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());
@@ -71,6 +76,7 @@ const STATE_WORDS = {
   pending: "Not started", notified: "Waiting for you to read it", acknowledged: "Read",
   sent: "Updating", accepted: "Updating", downloading: "Downloading",
   installing: "Installing", rebooting: "Restarting", succeeded: "Updated", failed: "Update failed",
+  remedied: "Already has the fix", skipped: "Not updated", cancelled: "Cancelled",
 };
 
 function deviceName(id) {
@@ -78,12 +84,23 @@ function deviceName(id) {
   return card ? card.name : id;
 }
 
+// A recall notice waits in `notified`; a safety recall's device keeps its update's state,
+// so its notice is unread until acknowledged, unless the car already has the fix.
+function recallUnread(c) {
+  if (c.kind === "safety_recall") {
+    return c.devices.some((d) => !d.acknowledged_at
+      && !["remedied", "succeeded", "cancelled"].includes(d.state));
+  }
+  return c.kind === "recall_notice" && c.devices.some((d) => d.state === "notified");
+}
+
 function campaignCard(c) {
-  const recall = c.kind === "recall_notice";
-  const unread = recall && c.devices.some((d) => d.state === "notified");
+  const recall = c.kind === "recall_notice" || c.kind === "safety_recall";
+  const unread = recallUnread(c);
   return el("article", { class: `card${unread ? " problem" : ""}`, "data-campaign-id": c.campaign_id },
     el("h2", {}, c.name),
-    el("p", { class: "muted" }, recall ? "Recall notice" : `Software update to ${c.target_version}`),
+    el("p", { class: "muted" }, c.kind === "safety_recall" ? "Safety recall"
+      : recall ? "Recall notice" : `Software update to ${c.target_version}`),
     recall && c.safe_to_use != null && el("p", { class: c.safe_to_use ? "status" : "status st-offline" },
       c.safe_to_use ? "You can keep using it." : "Stop using it until it is fixed."),
     c.instructions && el("p", { class: "todo" }, c.instructions),

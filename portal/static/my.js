@@ -207,8 +207,7 @@ async function showDevices() {
     get("/incidents?status=active&limit=20"),
     get("/me/campaigns").catch(() => []),
   ]);
-  const waiting = campaigns.filter((c) => c.kind === "recall_notice"
-    && c.devices.some((d) => d.state === "notified"));
+  const waiting = campaigns.filter(recallUnread);
   const count = home.places.reduce((n, g) => n + g.devices.length, 0);
   const devices = el("div", { class: "main-col" },
     count ? home.places.map((g) => placeSection(g, home.places.length > 1))

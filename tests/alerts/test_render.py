@@ -89,6 +89,12 @@ SAMPLE = {
     "safety_text": "Stop using it until this is done.",
     "instructions": "Unplug the battery pack and book a free replacement.",
     "ack_url": ACK,
+    "safety_short": "Stop using it until this is done.",
+    "remedy_text": "a free software update to version 3.14.2, installed over the air between "
+    "02:00 and 04:00 your local time (Europe/Berlin), from 07 Dec 2026. Keep it connected.",
+    "remedy_short": "software 3.14.2 over the air, 02:00-04:00 your time, from 07 Dec 2026",
+    "installed_version": "3.14.2",
+    "follow_up_number": 2,
     "reason": "failure rate 12% above the 5% limit",
     "failures": "never_came_back: 3",
     "succeeded": 940,

@@ -25,6 +25,8 @@ ALLOWED = {
     ("GET", "/api/v1/campaigns"): READ,
     ("GET", "/api/v1/campaigns/{campaign_id}"): READ,
     ("GET", "/api/v1/campaigns/{campaign_id}/devices"): READ,
+    ("GET", "/api/v1/campaigns/{campaign_id}/completion"): READ,
+    ("GET", "/api/v1/campaigns/{campaign_id}/completion.csv"): READ,
     ("POST", "/api/v1/campaigns/{campaign_id}/pause"): FIRMWARE,
     ("POST", "/api/v1/campaigns/{campaign_id}/resume"): FIRMWARE,
     ("POST", "/api/v1/campaigns/{campaign_id}/cancel"): FIRMWARE,
