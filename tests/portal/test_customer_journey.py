@@ -20,7 +20,7 @@ from api.app import create_app
 from contract.messages import heartbeat_payload, parse_message
 from contract.topics import heartbeat_topic
 from harness.apiserver import ApiServer
-from harness.browser import CHROMIUM, PHONE, launch
+from harness.browser import CHROMIUM, PHONE
 from ingest.writer import record_progress, write_batch
 from portal.sessions import SESSION_COOKIE, mint_signin_link
 
@@ -31,22 +31,6 @@ expect = sync_api.expect
 
 pytestmark = pytest.mark.chromium
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/my/#link=[\w-]+")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        playwright = sync_api.sync_playwright().start()
-    except Exception as exc:
-        pytest.skip(f"playwright does not start: {exc}")
-    try:
-        chromium = launch(playwright)
-    except Exception as exc:
-        playwright.stop()
-        pytest.skip(f"playwright cannot launch {CHROMIUM}: {exc}")
-    yield chromium
-    chromium.close()
-    playwright.stop()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from support import make_device
 from alerts.templates import HEALTH_WHAT_TO_DO, WHAT_TO_DO
 from api.app import create_app
 from harness.apiserver import ApiServer
-from harness.browser import CHROMIUM, DESKTOP, PHONE, launch
+from harness.browser import CHROMIUM, DESKTOP, PHONE
 from harness.customer_home import (
     CUSTOMER,
     PUSH_ERROR,
@@ -39,22 +39,6 @@ pytestmark = pytest.mark.chromium
 TIMEOUT_MS = 10_000
 # Another customer's device, named so that its showing up anywhere would be seen.
 NEIGHBOUR = "Neighbour's camera"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        playwright = sync_api.sync_playwright().start()
-    except Exception as exc:
-        pytest.skip(f"playwright does not start: {exc}")
-    try:
-        chromium = launch(playwright)
-    except Exception as exc:
-        playwright.stop()
-        pytest.skip(f"playwright cannot launch {CHROMIUM}: {exc}")
-    yield chromium
-    chromium.close()
-    playwright.stop()
 
 
 @pytest.fixture
