@@ -45,9 +45,23 @@ class Step:
     more: bool
 
 
-def next_step(rolled_to: datetime | None, horizon: datetime, now: datetime) -> Step | None:
-    """The range of heartbeats the next step reads (None: nothing settled yet)."""
-    start = rolled_to if rolled_to is not None else _day_start(now - BACKFILL)
+def next_step(
+    rolled_to: datetime | None,
+    horizon: datetime,
+    now: datetime,
+    earliest: datetime | None = None,
+) -> Step | None:
+    """The range of heartbeats the next step reads (None: nothing settled yet).
+
+    The first step starts at the day of the earliest heartbeat within BACKFILL (`earliest`,
+    read only while nothing was rolled up): a fresh install with no heartbeats has nothing to
+    walk through, rather than a week of empty steps run back to back."""
+    if rolled_to is not None:
+        start = rolled_to
+    elif earliest is not None:
+        start = max(_day_start(now - BACKFILL), _day_start(earliest))
+    else:
+        return None
     upper = min(horizon, now) - SETTLE
     if upper <= start:
         return None
@@ -64,6 +78,8 @@ def _day_start(at: datetime) -> datetime:
 _ROLLUP_LOCK = 0x72656C68
 _TRY_LOCK = "SELECT pg_try_advisory_xact_lock(%s)"
 _STATE = "SELECT rolled_to FROM release_rollup_state"
+# Read through the heartbeats' time index (a hypertable's own, or 030's on PostgreSQL).
+_EARLIEST = "SELECT min(ts) FROM heartbeats WHERE ts >= %(since)s"
 # The ingests' proven watermark; an ingest not heard from for INGEST_GONE holds nothing
 # back (a row left by a client id no longer in use must not stop the rollup for good).
 INGEST_GONE = timedelta(hours=1)
@@ -212,7 +228,11 @@ def roll_up(conn: psycopg.Connection, now: datetime) -> RollupResult:
         row = conn.execute(_STATE).fetchone()
         horizon = conn.execute(_HORIZON, {"now": now, "gone": INGEST_GONE}).fetchone()[0]
         horizon = horizon or now
-        step = next_step(row[0] if row else None, horizon, now)
+        rolled_to = row[0] if row else None
+        earliest = None
+        if rolled_to is None:
+            earliest = conn.execute(_EARLIEST, {"since": now - BACKFILL}).fetchone()[0]
+        step = next_step(rolled_to, horizon, now, earliest)
         if step is None:
             return result
         args = {"start": step.start, "end": step.end, "now": now}

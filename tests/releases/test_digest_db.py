@@ -35,6 +35,12 @@ def test_the_weekly_digest_goes_to_staff_once_a_week(
                     _DEVICE_DAY,
                     (device, start.date(), fw, reboots, start, start + timedelta(hours=23)),
                 )
+    # A running install that has rolled up to the week's start: the rollup walks the week's
+    # days from there (a fresh one starts at its first heartbeat, releases/rollup.py).
+    conn.execute(
+        "INSERT INTO release_rollup_state (rolled_to, updated_at) VALUES (%s, %s)",
+        (MONDAY - timedelta(days=7), MONDAY - timedelta(days=7)),
+    )
     monitor = make_monitor()
     dispatcher = make_dispatcher()
 

@@ -132,7 +132,7 @@ NOON = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 @pytest.mark.parametrize(
     ("rolled_to", "horizon", "expected"),
     [
-        # A fresh database starts at the day's start a week back, one 15-minute step.
+        # A fresh database starts at the day's start a week back, one 15-minute step...
         (
             None,
             NOON,
@@ -151,5 +151,17 @@ NOON = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
     ],
 )
 def test_next_step_reads_settled_heartbeats_in_short_steps(rolled_to, horizon, expected):
-    step = next_step(rolled_to, horizon, NOON)
+    # (heartbeats since long before the backfill window)
+    step = next_step(rolled_to, horizon, NOON, earliest=NOON - timedelta(days=30))
     assert (step and (step.start, step.end, step.more)) == expected
+
+
+def test_a_fresh_install_starts_at_its_first_heartbeat_or_not_at_all():
+    # ...from the day of the first heartbeat when that is later...
+    step = next_step(None, NOON, NOON, earliest=NOON - timedelta(hours=3))
+    assert (step.start, step.end) == (
+        datetime(2026, 12, 6, tzinfo=UTC),
+        datetime(2026, 12, 6, 0, 15, tzinfo=UTC),
+    )
+    # ...and with no heartbeat at all, no step: nothing to walk through.
+    assert next_step(None, NOON, NOON, earliest=None) is None
