@@ -19,6 +19,7 @@ line of JSON.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -521,7 +522,14 @@ def place_in_sites(dsn: str) -> None:
             sites = conn.execute(_SITES).rowcount
             placed = conn.execute(_PLACE_DEVICES).rowcount
         conn.execute("VACUUM ANALYZE sites")
-        conn.execute("VACUUM ANALYZE devices")
+        # An import writes each device once, with its site; this UPDATE wrote a second copy
+        # of every row. Compact it, and start the runs after as the runs before started:
+        # with no dead rows in device_state and incidents left by the runs before (whose
+        # dead index entries every due query of the next runs would otherwise read).
+        conn.execute("VACUUM (FULL, ANALYZE) devices")
+        conn.execute("VACUUM ANALYZE device_state")
+        conn.execute("VACUUM ANALYZE incidents")
+        conn.execute("VACUUM ANALYZE incident_events")
         checkpoint(conn)
         print(
             f"{sites:,} sites made and {placed:,} devices placed in them in "
@@ -628,6 +636,7 @@ def main() -> None:
         print(f"note: a tick takes at most {settings.monitor_batch_limit:,} (monitor_batch_limit)")
     beside = Beside()
     watcher = Monitor(settings, dsn)
+    gc.freeze()  # as the monitor process does when it starts (core/worker.py run_forever)
     try:
         # A periodic job of its own in the running monitor, never part of a tick.
         started = time.perf_counter()

@@ -49,6 +49,7 @@ from harness.sinks import SinkProcess
 VIN = re.compile(r"\bBENCH\d{12}\b")
 # Each owner's channels, and the sink each goes to.
 KINDS = (("email", "smtp"), ("push", "ntfy"), ("webhook", "http"))
+STALL_S = 120
 
 _REGISTER = [
     """
@@ -58,8 +59,8 @@ SELECT 'own-' || lpad(i::text, 6, '0'), 'Owner ' || i,
 FROM generate_series(0, %(owners)s - 1) AS i
 """,
     """
-INSERT INTO contact_channels (customer_id, kind, apprise_url, label)
-SELECT c.id, k.kind, k.url, 'bench ' || k.kind
+INSERT INTO contact_channels (customer_id, kind, apprise_url, label, verified_at)
+SELECT c.id, k.kind, k.url, 'bench ' || k.kind, now()
 FROM customers c
 CROSS JOIN unnest(%(kinds)s::text[], %(urls)s::text[]) AS k(kind, url)
 """,
@@ -127,16 +128,22 @@ def wait_all(sinks: dict[str, SinkProcess], owners: int, timeout_s: float) -> di
     seen = {kind: set() for kind in sinks}
     last = dict.fromkeys(sinks, 0.0)
     deadline = time.monotonic() + timeout_s
+    progress = time.monotonic()
     while any(len(s) < owners for s in seen.values()):
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        # Nothing for two minutes: the run is broken (no verified channel, a dead
+        # dispatcher), not slow; say so rather than wait out the timeout.
+        if now > deadline or now - progress > STALL_S:
             missing = {k: owners - len(s) for k, s in seen.items()}
-            raise SystemExit(f"messages never arrived: {missing}")
+            why = "timed out" if now > deadline else f"nothing arrived for {STALL_S} s"
+            raise SystemExit(f"messages never arrived ({why}): {missing}")
         for kind, sink in sinks.items():
             for arrival in sink.drain(wait_s=0.05):
                 found = VIN.findall(f"{arrival.title}\n{arrival.message}")
                 seen[kind].update(found)
                 if found:
                     last[kind] = max(last[kind], arrival.at)
+                    progress = time.monotonic()
             sink.arrived.clear()  # what drain keeps: 100,000s of messages add up
     return last
 

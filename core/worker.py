@@ -20,6 +20,7 @@ Jobs read the time from the database (`core.db.db_now`) or take `now` from a tes
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -95,6 +96,10 @@ class RunsForever:
     that runs a part does until SIGTERM."""
 
     def run_forever(self, stop: threading.Event) -> None:
+        # What the process holds when it starts (modules, plugins, settings) lives as long
+        # as it does: frozen, the collector stops walking it again on every full
+        # collection (a monitor tick of 10,000 transitions spent ~150 ms of CPU there).
+        gc.freeze()
         self.start()
         try:
             stop.wait()

@@ -56,6 +56,13 @@ WHERE i.scope = 'device' AND i.kind = 'offline' AND i.opened_at > %(since)s
 GROUP BY 1, 2, 3
 """
 
+# The group attributes of these devices (a tick's newly silent ones).
+_ATTRIBUTES = """
+SELECT d.id, d.model_id, coalesce(s.firmware, d.firmware), d.region
+FROM devices d JOIN device_state s ON s.device_id = d.id
+WHERE d.id = ANY(%(ids)b::text[])
+"""
+
 _OPEN_OUTAGES = """
 SELECT group_key, id FROM incidents
 WHERE scope = 'fleet' AND kind = 'fleet_outage' AND status <> 'resolved'
@@ -101,19 +108,52 @@ class Correlated:
     held: int = 0
 
 
+@dataclass
+class FleetReading:
+    """The window's counts as they stood before a tick's transaction (its own incidents
+    left out), and the group attributes of the devices that tick may declare offline."""
+
+    recent: list[tuple[str, str | None, str | None, int]]
+    attributes: dict[str, tuple[str, str | None, str | None]]
+
+    def with_tick(self, devices: list[str]) -> list[tuple[str, str | None, str | None, int]]:
+        """The window's counts once these devices' offline incidents (opened by the tick,
+        not taken by a site) are added: what _RECENT reads inside the transaction."""
+        added = Counter(self.attributes[d] for d in devices if d in self.attributes)
+        return [*self.recent, *((*combo, n) for combo, n in added.items())]
+
+
+def read_fleet(
+    conn: psycopg.Connection, silent_ids: list[str], now: datetime, policy: FleetPolicy
+) -> FleetReading:
+    """Read-only, so the monitor reads it beside the tick's transaction (on two cores, the
+    two run side by side); correlate() then adds the tick's own incidents in Python."""
+    since = now - timedelta(seconds=policy.window_s)
+    recent = conn.execute(_RECENT, {"since": since}).fetchall()
+    rows = conn.execute(_ATTRIBUTES, {"ids": silent_ids}).fetchall() if silent_ids else []
+    return FleetReading(recent, {d: (model, fw, region) for d, model, fw, region in rows})
+
+
 def correlate(
-    conn: psycopg.Connection, now: datetime, policy: FleetPolicy, sizes: dict[str, int]
+    conn: psycopg.Connection,
+    now: datetime,
+    policy: FleetPolicy,
+    sizes: dict[str, int],
+    recent: list[tuple[str, str | None, str | None, int]] | None = None,
 ) -> Correlated:
     """Open fleet incidents for groups in an outage and attach their devices' incidents.
 
     Runs inside the transaction that opened the offline incidents, so their alerts are
-    held before any dispatcher can see them.
+    held before any dispatcher can see them. `recent`: the window's unattached offline
+    incidents counted by group attributes (FleetReading.with_tick); read here when None.
     """
     result = Correlated()
     since = now - timedelta(seconds=policy.window_s)
     counts: Counter = Counter()
     combos: dict[str, set] = {}
-    for model_id, firmware, region, n in conn.execute(_RECENT, {"since": since}):
+    if recent is None:
+        recent = conn.execute(_RECENT, {"since": since}).fetchall()
+    for model_id, firmware, region, n in recent:
         for key in group_keys(model_id, firmware, region, policy.groups):
             counts[key] += n
             combos.setdefault(key, set()).add((model_id, firmware, region))

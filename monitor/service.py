@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -15,10 +16,17 @@ from core.worker import Job, RunsForever, Worker
 from monitor.blind_spot import horizon, is_blind, offline_held, wills_held
 from monitor.correlation import GROUP_KINDS, FleetPolicy
 from monitor.flapping import FlapPolicy
-from monitor.fleet import Reviewed, correlate, load_group_sizes, review_outages
+from monitor.fleet import (
+    FleetReading,
+    Reviewed,
+    correlate,
+    load_group_sizes,
+    read_fleet,
+    review_outages,
+)
 from monitor.health import HealthResult, evaluate_health
 from monitor.sight import close_blind_spot, open_blind_spot, read_sight
-from monitor.site_watch import SiteResult, correlate_sites, resolve_sites
+from monitor.site_watch import SiteReading, SiteResult, correlate_sites, read_sites, resolve_sites
 from monitor.sites import SitePolicy
 from monitor.status import DeviceWatch, Transition, next_status
 from monitor.transitions import Applied, apply_transitions, resolve_stable
@@ -144,6 +152,9 @@ class Monitor(RunsForever):
         self.ticks = 0
         self.last_tick: TickResult | None = None
         self._conns = db.Connections(dsn)
+        # What the correlations read of a tick's newly silent devices, on a connection of
+        # its own beside the tick's transaction (_read_beside).
+        self._beside = ThreadPoolExecutor(1, thread_name_prefix="monitor-sites")
         s = settings
         self.worker = Worker(
             "monitor",
@@ -198,12 +209,14 @@ class Monitor(RunsForever):
             held, transitions = len(transitions) - len(kept), kept
         # Site silence is judged on what the ingests have provably read, as deadlines are.
         heard_until = horizon(sight, now)
+        silent = [t.device_id for t in transitions if t.new == "offline"]
+        beside = self._beside.submit(self._read_beside, silent, now) if silent else None
         applied = apply_transitions(
             conn,
             transitions,
             now,
             self.flap,
-            then=lambda c, a: self._correlate(c, a, now, heard_until),
+            then=lambda c, a: self._correlate(c, a, now, heard_until, beside),
         )
         resolve_stable(conn, now, self.flap)
         result = TickResult(len(transitions), applied, time.perf_counter() - started, held=held)
@@ -228,17 +241,47 @@ class Monitor(RunsForever):
         self.last_tick = result
         conn.execute(_RUN, ("tick", now, result.seconds * 1000))
 
+    def _read_beside(self, silent: list[str], now: datetime) -> tuple[SiteReading, FleetReading]:
+        """What the tick's correlations read, on a connection of its own while the tick's
+        transaction writes (both read-only; monitor/site_watch.py, monitor/fleet.py)."""
+        try:
+            conn = self._conns.get("tick-beside")
+            return read_sites(conn, silent, self.sites), read_fleet(conn, silent, now, self.fleet)
+        except Exception:
+            self._conns.drop("tick-beside")
+            raise
+
     def _correlate(
-        self, conn: psycopg.Connection, applied: Applied, now: datetime, heard_until: datetime
+        self,
+        conn: psycopg.Connection,
+        applied: Applied,
+        now: datetime,
+        heard_until: datetime,
+        beside: Future | None = None,
     ) -> None:
+        sites_read = fleet_read = None
+        if beside is not None:
+            try:
+                sites_read, fleet_read = beside.result()
+            except psycopg.Error as error:
+                # The tick's own connection reads them instead.
+                log.warning("monitor tick: reading beside the tick failed: %s", error)
         # Sites first: a home's members it takes are not counted again in a fleet outage.
-        sites = correlate_sites(conn, applied.down_ids, heard_until, self.sites)
+        sites = correlate_sites(conn, applied.down_ids, heard_until, self.sites, sites_read)
         applied.sites_opened = len(sites.opened)
         resolve_sites(conn, applied.back_ids, now, self.sites)
         if applied.offline:
             if self._group_sizes is None:
                 self._group_sizes = load_group_sizes(conn, self.fleet)
-            correlated = correlate(conn, now, self.fleet, self._group_sizes)
+            recent = None
+            if fleet_read is not None:
+                free = [
+                    device
+                    for incident, device in applied.offline_devices.items()
+                    if incident not in sites.attached_ids
+                ]
+                recent = fleet_read.with_tick(free)
+            correlated = correlate(conn, now, self.fleet, self._group_sizes, recent)
             applied.fleet_opened = len(correlated.opened)
 
     def refresh_group_sizes(self) -> dict[str, int]:
@@ -325,4 +368,7 @@ class Monitor(RunsForever):
     def stop(self) -> None:
         """Stop the jobs and close their connections."""
         self.worker.stop()
+        self._beside.shutdown(wait=True)
+        # Threads start on first use: a stopped monitor can still be ticked by hand.
+        self._beside = ThreadPoolExecutor(1, thread_name_prefix="monitor-sites")
         self._conns.drop()

@@ -89,6 +89,8 @@ class Applied:
     notices: int = 0
     # Offline incidents opened: the fleet correlation's input.
     offline: list[int] = field(default_factory=list)
+    # The same by device.
+    offline_devices: dict[int, str] = field(default_factory=dict)
     fleet_opened: int = 0
     # Devices that went offline and came back in this batch: the site correlation's input.
     down_ids: list[str] = field(default_factory=list)
@@ -162,6 +164,7 @@ def _open(conn, down: list[Transition], now, applied, flap) -> None:
     opened = incidents.open_device_incidents(conn, problems, now)
     applied.opened += len(opened)
     applied.offline = [o.id for o in opened if o.kind == "offline"]
+    applied.offline_devices = {o.id: o.device_id for o in opened if o.kind == "offline"}
     flapping = _flapping(conn, opened, by_id, now, flap, applied)
     notices = [
         to_owner(

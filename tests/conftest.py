@@ -44,6 +44,7 @@ DATA_TABLES = (
     "customers",
     "staff_channels",
     "incidents",
+    "incident_events",
     "notifications",
     "ingest_status",
     "api_keys",

@@ -3,6 +3,7 @@ router dies is one message naming every device, and one "back online"."""
 
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from support import add_channel, count, make_device
 
@@ -231,3 +232,19 @@ def test_a_device_still_down_after_the_others_return_gets_its_own_alert_once_set
         "SELECT context FROM notifications WHERE template = 'site_back_online'"
     ).fetchone()[0]
     assert "Garden camera" not in back_online["devices_text"]
+
+
+def test_when_the_reading_beside_the_tick_fails_the_tick_reads_the_site_itself(
+    conn, tick, home, monkeypatch, caplog
+):
+    import monitor.service
+
+    def broken(*args):
+        raise psycopg.OperationalError("connection cut")
+
+    monkeypatch.setattr(monitor.service, "read_fleet", broken)
+    run(tick, conn, deadline("panel"))
+    assert [(k, key) for _, k, _, _, key in site_incidents(conn)] == [
+        ("site_offline", "site:oak-12")
+    ]
+    assert "reading beside the tick failed: connection cut" in caplog.text
