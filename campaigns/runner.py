@@ -34,7 +34,13 @@ from campaigns.readings import (
     view_of,
     wave_counts,
 )
-from campaigns.recall import owed_follow_ups, recall_tick, remedy_failed, remedy_succeeded
+from campaigns.recall import (
+    SWEEP_EVERY_S,
+    owed_follow_ups,
+    recall_tick,
+    remedy_failed,
+    remedy_succeeded,
+)
 from campaigns.remedy import recall_settled
 from campaigns.steps import IN_FLIGHT, Decision, Observed, Progress, apply_report, check
 from campaigns.store import campaign_progress, record_event
@@ -79,6 +85,8 @@ class CampaignRunner(RunsForever):
         self.dsn = dsn
         self._prefix = settings.topic_prefix
         self._conn: psycopg.Connection | None = None
+        # When each safety recall last swept for devices fixed by other means.
+        self._swept: dict[int, datetime] = {}
         self.worker = Worker(
             "campaigns", [Job("tick", self.tick, settings.campaigns_tick_s, self._drop)], dsn=dsn
         )
@@ -173,7 +181,13 @@ class CampaignRunner(RunsForever):
         if campaign.status == "running":
             if campaign.kind == "safety_recall":
                 # Before the commands: a device already fixed is never commanded.
-                report.notices += recall_tick(conn, campaign, now, self.settings.public_url)
+                last = self._swept.get(campaign.id)
+                sweep = last is None or not last <= now < last + timedelta(seconds=SWEEP_EVERY_S)
+                if sweep:
+                    self._swept[campaign.id] = now
+                report.notices += recall_tick(
+                    conn, campaign, now, self.settings.public_url, sweep=sweep
+                )
             if campaign.over_the_air:
                 report.commands += self._send_commands(conn, campaign, now)
             elif campaign.kind == "recall_notice":

@@ -354,3 +354,33 @@ def test_a_service_visit_recall_closes_for_a_car_seen_on_the_fixed_version_and_f
         ("car-2", "not_remedied"),
         ("car-3", "not_remedied"),
     ]
+
+
+def test_a_car_fixed_at_a_workshop_is_found_at_the_next_sweep_not_at_every_tick(
+    conn, cars, runner, make_dispatcher
+):
+    """Finding cars fixed by other means reads every unremedied car: a running runner does
+    it at most once a minute (campaigns/recall.py SWEEP_EVERY_S), and at its first tick."""
+    visit = {
+        **{k: v for k, v in RECALL.items() if k not in ("artifact_url", "artifact_sha256")},
+        "remedy": "service_visit",
+        "target_version": None,
+        "fixed_in": ">=2.5.0",
+        "waves": None,
+    }
+    create_campaign(conn, CampaignCreate.model_validate(visit), created_by="safety", now=T0)
+    r = runner(Devices(conn), public_url=BASE)
+    r.tick(T0)
+
+    def state(device):
+        return conn.execute(
+            "SELECT state FROM campaign_devices WHERE device_id = %s", (device,)
+        ).fetchone()[0]
+
+    # Cars 4 and 5 had the fix at the start: found by the first tick.
+    assert state("car-4") == state("car-5") == "remedied"
+    conn.execute("UPDATE device_state SET firmware = '2.5.0' WHERE device_id = 'car-1'")
+    r.tick(T0 + timedelta(seconds=30))
+    assert state("car-1") == "pending"
+    r.tick(T0 + timedelta(seconds=61))
+    assert state("car-1") == "remedied"
