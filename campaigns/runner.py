@@ -85,8 +85,10 @@ class CampaignRunner(RunsForever):
         self.dsn = dsn
         self._prefix = settings.topic_prefix
         self._conn: psycopg.Connection | None = None
-        # When each safety recall last swept for devices fixed by other means.
+        # When each safety recall last swept for devices fixed by other means, and last
+        # checked whether it is settled (both read every device of the recall).
         self._swept: dict[int, datetime] = {}
+        self._settle_checked: dict[int, datetime] = {}
         self.worker = Worker(
             "campaigns", [Job("tick", self.tick, settings.campaigns_tick_s, self._drop)], dsn=dsn
         )
@@ -156,6 +158,16 @@ class CampaignRunner(RunsForever):
             )
         return report
 
+    @staticmethod
+    def _due(last_run: dict[int, datetime], campaign_id: int, now: datetime) -> bool:
+        """Whether a whole-recall read is due (its first, or SWEEP_EVERY_S after the last);
+        if so, noted as run at `now`."""
+        last = last_run.get(campaign_id)
+        if last is not None and last <= now < last + timedelta(seconds=SWEEP_EVERY_S):
+            return False
+        last_run[campaign_id] = now
+        return True
+
     def _advance(self, conn, campaign: Campaign, now: datetime, report: TickReport) -> None:
         if campaign.over_the_air and campaign.status != "scheduled":
             self._check_in_flight(conn, campaign, now, report)
@@ -169,7 +181,7 @@ class CampaignRunner(RunsForever):
         if move == "complete" and campaign.kind == "recall_notice" and awaiting_ack(conn, campaign):
             move = None  # a recall is done when every owner has acknowledged it
         if campaign.kind == "safety_recall" and campaign.status == "running":
-            move = self._recall_move(conn, campaign, move)
+            move = self._recall_move(conn, campaign, move, now)
         if move == "start":
             self._open_wave(conn, campaign, 1, now, report, started=True)
         elif move == "open_next":
@@ -181,10 +193,7 @@ class CampaignRunner(RunsForever):
         if campaign.status == "running":
             if campaign.kind == "safety_recall":
                 # Before the commands: a device already fixed is never commanded.
-                last = self._swept.get(campaign.id)
-                sweep = last is None or not last <= now < last + timedelta(seconds=SWEEP_EVERY_S)
-                if sweep:
-                    self._swept[campaign.id] = now
+                sweep = self._due(self._swept, campaign.id, now)
                 report.notices += recall_tick(
                     conn, campaign, now, self.settings.public_url, sweep=sweep
                 )
@@ -193,13 +202,15 @@ class CampaignRunner(RunsForever):
             elif campaign.kind == "recall_notice":
                 report.notices += self._send_recalls(conn, campaign, now)
 
-    @staticmethod
-    def _recall_move(conn, campaign: Campaign, move: str | None) -> str | None:
+    def _recall_move(self, conn, campaign: Campaign, move: str | None, now: datetime) -> str | None:
         """A safety recall opens its waves as an update does, and completes only once it is
-        settled (campaigns/remedy.py): no update under way, no follow-up owed."""
+        settled (campaigns/remedy.py): no update under way, no follow-up owed. That takes a
+        count over every device of the recall: once a minute, not at every tick."""
         all_open = campaign.current_wave >= len(campaign.waves)
         if move == "open_next" or not all_open:
             return move
+        if not self._due(self._settle_checked, campaign.id, now):
+            return None
         in_flight, owed = owed_follow_ups(conn, campaign)
         settled = recall_settled(all_waves_open=all_open, in_flight=in_flight, owed_follow_ups=owed)
         return "complete" if settled else None

@@ -351,12 +351,16 @@ def resolve_sites(
         found |= {f"hub:{p}" for _, _, p, _ in involved if p}
         found |= {f"hub:{d}" for d, _, _, hub in involved if hub}
         keys = sorted(found)
-    for group_id, key, opened_at, details in conn.execute(_OPEN_FULL, {"keys": keys}).fetchall():
-        named_ids = [details["lead"], *details["device_ids"]]
-        if "hub_id" in details:
-            named_ids.append(details["hub_id"])
-        named = _named(conn, named_ids)
-        everyone = list(named.values())
+    rows = conn.execute(_OPEN_FULL, {"keys": keys}).fetchall()
+    named_ids = {
+        group_id: {details["lead"], *details["device_ids"], *filter(None, [details.get("hub_id")])}
+        for group_id, _, _, details in rows
+    }
+    # Every open group's devices in one read: the review runs every few seconds, whatever
+    # the number of homes down.
+    named = _named(conn, set().union(*named_ids.values())) if rows else {}
+    for group_id, key, opened_at, details in rows:
+        everyone = [named[d] for d in sorted(named_ids[group_id]) if d in named]
         if group_back(everyone, opened_at):
             _resolve(conn, group_id, key, details, everyone, now, result, "devices back")
         elif back_ids is None and settled(everyone, opened_at, now, policy):
