@@ -16,6 +16,7 @@ import apprise
 from alerts.outbound import IPNetwork, guarded, instantiate, schemes_for
 from alerts.redact import hiding_secrets_of, scrub
 from alerts.render import Message
+from alerts.tls_contexts import reuse_in_apprise_smtp
 
 # Longest error text kept (notifications.last_error, delivery_attempts.error).
 ERROR_LIMIT = 500
@@ -30,6 +31,8 @@ class SendResult:
     # leads somewhere alerts may not go.
     permanent: bool = False
 
+
+reuse_in_apprise_smtp()
 
 # No redirects: a webhook's answer must not send our request elsewhere (a redirect to a
 # refused address would be refused anyway, by the guard).
