@@ -37,9 +37,10 @@ REMEDY_FAILED_NEXT = (
 )
 
 
-# Step 1 reads every unremedied device's version: at 100,000 devices that is half a
-# second, which every tick of a runner ticking every few seconds would spend. A device
-# fixed by other means (a service visit) is told within this long instead; the first tick
+# Steps 1 and 3 read every unremedied device (its version; when it was last told): at
+# 100,000 devices that is half a second, which every tick of a runner ticking every few
+# seconds would spend. A device fixed by other means (a service visit) is told within this
+# long instead, and a follow-up (days apart) goes this much later at most; the first tick
 # always sweeps, so "no action needed" goes before any notice.
 SWEEP_EVERY_S = 60
 
@@ -47,12 +48,13 @@ SWEEP_EVERY_S = 60
 def recall_tick(
     conn, campaign: Campaign, now: datetime, public_url: str, *, sweep: bool = True
 ) -> int:
-    """Steps 1 (when `sweep`) to 3 for a running safety recall; return how many notices
-    were recorded."""
+    """Steps 1 to 3 for a running safety recall (1 and 3 only when `sweep`); return how
+    many notices were recorded."""
     with conn.transaction():
         sent = _sweep_fixed(conn, campaign, now, public_url) if sweep else 0
         sent += _first_notices(conn, campaign, now, public_url)
-        sent += _follow_ups(conn, campaign, now, public_url)
+        if sweep:
+            sent += _follow_ups(conn, campaign, now, public_url)
     return sent
 
 
