@@ -209,8 +209,7 @@ def main() -> None:
     parser.add_argument(
         "--channels",
         default="email,push,webhook",
-        help="which of each owner's channels: Apprise's SMTP plugin sends about 60 emails/s "
-        "per process, so email sets the pace of a large run",
+        help="which of each owner's channels (email is the slowest: one SMTP session per message)",
     )
     args = parser.parse_args()
     chosen = set(args.channels.split(","))

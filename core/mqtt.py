@@ -69,6 +69,8 @@ def connect_client(
         kwargs["clean_start"] = not persistent
         kwargs["properties"] = connect_properties(client, persistent=persistent)
     connect = client.connect_async if asynchronous else client.connect
+    if target.source:
+        kwargs["bind_address"] = target.source
     connect(target.host, target.port, keepalive=keepalive, **kwargs)
 
 

@@ -6,7 +6,7 @@ import functools
 import ipaddress
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,11 +20,20 @@ class MqttTarget(BaseModel):
     username: str | None = None
     password: str | None = None
     tls: bool = False
+    # The local address to connect from (`?source=127.0.0.2`). paho binds every client's
+    # socket before connecting, so each takes an ephemeral port of its source address for
+    # itself, whatever broker it goes to: one address has ~28,000 (net.ipv4.
+    # ip_local_port_range). A simulator of many devices gives each process its own.
+    source: str = ""
 
     @classmethod
     def from_url(cls, url: str) -> MqttTarget:
-        """Parse `mqtt://user:pass@host:port` (`mqtts://` for TLS)."""
+        """Parse `mqtt://user:pass@host:port[?source=ADDRESS]` (`mqtts://` for TLS)."""
         parts = urlsplit(url)
+        query = parse_qs(parts.query)
+        unknown = set(query) - {"source"}
+        if unknown:
+            raise ValueError(f"MQTT URL: unknown parameter(s) {sorted(unknown)}")
         if parts.scheme not in ("mqtt", "mqtts"):
             raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {parts.scheme!r}")
         if not parts.hostname:
@@ -36,6 +45,7 @@ class MqttTarget(BaseModel):
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             tls=tls,
+            source=query.get("source", [""])[-1],
         )
 
     def redacted(self) -> str:

@@ -257,9 +257,12 @@ class Drill:
         ).start()
         self.broker, self.edges = self.topology.core, self.topology.edges
         # Each device logs in as its id (the simulator's username), with the drill's password.
+        # Each simulator connects from an address of its own (127.0.0.2, ...): paho binds
+        # every device's socket, so one address's ~28,000 ephemeral ports would be all the
+        # devices the machine could connect (core/settings.py MqttTarget.source).
         self.sim_urls = [
             f"mqtt://device:{DEVICE_PASSWORD}@127.0.0.1:"
-            f"{self.edges[c.edge_of(i)].ports[i // c.edge_count]}"
+            f"{self.edges[c.edge_of(i)].ports[i // c.edge_count]}?source=127.0.0.{2 + i}"
             for i in range(c.simulator_count)
         ]
         self.say(
