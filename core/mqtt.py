@@ -8,6 +8,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.settings import MqttTarget
 
@@ -97,3 +98,12 @@ def end_session(client: mqtt.Client, target: MqttTarget, client_id: str) -> None
         time.sleep(0.05)
     clean.disconnect()
     clean.loop_stop()
+
+
+def subscribe_options(client: mqtt.Client, qos: int = 1):
+    """QoS 1; on MQTT 5, retained messages only for a subscription the session did not hold
+    already: a persistent session resubscribing after a reconnect is not sent every
+    device's retained status again (100,000 of them at a fleet of that size)."""
+    if client.protocol != mqtt.MQTTv5:
+        return qos
+    return SubscribeOptions(qos=qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)

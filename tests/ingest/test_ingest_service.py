@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import paho.mqtt.client as mqtt
 import pytest
 from support import count, make_device, wait_until
 
@@ -182,15 +183,18 @@ def test_status_messages_are_connectivity_events_without_replays(
     assert [e[0] for e in events()] == ["online", "offline"]
     assert conn.execute("SELECT connectivity FROM device_state").fetchone()[0] == "offline"
 
-    # A restart replays the retained 'offline'; it must not become a second event.
+    # A restart may replay the retained 'offline' (MQTT 3.1.1 brokers do; on MQTT 5 the
+    # ingest resubscribes asking for retained messages of new subscriptions only): either
+    # way it must not become a second event.
     ingest.stop()
     again = run_ingest()
-    wait_until(lambda: again.counters.statuses + again.counters.messages_in >= 1, timeout=5)
     # The later marker: a fresh 'online' on the same topic, which is an event. Once it is
-    # stored, the replay before it has been handled too.
+    # stored, a replay before it has been handled too.
     publish(publisher, status_topic(prefix, "dev-1"), status_payload(ONLINE))
     wait_until(lambda: len(events()) >= 3)
     assert [e[0] for e in events()] == ["online", "offline", "online"]
+    if again.client.protocol == mqtt.MQTTv5:
+        assert again.counters.statuses == 1  # the marker, and no replay
     publish(publisher, status_topic(prefix, "dev-1"), b"", retain=True)  # clear the retained
 
 

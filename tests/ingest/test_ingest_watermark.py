@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from support import count, forget_session, make_device, wait_until
 
 from contract.messages import heartbeat_payload
 from contract.topics import heartbeat_topic, service_tick_topic
+from harness.ports import free_port
 from ingest.service import TICK_EVERY_S, Ingest
 
 
@@ -176,3 +178,15 @@ def test_a_forged_tick_never_moves_the_watermark_past_now(conn, run_ingest, publ
     }
     # Its own topic is not a device's: nothing there is a rejected device message.
     assert count(conn, "SELECT count(*) FROM rejected_messages") == 0
+
+
+def test_an_ingest_that_cannot_reach_its_broker_stops_what_it_started(make_settings):
+    """Raising with its threads still running would leave a process that holds its broker
+    session and stores nothing (seen in the 100,000-device drill)."""
+
+    settings = make_settings(mqtt_url=f"mqtt://fleetwatch@127.0.0.1:{free_port()}")
+    ingest = Ingest(settings, settings.database_url, settings.mqtt_target())
+    with pytest.raises(RuntimeError, match="could not connect"):
+        ingest.start(wait_connected=1.0)
+    assert ingest.client._thread is None  # paho's network loop is stopped
+    assert ingest._conn.closed
