@@ -17,7 +17,8 @@ def test_a_thread_gets_its_context_back_with_the_checks_on_again():
     again = default_context()
     assert again is first
     assert again.check_hostname is True and again.verify_mode == ssl.CERT_REQUIRED
-    assert again.cert_store_stats()["x509_ca"] > 0 or ssl.get_default_verify_paths().capath
+    # It trusts what a fresh default context trusts.
+    assert again.cert_store_stats() == ssl.create_default_context().cert_store_stats()
 
 
 def test_threads_never_share_a_context():
