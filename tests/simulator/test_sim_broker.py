@@ -123,8 +123,14 @@ def topic_prefix(target, protocol):
 
 
 def small_fleet(n: int, **faults: tuple[int, float]) -> list[SimDevice]:
-    """n fault-free devices with ids of their own; `faults` maps scenario to (index, start)."""
-    fleet = build_fleet(n, seed=11, fault_share=0, id_prefix=f"d{uuid.uuid4().hex[:8]}")
+    """n fault-free devices with ids of their own, none of which sleeps; `faults` maps
+    scenario to (index, start). (A parked car announces hours of sleep: at TIME_SCALE that
+    is minutes, longer than any wait here. Which models the n are varies with the id
+    prefix, and whether a car is parked with the time of day: the tests failed at night.)"""
+    fleet = [
+        SimDevice(replace(d.spec, profile=replace(d.spec.profile, sleeps_when_idle=False)))
+        for d in build_fleet(n, seed=11, fault_share=0, id_prefix=f"d{uuid.uuid4().hex[:8]}")
+    ]
     for name, (index, start_after_s) in faults.items():
         fault = make_fault(name, start_after_s=start_after_s)
         fleet[index] = SimDevice(replace(fleet[index].spec, fault=fault))
