@@ -100,10 +100,19 @@ def end_session(client: mqtt.Client, target: MqttTarget, client_id: str) -> None
     clean.loop_stop()
 
 
-def subscribe_options(client: mqtt.Client, qos: int = 1):
+def subscribe_options(client: mqtt.Client, qos: int = 1, *, retain_as_published: bool = False):
     """QoS 1; on MQTT 5, retained messages only for a subscription the session did not hold
     already: a persistent session resubscribing after a reconnect is not sent every
-    device's retained status again (100,000 of them at a fleet of that size)."""
+    device's retained status again (100,000 of them at a fleet of that size).
+
+    `retain_as_published` (MQTT 5) keeps the retain flag a message was published with. A
+    Mosquitto bridge publishes every retained message of its topics again each time it
+    connects to the core (an edge or core restart); without the flag they would reach the
+    ingest as live news."""
     if client.protocol != mqtt.MQTTv5:
         return qos
-    return SubscribeOptions(qos=qos, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+    return SubscribeOptions(
+        qos=qos,
+        retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB,
+        retainAsPublished=retain_as_published,
+    )

@@ -289,7 +289,12 @@ class Ingest:
             self._connected.set()
             return
         topics = ingest_subscriptions(self._prefix, self.settings.ingest_shared_group)
-        client.subscribe([(t, subscribe_options(client)) for t in [*topics, self._tick_topic]])
+        # Device topics keep their retain flag: a status a bridge sends again when it
+        # reconnects is then a replay, recorded only if it is news (ingest.writer).
+        device_topics = subscribe_options(client, retain_as_published=True)
+        client.subscribe(
+            [(t, device_topics) for t in topics] + [(self._tick_topic, subscribe_options(client))]
+        )
         if flags.session_present:
             # The broker kept the subscriptions: ready now. Waiting for the SUBACK would
             # wait behind everything queued meanwhile (a drill at 100,000 devices queued

@@ -1,0 +1,64 @@
+"""The ingest behind an edge broker bridged to a core (harness/bridges.py, as deploy/).
+
+A Mosquitto bridge publishes every retained message of its topics to the core again each
+time it connects (after an edge or a core restart): each device's retained status. Those
+are not news, and at 100,000 devices they were 100,000 connectivity events a restart.
+"""
+
+from __future__ import annotations
+
+import paho.mqtt.client as mqtt
+import pytest
+from support import count, make_device, wait_until
+
+from contract.messages import ONLINE, status_payload
+from contract.topics import status_topic
+from harness.bridges import BridgedBrokers
+from harness.mosquitto import MOSQUITTO
+from ingest.service import Ingest
+
+pytestmark = [
+    pytest.mark.mosquitto,
+    pytest.mark.skipif(MOSQUITTO is None, reason="needs mosquitto (Debian package: mosquitto)"),
+    pytest.mark.timeout(90),
+]
+
+
+def _device(port: int, client_id: str) -> mqtt.Client:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def test_statuses_a_bridge_sends_again_when_it_reconnects_are_not_new_events(
+    conn, make_settings, tmp_path, prefix
+):
+    make_device(conn, "dev-1")
+    events = lambda: count(conn, "SELECT count(*) FROM connectivity_events")  # noqa: E731
+    with BridgedBrokers(tmp_path, edges=1, prefix=prefix) as brokers:
+        settings = make_settings(
+            mqtt_url=f"mqtt://fleetwatch@127.0.0.1:{brokers.core.port}",
+            mqtt_protocol="5",
+            ingest_shared_group="",
+        )
+        ingest = Ingest(settings, settings.database_url, settings.mqtt_target()).start()
+        try:
+            device = _device(brokers.edges[0].port, "dev-1")
+            topic = status_topic(prefix, "dev-1")
+            device.publish(topic, status_payload(ONLINE), qos=1, retain=True).wait_for_publish(5)
+            wait_until(lambda: events() == 1, timeout=20)
+            device.disconnect()
+            device.loop_stop()
+
+            # The edge restarts: its bridge connects to the core again and sends the
+            # retained 'online' once more. The ingest sees it (counted), stores no event.
+            edge = brokers.edges[0]
+            edge.stop()
+            edge.start()
+            wait_until(lambda: ingest.counters.statuses >= 2, timeout=30)
+            assert events() == 1
+            state = conn.execute("SELECT connectivity FROM device_state").fetchone()[0]
+            assert state == "online"
+        finally:
+            ingest.stop()
