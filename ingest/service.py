@@ -48,6 +48,7 @@ from core.mqtt import connect_client, end_session, make_client, subscribe_option
 from core.settings import MqttTarget, Settings
 from core.worker import Job, Worker
 from ingest.rejections import RejectionsKept, ration_rejections
+from ingest.replays import LastStatuses, ReplayedStatus
 from ingest.upkeep import upkeep
 from ingest.watermark import SUSPICIOUS, RefusedTick, Tick, accept_tick, tick_payload
 from ingest.writer import (
@@ -59,6 +60,9 @@ from ingest.writer import (
 )
 
 log = logging.getLogger(__name__)
+
+# What the buffer holds between a message's arrival and its batch's commit.
+Record = Heartbeat | StatusReport | OtaReport | Rejection | Tick | RefusedTick | ReplayedStatus
 
 # How often the upkeep runs (ingest/upkeep.py): partitions, retention, and TimescaleDB jobs
 # overdue. Cheap (a few catalog reads), and a job overdue is then run within minutes.
@@ -84,6 +88,9 @@ class IngestCounters:
     stored: int = 0
     duplicates: int = 0
     statuses: int = 0
+    # Retained statuses told apart in memory as saying again what the last one said
+    # (ingest/replays.py): acknowledged, not written.
+    replays_skipped: int = 0
     clock_skewed: int = 0
     batches: int = 0
     last_batch_ms: float = 0.0
@@ -130,9 +137,10 @@ class Ingest:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         # Each entry: (connection generation, message id to ack or 0, parsed record).
-        self._buffer: list[
-            tuple[int, int, Heartbeat | StatusReport | OtaReport | Rejection | Tick | RefusedTick]
-        ] = []
+        self._buffer: list[tuple[int, int, Record]] = []
+        # Each device's last status, to skip a bridge's replays without a write; only when
+        # this ingest sees every status (no shared group: ingest/replays.py).
+        self._last_statuses = None if settings.ingest_shared_group else LastStatuses()
         # The watermark's bookkeeping (ingest.watermark): the latest tick sent and believed.
         self._last_tick_sent: datetime | None = None
         self._last_tick_accepted: datetime | None = None
@@ -263,6 +271,7 @@ class Ingest:
             f"in={c.messages_in} stored={c.stored} duplicates={c.duplicates} "
             f"rejected={c.rejected_total} rejected_unkept={c.rejected_unkept} "
             f"ticks_refused={sum(c.ticks_refused.values())} statuses={c.statuses} "
+            f"replays_skipped={c.replays_skipped} "
             f"batches={c.batches} "
             f"last_batch_ms={c.last_batch_ms:.1f} backlog={len(self._buffer)}"
         )
@@ -361,6 +370,8 @@ class Ingest:
                 retained=msg.retain,
                 limits=self.limits,
             )
+            if isinstance(record, StatusReport) and self._last_statuses is not None:
+                record = self._last_statuses.sort(record)
         except Exception as exc:  # one bad message must never stop the client
             log.exception("ingest: parser failed on topic %.120r", msg.topic)
             record = Rejection(
@@ -373,6 +384,8 @@ class Ingest:
             )
         with self._wake:
             self.counters.messages_in += 1
+            if isinstance(record, ReplayedStatus):
+                self.counters.replays_skipped += 1
             self._buffer.append((self._generation, mid, record))
             if len(self._buffer) >= self._batch_size:
                 self._wake.notify()
@@ -476,7 +489,7 @@ class Ingest:
         for _, _, record in batch:
             if isinstance(record, Tick):
                 ticks.append(record.sent_at)
-            elif isinstance(record, RefusedTick):
+            elif isinstance(record, RefusedTick | ReplayedStatus):
                 continue  # counted when it came; acknowledged with its batch
             elif isinstance(record, Heartbeat):
                 heartbeats.append(record)

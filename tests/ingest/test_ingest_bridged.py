@@ -52,13 +52,46 @@ def test_statuses_a_bridge_sends_again_when_it_reconnects_are_not_new_events(
             device.loop_stop()
 
             # The edge restarts: its bridge connects to the core again and sends the
-            # retained 'online' once more. The ingest sees it (counted), stores no event.
+            # retained 'online' once more (Mosquitto queues it again on every connection
+            # attempt). The ingest tells it apart in memory and writes nothing.
+            edge = brokers.edges[0]
+            edge.stop()
+            edge.start()
+            wait_until(lambda: ingest.counters.replays_skipped >= 1, timeout=30)
+            assert ingest.counters.statuses == 1  # only the first reached the database
+            assert events() == 1
+            state = conn.execute("SELECT connectivity FROM device_state").fetchone()[0]
+            assert state == "online"
+        finally:
+            ingest.stop()
+
+
+def test_in_a_shared_group_the_database_alone_tells_replays_apart(
+    conn, make_settings, tmp_path, prefix
+):
+    """Another ingest of the group may have taken a change in between: no memory here,
+    and the database's rule (a retained status is stored only if it is news) decides."""
+    make_device(conn, "dev-1")
+    events = lambda: count(conn, "SELECT count(*) FROM connectivity_events")  # noqa: E731
+    with BridgedBrokers(tmp_path, edges=1, prefix=prefix) as brokers:
+        settings = make_settings(
+            mqtt_url=f"mqtt://fleetwatch@127.0.0.1:{brokers.core.port}",
+            mqtt_protocol="5",
+            ingest_shared_group=f"g{prefix}",
+        )
+        ingest = Ingest(settings, settings.database_url, settings.mqtt_target()).start()
+        try:
+            device = _device(brokers.edges[0].port, "dev-1")
+            topic = status_topic(prefix, "dev-1")
+            device.publish(topic, status_payload(ONLINE), qos=1, retain=True).wait_for_publish(5)
+            wait_until(lambda: events() == 1, timeout=20)
+            device.disconnect()
+            device.loop_stop()
             edge = brokers.edges[0]
             edge.stop()
             edge.start()
             wait_until(lambda: ingest.counters.statuses >= 2, timeout=30)
+            assert ingest.counters.replays_skipped == 0
             assert events() == 1
-            state = conn.execute("SELECT connectivity FROM device_state").fetchone()[0]
-            assert state == "online"
         finally:
             ingest.stop()
