@@ -246,7 +246,11 @@ class Monitor(RunsForever):
         transaction writes (both read-only; monitor/site_watch.py, monitor/fleet.py)."""
         try:
             conn = self._conns.get("tick-beside")
-            return read_sites(conn, silent, self.sites), read_fleet(conn, silent, now, self.fleet)
+            # The tick's own clock: the decision is made at its horizon, which is no later.
+            return (
+                read_sites(conn, silent, self.sites, now),
+                read_fleet(conn, silent, now, self.fleet),
+            )
         except Exception:
             self._conns.drop("tick-beside")
             raise

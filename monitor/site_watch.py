@@ -62,18 +62,22 @@ CROSS JOIN LATERAL (
 """
 
 # The devices of the sites that could be silent: the covering index devices_site
-# (migration 027), then device_state by key. Most newly silent devices are alone in a home
-# whose other devices beat, so only the sites where at least `min` devices have been quiet
-# since before the end of a newly silent device's window come back (a necessary condition
-# of monitor/sites.py's decision: their silence windows overlap one of a newly silent
-# device's, and the decision itself is made on the rows in Python): ten thousand such
-# devices read thirty thousand rows here and send back a handful.
+# (migration 027) site by site, then device_state by key. Most newly silent devices are
+# alone in a home whose other devices beat, so only the sites where at least `min` devices
+# have been quiet since before the end of a newly silent device's window, and (but for the
+# newly silent themselves) have missed a beat by `now`, come back: necessary conditions of
+# monitor/sites.py's silent_together, whose decision is then made on the rows in Python.
+# Ten thousand such devices read thirty thousand rows here and send back a handful.
+# Site by site (OFFSET 0 keeps the planner from flattening it): as `site_id = ANY(...)` over
+# ten thousand sites it chose a parallel scan of the whole registry, whose workers took
+# both cores from the tick's own transaction beside it.
 _SITE_MEMBERS = f"""
 WITH member AS (
     SELECT {_MEMBER_COLUMNS},
            d.id = ANY(%(triggers)b::text[]) AS trigger
-    FROM devices d {_STATE}
-    WHERE d.site_id = ANY(%(sites)b::text[])
+    FROM unnest(%(sites)b::text[]) AS q(site_id)
+    CROSS JOIN LATERAL (SELECT * FROM devices WHERE site_id = q.site_id OFFSET 0) AS d
+    {_STATE}
 ), quiet AS (
     SELECT site_id, min(last_received_at) AS since,
            max(last_received_at + make_interval(secs => heartbeat_interval_s + %(slack)s))
@@ -84,6 +88,10 @@ WITH member AS (
     WHERE m.last_received_at <= q.until
       AND m.last_received_at + make_interval(secs => m.heartbeat_interval_s + %(slack)s)
           >= q.since
+      AND (m.trigger
+           OR m.last_received_at + make_interval(secs => m.heartbeat_interval_s + %(slack)s)
+              <= %(now)s
+           OR m.will_at BETWEEN m.last_received_at AND %(now)s)
     GROUP BY m.site_id HAVING count(*) >= %(min)s
 )
 SELECT id, name, status, last_received_at, heartbeat_interval_s, site_id, parent_id,
@@ -142,7 +150,12 @@ def _involved(conn, ids: list[str]) -> list[tuple[str, str | None, str | None, b
 
 
 def _members(
-    conn, sites: set[str], parents: set[str], triggers: list[str], policy: SitePolicy
+    conn,
+    sites: set[str],
+    parents: set[str],
+    triggers: list[str],
+    policy: SitePolicy,
+    now: datetime,
 ) -> dict[str, Member]:
     """The devices of these sites that could be silent, behind these parents, and the
     parents themselves (a device of neither is not read: nothing to decide about it)."""
@@ -153,6 +166,7 @@ def _members(
             "triggers": triggers,
             "slack": policy.slack_s,
             "min": policy.min_devices,
+            "now": now,
         }
         members.update((r[0], Member(*r)) for r in conn.execute(_SITE_MEMBERS, params))
     if parents:
@@ -174,8 +188,13 @@ class SiteReading:
     members: dict[str, Member]
 
 
-def read_sites(conn: psycopg.Connection, silent_ids: list[str], policy: SitePolicy) -> SiteReading:
+def read_sites(
+    conn: psycopg.Connection, silent_ids: list[str], policy: SitePolicy, now: datetime
+) -> SiteReading:
     """Read the places and parents of these devices (about to be, or just, declared offline).
+
+    `now`: the moment the decision will be made at, or later (a later one reads more rows,
+    never fewer: what is silent by then includes what is silent sooner).
 
     Read-only, so the monitor reads it on a connection of its own while the tick's
     transaction writes their incidents; at a million devices this reading is a third of a
@@ -186,7 +205,7 @@ def read_sites(conn: psycopg.Connection, silent_ids: list[str], policy: SitePoli
         return SiteReading([], {})
     sites = {site for _, site, _, _ in involved if site}
     parents = {p for _, _, p, _ in involved if p} | {d for d, _, _, hub in involved if hub}
-    members = _members(conn, sites, parents, sorted(d for d, *_ in involved), policy)
+    members = _members(conn, sites, parents, sorted(d for d, *_ in involved), policy, now)
     return SiteReading(involved, members)
 
 
@@ -220,7 +239,7 @@ def correlate_sites(
     if not offline_ids:
         return result
     if reading is None:
-        reading = read_sites(conn, offline_ids, policy)
+        reading = read_sites(conn, offline_ids, policy, now)
     else:
         reading = _as_offline(reading, offline_ids)
     involved, members = reading.involved, reading.members

@@ -238,6 +238,18 @@ class SimDevice:
             self._next_due = now + timedelta(seconds=nap_s * self.time_scale)
         return body
 
+    def announcement_undelivered(self, now: datetime) -> None:
+        """The heartbeat announcing its sleep did not go out (no connection then). A unit
+        keeps that announcement until it is delivered: it stays awake on its beat, and its
+        next heartbeat announces the rest of the sleep. Sleeping unannounced would be
+        silence the service rightly calls offline (the 100,000-device drill caught a
+        parked car doing so across an edge broker's restart)."""
+        _require_aware(now)
+        if self.asleep_for_good:
+            return  # its fault: it never wakes, announced or not
+        self._next_due = None
+        self._schedule_after(now)
+
     def _nap_s(self, elapsed: float) -> float | None:
         """Device seconds it will sleep after this heartbeat (idle until its next active
         spell), or None: it beats on as usual."""

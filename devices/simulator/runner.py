@@ -271,14 +271,18 @@ class Simulator:
         due = device.next_due
         if due is not None and due <= now:
             body = device.heartbeat(now)
+            sent = False
             if link.state is LinkState.CONNECTED:
                 info = publish_heartbeat(link, body)
-                if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                sent = info.rc == mqtt.MQTT_ERR_SUCCESS
+                if sent:
                     self._counters.heartbeats_sent += 1
                 else:
                     self._counters.publish_failures += 1
             else:
                 self._counters.heartbeats_dropped += 1
+            if not sent and "next_checkin_s" in body:
+                device.announcement_undelivered(now)
         self._schedule_wake(link)
 
     def _play_ota(self, link: DeviceLink, now: datetime, connections: Connections) -> None:

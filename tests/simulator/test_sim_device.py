@@ -225,6 +225,24 @@ def test_a_parked_car_announces_its_sleep_and_wakes_for_its_next_drive():
             assert next(b for a, b in sent if a > at)["metrics"]["speed_kmh"] > 0
 
 
+def test_a_car_whose_sleep_announcement_did_not_go_out_stays_awake_and_announces_again():
+    device = make_device("car-telematics-v1", seed=3)
+    sent = beats(device, T0 + timedelta(days=1))
+    at, body = next((a, b) for a, b in sent if "next_checkin_s" in b)
+    wake = at + timedelta(seconds=body["next_checkin_s"])
+    # Again, from scratch, up to that announcement: this time it finds no connection.
+    device = make_device("car-telematics-v1", seed=3)
+    beats(device, at - timedelta(seconds=1))
+    assert "next_checkin_s" in device.heartbeat(at)
+    device.announcement_undelivered(at)
+    assert device.next_due == at + device.interval  # on its beat, not asleep
+    again = device.next_due
+    repeated = device.heartbeat(again)
+    # The rest of the same sleep, to the same wake-up (within the second it rounds).
+    assert timedelta(0) <= again + timedelta(seconds=repeated["next_checkin_s"]) - wake
+    assert again + timedelta(seconds=repeated["next_checkin_s"]) - wake < timedelta(seconds=1)
+
+
 def test_announced_sleep_is_in_wall_clock_seconds():
     device = make_device("car-telematics-v1", seed=3, time_scale=0.01)
     sent = beats(device, T0 + timedelta(days=1))
