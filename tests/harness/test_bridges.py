@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -13,6 +14,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from drill.plan import DrillConfig
+from drill.run import BRIDGE_RESTART_TIMEOUT
 from harness.bridges import BridgedBrokers, bridge_lines
 from harness.mosquitto import MOSQUITTO
 
@@ -51,6 +53,12 @@ def test_drill_deals_simulators_over_edges(given, expected):
     assert (config.edge_count, config.simulator_count) == expected[:2]
     if expected[2] is not None:
         assert [config.edge_of(i) for i in range(config.simulator_count)] == expected[2]
+
+
+def test_the_drill_bridges_back_off_as_the_deploys_do():
+    example = Path(__file__).resolve().parents[2] / "deploy/mosquitto/bridge.conf.example"
+    line = next(x for x in example.read_text().splitlines() if x.startswith("restart_timeout "))
+    assert tuple(int(v) for v in line.split()[1:]) == BRIDGE_RESTART_TIMEOUT
 
 
 def test_without_edges_the_drill_has_no_edge_step():
