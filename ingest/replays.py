@@ -20,7 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
+
 from contract.messages import StatusReport
+
+# Where a fresh ingest starts from: the last status the database holds for each device,
+# which is what its rule compares a retained status with.
+_STORED = "SELECT device_id, connectivity FROM device_state WHERE connectivity IS NOT NULL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +49,11 @@ class LastStatuses:
     def __len__(self) -> int:
         return len(self._last)
 
+    def seed(self, pairs) -> int:
+        """Start from these (device, status) pairs; return how many there are."""
+        self._last.update(pairs)
+        return len(self._last)
+
     def sort(self, report: StatusReport) -> StatusReport | ReplayedStatus:
         """The report as it came, or a ReplayedStatus if it is retained and says again what
         this device's last status said. Every report goes through here, in the order
@@ -51,3 +62,15 @@ class LastStatuses:
             return ReplayedStatus(report.device_id, report.status, report.received_at)
         self._last[report.device_id] = report.status
         return report
+
+
+def stored_statuses(conn: psycopg.Connection) -> LastStatuses:
+    """A memory seeded with the database's last status of every device. Without it, an
+    ingest restarted in the middle of a bridge's replay (the drill kills one then) sent
+    every device's first replay to the database, and grew by its whole memory of the fleet
+    after its start (~17 MB at 100,000 devices), which reads as a leak. It costs one read
+    of device_state at start (about a second and ~150 MB at a million devices: a fleet that
+    size runs its ingests in a shared group, where this memory is off)."""
+    last = LastStatuses()
+    last.seed(conn.execute(_STORED))
+    return last

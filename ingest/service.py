@@ -48,7 +48,7 @@ from core.mqtt import connect_client, end_session, make_client, subscribe_option
 from core.settings import MqttTarget, Settings
 from core.worker import Job, Worker
 from ingest.rejections import RejectionsKept, ration_rejections
-from ingest.replays import LastStatuses, ReplayedStatus
+from ingest.replays import LastStatuses, ReplayedStatus, stored_statuses
 from ingest.upkeep import upkeep
 from ingest.watermark import SUSPICIOUS, RefusedTick, Tick, accept_tick, tick_payload
 from ingest.writer import (
@@ -193,6 +193,8 @@ class Ingest:
         """Connect to the database and broker and start flushing."""
         self._conn = self._connect_db()
         self._maintain_tables(self._conn)
+        if self._last_statuses is not None:
+            self._last_statuses = stored_statuses(self._conn)
         self.worker.start()
         connect_client(self.client, self.target, persistent=True, asynchronous=True)
         self.client.loop_start()

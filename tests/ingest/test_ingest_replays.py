@@ -40,3 +40,10 @@ def test_each_device_has_its_own_last_status():
     assert isinstance(last.sort(StatusReport("dev-2", "online", AT, True)), StatusReport)
     assert isinstance(last.sort(StatusReport("dev-1", "online", AT, True)), ReplayedStatus)
     assert len(last) == 2
+
+
+def test_a_memory_seeded_with_stored_statuses_skips_their_first_replay():
+    last = LastStatuses()
+    assert last.seed([("dev-1", "online"), ("dev-2", "offline")]) == 2
+    assert isinstance(last.sort(StatusReport("dev-1", "online", AT, True)), ReplayedStatus)
+    assert isinstance(last.sort(StatusReport("dev-2", "online", AT, True)), StatusReport)
