@@ -7,6 +7,8 @@ are not news, and at 100,000 devices they were 100,000 connectivity events a res
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import paho.mqtt.client as mqtt
 import pytest
 from support import count, make_device, wait_until
@@ -31,42 +33,62 @@ def _device(port: int, client_id: str) -> mqtt.Client:
     return client
 
 
-def test_statuses_a_bridge_sends_again_when_it_reconnects_are_not_new_events(
-    conn, make_settings, tmp_path, prefix
-):
+def _events(conn) -> int:
+    return count(conn, "SELECT count(*) FROM connectivity_events")
+
+
+@contextmanager
+def _online_behind_an_edge(conn, make_settings, tmp_path, prefix, *, group: str):
+    """One edge bridged to a core, an ingest on the core, and dev-1's retained 'online'
+    published on the edge and stored; yields (brokers, settings, ingest)."""
     make_device(conn, "dev-1")
-    events = lambda: count(conn, "SELECT count(*) FROM connectivity_events")  # noqa: E731
     with BridgedBrokers(tmp_path, edges=1, prefix=prefix) as brokers:
         settings = make_settings(
             mqtt_url=f"mqtt://fleetwatch@127.0.0.1:{brokers.core.port}",
             mqtt_protocol="5",
-            ingest_shared_group="",
+            ingest_shared_group=group,
         )
-        ingest = Ingest(settings, settings.database_url, settings.mqtt_target()).start()
+        started = [Ingest(settings, settings.database_url, settings.mqtt_target()).start()]
         try:
             device = _device(brokers.edges[0].port, "dev-1")
             topic = status_topic(prefix, "dev-1")
             device.publish(topic, status_payload(ONLINE), qos=1, retain=True).wait_for_publish(5)
-            wait_until(lambda: events() == 1, timeout=20)
+            wait_until(lambda: _events(conn) == 1, timeout=20)
             device.disconnect()
             device.loop_stop()
-            # A restarted ingest starts from what the database holds, not from nothing.
-            ingest.stop()
-            ingest = Ingest(settings, settings.database_url, settings.mqtt_target()).start()
-
-            # The edge restarts: its bridge connects to the core again and sends the
-            # retained 'online' once more (Mosquitto queues it again on every connection
-            # attempt). The ingest tells it apart in memory and writes nothing.
-            edge = brokers.edges[0]
-            edge.stop()
-            edge.start()
-            wait_until(lambda: ingest.counters.replays_skipped >= 1, timeout=30)
-            assert ingest.counters.statuses == 0  # none reached the database
-            assert events() == 1
-            state = conn.execute("SELECT connectivity FROM device_state").fetchone()[0]
-            assert state == "online"
+            yield brokers, settings, started
         finally:
-            ingest.stop()
+            for ingest in started:
+                ingest.stop()
+
+
+def _restart_edge(brokers: BridgedBrokers) -> None:
+    """Its bridge connects to the core again and sends the retained 'online' once more
+    (Mosquitto queues it again on every connection attempt)."""
+    edge = brokers.edges[0]
+    edge.stop()
+    edge.start()
+
+
+def test_statuses_a_bridge_sends_again_when_it_reconnects_are_not_new_events(
+    conn, make_settings, tmp_path, prefix
+):
+    with _online_behind_an_edge(conn, make_settings, tmp_path, prefix, group="") as (
+        brokers,
+        settings,
+        started,
+    ):
+        # A restarted ingest starts from what the database holds, not from nothing.
+        started[0].stop()
+        ingest = Ingest(settings, settings.database_url, settings.mqtt_target()).start()
+        started.append(ingest)
+        # The ingest tells the replay apart in memory and writes nothing.
+        _restart_edge(brokers)
+        wait_until(lambda: ingest.counters.replays_skipped >= 1, timeout=30)
+        assert ingest.counters.statuses == 0  # none reached the database
+        assert _events(conn) == 1
+        state = conn.execute("SELECT connectivity FROM device_state").fetchone()[0]
+        assert state == "online"
 
 
 def test_in_a_shared_group_the_database_alone_tells_replays_apart(
@@ -74,27 +96,13 @@ def test_in_a_shared_group_the_database_alone_tells_replays_apart(
 ):
     """Another ingest of the group may have taken a change in between: no memory here,
     and the database's rule (a retained status is stored only if it is news) decides."""
-    make_device(conn, "dev-1")
-    events = lambda: count(conn, "SELECT count(*) FROM connectivity_events")  # noqa: E731
-    with BridgedBrokers(tmp_path, edges=1, prefix=prefix) as brokers:
-        settings = make_settings(
-            mqtt_url=f"mqtt://fleetwatch@127.0.0.1:{brokers.core.port}",
-            mqtt_protocol="5",
-            ingest_shared_group=f"g{prefix}",
-        )
-        ingest = Ingest(settings, settings.database_url, settings.mqtt_target()).start()
-        try:
-            device = _device(brokers.edges[0].port, "dev-1")
-            topic = status_topic(prefix, "dev-1")
-            device.publish(topic, status_payload(ONLINE), qos=1, retain=True).wait_for_publish(5)
-            wait_until(lambda: events() == 1, timeout=20)
-            device.disconnect()
-            device.loop_stop()
-            edge = brokers.edges[0]
-            edge.stop()
-            edge.start()
-            wait_until(lambda: ingest.counters.statuses >= 2, timeout=30)
-            assert ingest.counters.replays_skipped == 0
-            assert events() == 1
-        finally:
-            ingest.stop()
+    with _online_behind_an_edge(conn, make_settings, tmp_path, prefix, group=f"g{prefix}") as (
+        brokers,
+        _,
+        started,
+    ):
+        ingest = started[0]
+        _restart_edge(brokers)
+        wait_until(lambda: ingest.counters.statuses >= 2, timeout=30)
+        assert ingest.counters.replays_skipped == 0
+        assert _events(conn) == 1
