@@ -190,7 +190,8 @@ def main() -> None:
         rate, ingest = ingest_drain(broker, dsn, args.messages, args.devices, args.publishers)
         print(
             f"ingest (acks held until commit): {rate:,.0f} heartbeats/s committed "
-            f"({ingest.counters.batches} batches, slowest {ingest.counters.max_batch_ms:.0f} ms)"
+            f"({ingest.counters.batches} batches, slowest {ingest.counters.max_batch_ms:.0f} ms, "
+            f"at most {ingest.counters.backlog_peak:,} messages held)"
         )
         with psycopg.connect(dsn) as conn:
             stored = conn.execute("SELECT count(*) FROM heartbeats").fetchone()[0]
@@ -213,6 +214,8 @@ def main() -> None:
                 "ingest_committed_per_s": round(rate),
                 "ratio": round(rate / bare, 3),
                 "stored": stored,
+                # Most messages the ingest held at once (FLEETWATCH_INGEST_RECEIVE_MAXIMUM).
+                "ingest_backlog_peak": ingest.counters.backlog_peak,
                 "scale_out_processes": args.scale_out,
                 "scale_out_committed_per_s": round(scaled),
                 "beside": "mosquitto and postgresql on the same 2 cores; publishers idle",

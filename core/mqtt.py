@@ -13,7 +13,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from core.settings import MqttTarget
 
 # The largest Receive Maximum MQTT 5 allows: the broker may then keep this many QoS 1
-# messages unacknowledged towards us, which is what lets acks wait for the commit.
+# messages unacknowledged towards us, which is what lets acks wait for the commit. The
+# ingest asks for less (FLEETWATCH_INGEST_RECEIVE_MAXIMUM): it holds them in memory.
 RECEIVE_MAXIMUM = 65535
 # A persistent session outlives an ingest restart by this much (seconds).
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -45,12 +46,14 @@ def make_client(
     return client
 
 
-def connect_properties(client: mqtt.Client, *, persistent: bool) -> Properties | None:
+def connect_properties(
+    client: mqtt.Client, *, persistent: bool, receive_maximum: int = RECEIVE_MAXIMUM
+) -> Properties | None:
     """CONNECT properties for MQTT 5: session expiry for persistence, a large Receive Maximum."""
     if client.protocol != mqtt.MQTTv5:
         return None
     props = Properties(PacketTypes.CONNECT)
-    props.ReceiveMaximum = RECEIVE_MAXIMUM
+    props.ReceiveMaximum = receive_maximum
     if persistent:
         props.SessionExpiryInterval = SESSION_EXPIRY_S
     return props
@@ -63,12 +66,15 @@ def connect_client(
     persistent: bool = False,
     keepalive: int = 30,
     asynchronous: bool = False,
+    receive_maximum: int = RECEIVE_MAXIMUM,
 ) -> None:
     """Connect with the session flags for the protocol version (pass `persistent` as made)."""
     kwargs = {}
     if client.protocol == mqtt.MQTTv5:
         kwargs["clean_start"] = not persistent
-        kwargs["properties"] = connect_properties(client, persistent=persistent)
+        kwargs["properties"] = connect_properties(
+            client, persistent=persistent, receive_maximum=receive_maximum
+        )
     connect = client.connect_async if asynchronous else client.connect
     if target.source:
         kwargs["bind_address"] = target.source

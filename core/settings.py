@@ -99,6 +99,15 @@ class Settings(BaseSettings):
         description="Acknowledge each message only after its batch is committed.",
     )
     ingest_batch_size: int = 5000
+    ingest_receive_maximum: int = Field(
+        default=20_000,
+        ge=1,
+        le=65_535,
+        description="MQTT 5 Receive Maximum of the ingest: how many messages the broker may "
+        "hand over before the first is acknowledged, so what the ingest holds in memory "
+        "(twice this across a reconnect, its old messages still to write). A few batches "
+        "keep the database busy; more only costs memory while it works off a flood.",
+    )
     ingest_flush_ms: int = 200
     ingest_max_payload_bytes: int = 4096
     ingest_clock_ahead_s: int = 300
@@ -245,6 +254,17 @@ class Settings(BaseSettings):
     def _ops_port_of_its_own(self) -> Settings:
         if self.api_ops_port is not None and self.api_ops_port == self.api_port:
             raise ValueError("api_ops_port must differ from api_port")
+        return self
+
+    @model_validator(mode="after")
+    def _ingest_batch_fits_in_flight(self) -> Settings:
+        # A batch larger than what may be in flight never fills: each would wait for the
+        # flush timer, and the ingest would crawl through any backlog.
+        if self.ingest_receive_maximum < self.ingest_batch_size:
+            raise ValueError(
+                f"ingest_receive_maximum ({self.ingest_receive_maximum}) must be at least "
+                f"ingest_batch_size ({self.ingest_batch_size})"
+            )
         return self
 
     @model_validator(mode="after")

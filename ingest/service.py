@@ -75,6 +75,10 @@ DB_RETRY_MAX_WAIT_S = 5.0
 TICK_EVERY_S = 1.0
 # A tick refused as not ours is logged at most this often (they are all counted).
 TICK_WARNING_EVERY_S = 60.0
+# How long the network thread waits for room in a full buffer before it reads on: short
+# enough that paho still reads (and so does not time the connection out) and sends its
+# pings and acknowledgements while the database is down.
+ROOM_WAIT_S = 5.0
 # MQTT 5's reason code for a connection thrown off by another with the same client id.
 SESSION_TAKEN_OVER = 0x8E
 _DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError)
@@ -91,6 +95,9 @@ class IngestCounters:
     # Retained statuses told apart in memory as saying again what the last one said
     # (ingest/replays.py): acknowledged, not written.
     replays_skipped: int = 0
+    # The most messages held at once, received and not yet committed: bounded by the
+    # Receive Maximum (twice it across a reconnect), the ingest's memory while it catches up.
+    backlog_peak: int = 0
     clock_skewed: int = 0
     batches: int = 0
     last_batch_ms: float = 0.0
@@ -136,6 +143,12 @@ class Ingest:
         self._flush_s = settings.ingest_flush_ms / 1000
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        # Signalled when a batch leaves the buffer: the network thread stops reading while
+        # the buffer holds a Receive Maximum's worth, whatever the broker sends. Mosquitto
+        # 2.0.11 keeps to the Receive Maximum only until the first acknowledgement, then
+        # sends all it has queued (a drill's ingest held 151,000 messages).
+        self._room = threading.Condition(self._lock)
+        self._hold_limit = settings.ingest_receive_maximum
         # Each entry: (connection generation, message id to ack or 0, parsed record).
         self._buffer: list[tuple[int, int, Record]] = []
         # Each device's last status, to skip a bridge's replays without a write; only when
@@ -196,7 +209,13 @@ class Ingest:
         if self._last_statuses is not None:
             self._last_statuses = stored_statuses(self._conn)
         self.worker.start()
-        connect_client(self.client, self.target, persistent=True, asynchronous=True)
+        connect_client(
+            self.client,
+            self.target,
+            persistent=True,
+            asynchronous=True,
+            receive_maximum=self.settings.ingest_receive_maximum,
+        )
         self.client.loop_start()
         if wait_connected and not self._connected.wait(wait_connected):
             # Stop what was started, or its threads keep the process (and the broker
@@ -212,6 +231,7 @@ class Ingest:
         self._stopping.set()
         with self._wake:
             self._wake.notify()
+            self._room.notify_all()
         self.worker.stop()
         self._drain()
         try:
@@ -249,6 +269,7 @@ class Ingest:
         self._stopping.set()
         with self._wake:
             self._wake.notify()
+            self._room.notify_all()
         self.worker.stop()
         self._drain()
         self.client.publish(self._service_topic, b"", qos=1, retain=True).wait_for_publish(5)
@@ -275,7 +296,8 @@ class Ingest:
             f"ticks_refused={sum(c.ticks_refused.values())} statuses={c.statuses} "
             f"replays_skipped={c.replays_skipped} "
             f"batches={c.batches} "
-            f"last_batch_ms={c.last_batch_ms:.1f} backlog={len(self._buffer)}"
+            f"last_batch_ms={c.last_batch_ms:.1f} backlog={len(self._buffer)} "
+            f"backlog_peak={c.backlog_peak}"
         )
 
     # -- MQTT callbacks (paho's thread) ------------------------------------------------------
@@ -389,8 +411,17 @@ class Ingest:
             if isinstance(record, ReplayedStatus):
                 self.counters.replays_skipped += 1
             self._buffer.append((self._generation, mid, record))
-            if len(self._buffer) >= self._batch_size:
+            waiting = len(self._buffer)
+            if waiting > self.counters.backlog_peak:
+                self.counters.backlog_peak = waiting
+            if waiting >= self._batch_size:
                 self._wake.notify()
+            # Full: read no further until a batch is committed (the broker keeps the rest),
+            # but only for a while at a time, so that paho's thread still keeps the
+            # connection alive through a database outage.
+            while len(self._buffer) >= self._hold_limit and not self._stopping.is_set():
+                if not self._room.wait(ROOM_WAIT_S):
+                    break
 
     def _on_tick(self, mid: int, payload: bytes) -> None:
         """A message on our own tick topic: a tick that moves the watermark, or one refused
@@ -438,6 +469,7 @@ class Ingest:
                 self._wake.wait(self._flush_s)
             batch = self._buffer[: self._batch_size]
             del self._buffer[: self._batch_size]
+            self._room.notify_all()
         if not batch:
             return False
         try:

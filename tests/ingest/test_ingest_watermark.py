@@ -94,6 +94,30 @@ def test_a_backlog_is_worked_off_in_batches_of_the_configured_size(
     assert ingest.counters.batches >= 100 // 7
 
 
+def test_the_receive_maximum_bounds_what_the_ingest_holds_while_it_works_off_a_backlog(
+    conn, run_ingest, publisher, prefix, broker
+):
+    if broker[1] != "5":
+        pytest.skip("Receive Maximum is MQTT 5's; this broker speaks 3.1.1")
+    devices = [f"dev-{i}" for i in range(10)]
+    for device in devices:
+        make_device(conn, device)
+    run_ingest().stop()
+    publish_beats(publisher, prefix, devices, 30)
+
+    # The broker may hand over 40 before the first acknowledgement (Mosquitto 2.0.11 then
+    # sends all the rest at once); the ingest reads no further while it holds 40.
+    ingest = run_ingest(ingest_receive_maximum=40, ingest_batch_size=20)
+    wait_until(lambda: count(conn, "SELECT count(*) FROM heartbeats") == 300, timeout=30)
+    assert 20 <= ingest.counters.backlog_peak <= 40
+    assert ingest.counters.batches >= 300 // 20
+
+
+def test_a_batch_larger_than_the_receive_maximum_is_refused(make_settings):
+    with pytest.raises(ValueError, match="ingest_receive_maximum .40. must be at least"):
+        make_settings(ingest_receive_maximum=40, ingest_batch_size=100)
+
+
 def session_present(target, protocol: str, client_id: str) -> bool:
     """Whether the broker still holds a session for `client_id` (kept as it was)."""
     v5 = protocol == "5"
