@@ -114,7 +114,7 @@ def test_the_receive_maximum_bounds_what_the_ingest_holds_while_it_works_off_a_b
 
 
 def test_a_batch_larger_than_the_receive_maximum_is_refused(make_settings):
-    with pytest.raises(ValueError, match="ingest_receive_maximum .40. must be at least"):
+    with pytest.raises(ValueError, match=r"ingest_receive_maximum \(40\) must be at least"):
         make_settings(ingest_receive_maximum=40, ingest_batch_size=100)
 
 
