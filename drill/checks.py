@@ -56,6 +56,8 @@ class Evidence:
     events: list[dict]
     monitor_gaps: list[tuple[float, float]]
     cpu_busy: float
+    memory_used_kb: list[int]  # the machine's, sampled every second while the drill ran
+    memory_total_kb: int
     run_window: tuple[float, float]
     stranded: dict[str, int]  # retired ingest client id -> messages waiting in its session
     warnings: dict[str, int]  # process name -> ERROR lines in its logs
@@ -465,6 +467,14 @@ def _machine(ev: Evidence) -> dict:
     return {
         "kept_up": kept_up,
         "cpu_busy": round(ev.cpu_busy, 3),
+        "memory_total_mb": round(ev.memory_total_kb / 1024),
+        "memory_used_mb": {
+            "first": round(ev.memory_used_kb[0] / 1024) if ev.memory_used_kb else None,
+            "p50": round(sorted(ev.memory_used_kb)[len(ev.memory_used_kb) // 2] / 1024)
+            if ev.memory_used_kb
+            else None,
+            "peak": round(max(ev.memory_used_kb) / 1024) if ev.memory_used_kb else None,
+        },
         "heartbeats_per_s": round(sum(s.get("acked", 0) for s in sims) / max(seconds, 1), 1),
         "sim_late_p50_s": max((x.get("p50_s", 0.0) for x in lat), default=0.0),
         "sim_late_p99_s": p99,
@@ -606,7 +616,9 @@ def _lines(report: dict, checks: dict) -> list[str]:
         f"{report['simulators']} simulator process(es), {report['silent']} silent; "
         f"{m['acked']} heartbeats acknowledged ({m['heartbeats_per_s']}/s), "
         f"{m['dropped_while_disconnected']} not sent while disconnected",
-        f"machine: CPU {m['cpu_busy']:.0%} busy; simulators late p50 {m['sim_late_p50_s']} s, "
+        f"machine: CPU {m['cpu_busy']:.0%} busy; memory in use {m['memory_used_mb']['p50']} "
+        f"MB (peak {m['memory_used_mb']['peak']}) of {m['memory_total_mb']} MB; "
+        f"simulators late p50 {m['sim_late_p50_s']} s, "
         f"p99 {m['sim_late_p99_s']} s, max {m['sim_late_max_s']} s, "
         f"{m['sim_late_over_1s']} beats over 1 s late, {m['beat_slots_skipped']} slots skipped; "
         f"ingest lag p50 {hb['ingest_lag_s']['p50']} s, p99 {hb['ingest_lag_s']['p99']} s",

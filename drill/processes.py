@@ -184,5 +184,15 @@ def cpu_busy_share(before: list[int], after: list[int]) -> float:
     return 0.0 if total <= 0 else 1 - idle / total
 
 
+def memory_used_kb() -> tuple[int, int]:
+    """(used, total) kB of the machine's memory: MemTotal less MemAvailable, so the page
+    cache the kernel would give back does not count."""
+    fields = {}
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = int(value.split()[0])
+    return fields["MemTotal"] - fields["MemAvailable"], fields["MemTotal"]
+
+
 def cpu_times() -> list[int]:
     return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:8]]

@@ -44,7 +44,13 @@ from drill.plan import (
     plan_silence,
     plan_timings,
 )
-from drill.processes import FLEETWATCH, FleetProcess, cpu_busy_share, cpu_times
+from drill.processes import (
+    FLEETWATCH,
+    FleetProcess,
+    cpu_busy_share,
+    cpu_times,
+    memory_used_kb,
+)
 from drill.simulators import SimulatorJob, SimulatorProcess
 from harness.bridges import BridgedBrokers
 from harness.fleet import model_timings, register_fleet
@@ -97,6 +103,9 @@ class Drill:
         self.monitor_gaps: list[tuple[float, float]] = []
         self._lock = threading.Lock()
         self._sampling = threading.Event()
+        # The machine's memory in use, sampled with the processes' (kB), and its total.
+        self._memory_used: list[int] = []
+        self._memory_total = 0
         self._sampler: threading.Thread | None = None
         self._last_progress = 0.0
         self._cpu_start: list[int] = []
@@ -615,6 +624,8 @@ class Drill:
             events=self.events,
             monitor_gaps=self.monitor_gaps,
             cpu_busy=cpu_busy_share(self._cpu_start, cpu_times()),
+            memory_used_kb=self._memory_used,
+            memory_total_kb=self._memory_total,
             run_window=(self.warm_start, self.end_at),
             stranded=stranded,
             warnings={
@@ -663,6 +674,8 @@ class Drill:
                 for role in ROLES:
                     for proc in self.procs[role]:
                         proc.sample()
+            used, self._memory_total = memory_used_kb()
+            self._memory_used.append(used)
             time.sleep(1.0)
 
     def _sleep_until(self, moment: float) -> None:

@@ -81,3 +81,10 @@ def test_the_small_drill_ran_through_two_edges_and_restarted_one(drill):
 def test_the_machine_kept_up_with_the_small_drill(drill):
     machine = drill["machine"]
     assert machine["kept_up"], f"simulators fell behind, so nothing above is conclusive: {machine}"
+
+
+def test_the_drill_reports_the_machines_memory_while_it_ran(drill):
+    machine = drill["machine"]
+    used = machine["memory_used_mb"]
+    assert 0 < used["first"] <= used["peak"] < machine["memory_total_mb"], machine
+    assert used["first"] <= used["peak"] and used["p50"] <= used["peak"], machine
