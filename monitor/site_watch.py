@@ -117,7 +117,7 @@ _SITES = "SELECT id, name, address FROM sites WHERE id = ANY(%(ids)s)"
 
 _OPEN_GROUPS = """
 SELECT group_key, id FROM incidents
-WHERE scope = 'site' AND status <> 'resolved' AND group_key = ANY(%(keys)s)
+WHERE scope = 'site' AND status <> 'resolved' AND group_key = ANY(%(keys)b::text[])
 """
 
 # Every open one (the review), or those of these keys (a tick's devices back).
