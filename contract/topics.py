@@ -66,6 +66,18 @@ def service_status_topic(prefix: str, client_id: str) -> str:
     return f"{prefix}-service/{client_id}/status"
 
 
+def bridge_state_topic(prefix: str, bridge_login: str) -> str:
+    """Where an edge's bridge says on the core whether it is connected: `1` when it
+    connects, `0` when its edge goes away (its Last Will on the core, or sent on the way
+    down). Its `notification_topic` (deploy/mosquitto/bridge.conf.example)."""
+    return f"{prefix}-service/{bridge_login}/bridge"
+
+
+def bridge_states(prefix: str) -> str:
+    """The subscription to every bridge's state."""
+    return bridge_state_topic(prefix, ANY_DEVICE)
+
+
 def service_tick_topic(prefix: str, client_id: str) -> str:
     """Where an ingest sends itself ticks through its own session."""
     return f"{prefix}-service/{client_id}/tick"

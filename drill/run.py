@@ -364,13 +364,17 @@ class Drill:
         """Devices come back to a restarted broker no faster than they first connected, and
         that speed does not follow the time scale: the monitor's grace after a broker
         outage must cover it, as an operator sets FLEETWATCH_MONITOR_RESUME_GRACE_S above
-        their fleet's reconnect time."""
-        needed = math.ceil(1.5 * connect_s)
+        their fleet's reconnect time. With edges, a core restart disconnects no device and
+        an edge's restart one edge's share: the grace covers that share."""
+        edges = self.config.edge_count
+        share_s = connect_s / max(1, edges)
+        needed = math.ceil(1.5 * share_s)
         if needed <= self.timings.resume_grace_s:
             return
         self.timings = replace(self.timings, resume_grace_s=needed)
         self.env["FLEETWATCH_MONITOR_RESUME_GRACE_S"] = str(needed)
-        self.say(f"resume grace raised to {needed} s: 1.5 x the {connect_s:.0f} s to connect")
+        what = f"the {connect_s:.0f} s to connect" + (f", over {edges} edges" if edges else "")
+        self.say(f"resume grace raised to {needed} s: 1.5 x {what}")
 
     def _warm_up(self) -> None:
         self._add_process("monitor")

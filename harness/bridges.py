@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from contract.topics import bridge_state_topic
 from harness.mosquitto import Mosquitto
 
 # The device topics that travel to the core, and the one that travels back.
@@ -53,8 +54,10 @@ def bridge_lines(
         # Reconnect quickly, backing off to a cap: the core's queue for its bridges and
         # the ingest's watermark both wait for this.
         f"restart_timeout {restart_timeout[0]} {restart_timeout[1]}",
-        # No $SYS/broker/connection/... state messages: the ACL would refuse them anyway.
-        "notifications false",
+        # The bridge's state on the core, where the ingest hears an edge go away and come
+        # back (contract.topics.bridge_state_topic), as deploy/mosquitto/bridge.conf.example.
+        "notifications true",
+        f"notification_topic {bridge_state_topic(prefix, remote_id)}",
     ]
     if username is not None:
         lines.append(f"remote_username {username}")

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import tenacity
+from paho.mqtt.client import topic_matches_sub as mqtt_topic_matches
 
 from contract.messages import (
     OFFLINE,
@@ -42,7 +43,12 @@ from contract.messages import (
     parse_message,
     status_payload,
 )
-from contract.topics import ingest_subscriptions, service_status_topic, service_tick_topic
+from contract.topics import (
+    bridge_states,
+    ingest_subscriptions,
+    service_status_topic,
+    service_tick_topic,
+)
 from core import db
 from core.mqtt import connect_client, end_session, make_client, subscribe_options
 from core.settings import MqttTarget, Settings
@@ -61,8 +67,27 @@ from ingest.writer import (
 
 log = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True, slots=True)
+class BridgeState:
+    """An edge's bridge connecting (`1`) or its edge going away (`0`): acknowledged in its
+    turn, not stored; it moves the ingest's broker_back_at (see _on_bridge_state)."""
+
+    topic: str
+    payload: bytes
+
+
 # What the buffer holds between a message's arrival and its batch's commit.
-Record = Heartbeat | StatusReport | OtaReport | Rejection | Tick | RefusedTick | ReplayedStatus
+Record = (
+    Heartbeat
+    | StatusReport
+    | OtaReport
+    | Rejection
+    | Tick
+    | RefusedTick
+    | ReplayedStatus
+    | BridgeState
+)
 
 # How often the upkeep runs (ingest/upkeep.py): partitions, retention, and TimescaleDB jobs
 # overdue. Cheap (a few catalog reads), and a job overdue is then run within minutes.
@@ -177,6 +202,7 @@ class Ingest:
         self._conn: psycopg.Connection | None = None
         self._service_topic = service_status_topic(self._prefix, settings.ingest_client_id)
         self._tick_topic = service_tick_topic(self._prefix, settings.ingest_client_id)
+        self._bridge_states = bridge_states(self._prefix)
         self._broker_back_at: datetime | None = None
         self._retiring = False
         self.client = make_client(
@@ -252,6 +278,7 @@ class Ingest:
             *ingest_subscriptions(self._prefix, self.settings.ingest_shared_group),
             *ingest_subscriptions(self._prefix),
             self._tick_topic,
+            self._bridge_states,
         ]
         self.client.unsubscribe(list(dict.fromkeys(topics)))
         last, since = -1, time.monotonic()
@@ -326,7 +353,10 @@ class Ingest:
         # reconnects is then a replay, recorded only if it is news (ingest.writer).
         device_topics = subscribe_options(client, retain_as_published=True)
         client.subscribe(
-            [(t, device_topics) for t in topics] + [(self._tick_topic, subscribe_options(client))]
+            [(t, device_topics) for t in topics]
+            + [(self._tick_topic, subscribe_options(client))]
+            # Every ingest hears every edge (never through a shared group).
+            + [(self._bridge_states, subscribe_options(client))]
         )
         if flags.session_present:
             # The broker kept the subscriptions: ready now. Waiting for the SUBACK would
@@ -385,6 +415,9 @@ class Ingest:
         if msg.topic == self._tick_topic:
             self._on_tick(mid, msg.payload)
             return
+        if mqtt_topic_matches(self._bridge_states, msg.topic):
+            self._on_bridge_state(mid, msg)
+            return
         try:
             record = parse_message(
                 msg.topic,
@@ -422,6 +455,24 @@ class Ingest:
             while len(self._buffer) >= self._hold_limit and not self._stopping.is_set():
                 if not self._room.wait(ROOM_WAIT_S):
                     break
+
+    def _on_bridge_state(self, mid: int, msg) -> None:
+        """An edge went away or came back: for the monitor, as if this ingest had lost the
+        broker. The edge sends its devices' Last Wills on its way down, and they reconnect
+        to it only when it is back (tens of seconds for tens of thousands): without the
+        hold they would be declared offline by their wills. A retained state is the last
+        one, sent when the subscription is new: old news."""
+        record = BridgeState(str(msg.topic), bytes(msg.payload[:8]))
+        if not msg.retain:
+            with self._lock:
+                self._broker_back_at = datetime.now(UTC)
+            log.warning(
+                "ingest: edge bridge %s is %s: offline verdicts held for the resume grace",
+                record.topic.split("/")[1][:100],
+                "up" if record.payload == b"1" else "down",
+            )
+        with self._wake:
+            self._buffer.append((self._generation, mid, record))
 
     def _on_tick(self, mid: int, payload: bytes) -> None:
         """A message on our own tick topic: a tick that moves the watermark, or one refused
@@ -523,7 +574,7 @@ class Ingest:
         for _, _, record in batch:
             if isinstance(record, Tick):
                 ticks.append(record.sent_at)
-            elif isinstance(record, RefusedTick | ReplayedStatus):
+            elif isinstance(record, RefusedTick | ReplayedStatus | BridgeState):
                 continue  # counted when it came; acknowledged with its batch
             elif isinstance(record, Heartbeat):
                 heartbeats.append(record)
@@ -532,7 +583,9 @@ class Ingest:
             else:
                 rejections.append(record)
         started = time.perf_counter()
-        device_messages = [r for _, _, r in batch if not isinstance(r, Tick | RefusedTick)]
+        device_messages = [
+            r for _, _, r in batch if not isinstance(r, Tick | RefusedTick | BridgeState)
+        ]
         messages = len(device_messages)
         last_received = max(r.received_at for r in device_messages) if messages else None
         stored_rejections: list[Rejection] = []

@@ -10,6 +10,8 @@ file made here by mosquitto_passwd (tests/deploy/conftest.py):
     fleetwatch-campaigns    write fleet/+/cmd
     fleetwatch-api          nothing (it logs in to show the broker answers)
     fleetwatch-healthcheck  read $SYS/#
+    fleetwatch-bridge-E     write fleet/+/heartbeat|status|ota and its own bridge state,
+                            read fleet/+/cmd; every ingest reads the bridges' states
     dev-a, dev-b            write fleet/<self>/heartbeat|status|ota, read fleet/<self>/cmd
 
 Absence is shown without sleeping: after the message that must not arrive, the same
@@ -26,6 +28,8 @@ import uuid
 import pytest
 from deploy_mosquitto import (
     API,
+    BRIDGE_1,
+    BRIDGE_2,
     CAMPAIGNS,
     HEALTHCHECK,
     INGEST_1,
@@ -172,6 +176,13 @@ SERVICE_PUBLISH_ROWS = (
     (HEALTHCHECK, "fleet/dev-a/cmd", "denied"),
     (HEALTHCHECK, f"fleet-service/{INGEST_1}/tick", "denied"),
     ("dev-a", f"fleet-service/{INGEST_1}/tick", "denied"),  # a device cannot forge a tick
+    # An edge's bridge says only its own state; nobody else may say an edge went away
+    # (which holds every offline verdict for the resume grace).
+    (BRIDGE_1, f"fleet-service/{BRIDGE_1}/bridge", "accepted"),
+    (BRIDGE_1, f"fleet-service/{BRIDGE_2}/bridge", "denied"),
+    (INGEST_1, f"fleet-service/{BRIDGE_1}/bridge", "denied"),
+    (CAMPAIGNS, f"fleet-service/{BRIDGE_1}/bridge", "denied"),
+    ("dev-a", f"fleet-service/{BRIDGE_1}/bridge", "denied"),
 )
 
 
@@ -225,6 +236,13 @@ def test_an_ingest_reads_its_own_ticks_only(connect):
 
     ingest.wait_for_payload(f"fleet-service/{INGEST_1}/tick", b"ours")
     assert ingest.payloads(f"fleet-service/{INGEST_2}/tick") == []
+
+
+def test_an_ingest_reads_the_bridges_states(connect):
+    ingest = connect(INGEST_1)
+    ingest.subscribe("fleet-service/+/bridge")
+    connect(BRIDGE_1).publish(f"fleet-service/{BRIDGE_1}/bridge", b"0")
+    ingest.wait_for_payload(f"fleet-service/{BRIDGE_1}/bridge", b"0")
 
 
 def test_the_healthcheck_reads_broker_counters(connect):

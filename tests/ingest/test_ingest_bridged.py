@@ -8,12 +8,13 @@ are not news, and at 100,000 devices they were 100,000 connectivity events a res
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 import pytest
 from support import count, make_device, wait_until
 
-from contract.messages import ONLINE, status_payload
+from contract.messages import OFFLINE, ONLINE, status_payload
 from contract.topics import status_topic
 from harness.bridges import BridgedBrokers
 from harness.mosquitto import MOSQUITTO
@@ -106,3 +107,59 @@ def test_in_a_shared_group_the_database_alone_tells_replays_apart(
         wait_until(lambda: ingest.counters.statuses >= 2, timeout=30)
         assert ingest.counters.replays_skipped == 0
         assert _events(conn) == 1
+
+
+def _broker_back(conn, client_id: str):
+    return conn.execute(
+        "SELECT broker_back_at FROM ingest_status WHERE client_id = %s", (client_id,)
+    ).fetchone()[0]
+
+
+def test_an_edge_going_away_holds_offline_verdicts_while_its_devices_come_back(
+    conn, make_settings, make_monitor, tmp_path, prefix
+):
+    """An edge sends its devices' Last Wills on its way down, and they reconnect only once
+    it is back: its bridge's state on the core tells the ingest, and the monitor holds."""
+    with _online_behind_an_edge(conn, make_settings, tmp_path, prefix, group="") as (
+        brokers,
+        settings,
+        _,
+    ):
+        client_id = settings.ingest_client_id
+        # The bridge's retained '1', sent when the ingest subscribed, is no news.
+        assert _broker_back(conn, client_id) is None
+        device = _device(brokers.edges[0].port, "dev-1")
+        device.will_set(status_topic(prefix, "dev-1"), status_payload(OFFLINE), qos=1, retain=True)
+        device.reconnect()
+        wait_until(lambda: device.is_connected(), timeout=10)
+        edge = brokers.edges[0]
+        stopping = datetime.now(UTC)
+        edge.stop()
+        # The will reached the core, and the bridge's '0' moved broker_back_at.
+        wait_until(
+            lambda: (
+                conn.execute("SELECT connectivity FROM device_state").fetchone()[0] == "offline"
+            ),
+            timeout=20,
+        )
+        wait_until(lambda: (_broker_back(conn, client_id) or stopping) > stopping, timeout=20)
+        down = _broker_back(conn, client_id)
+
+        # Once the watermark is past the will grace: held, not offline.
+        will_at = conn.execute("SELECT connectivity_at FROM device_state").fetchone()[0]
+        wait_until(
+            lambda: conn.execute(
+                "SELECT caught_up_at > %s FROM ingest_status WHERE client_id = %s",
+                (will_at + timedelta(seconds=1.5), client_id),
+            ).fetchone()[0],
+            timeout=20,
+        )
+        monitor = make_monitor(monitor_will_grace_s=1)
+        result = monitor.tick()
+        assert result.due == 0 or "offline" not in dict(result.applied.changed)
+        assert count(conn, "SELECT count(*) FROM incidents WHERE kind = 'offline'") == 0
+
+        edge.start()
+        wait_until(lambda: _broker_back(conn, client_id) > down, timeout=30)  # its '1'
+        device.disconnect()
+        device.loop_stop()
