@@ -109,10 +109,17 @@ def test_in_a_shared_group_the_database_alone_tells_replays_apart(
         assert _events(conn) == 1
 
 
+def _progress(conn, client_id: str) -> tuple:
+    """(broker_back_at, caught_up_at) of this ingest; (None, None) before its first batch."""
+    row = conn.execute(
+        "SELECT broker_back_at, caught_up_at FROM ingest_status WHERE client_id = %s",
+        (client_id,),
+    ).fetchone()
+    return row or (None, None)
+
+
 def _broker_back(conn, client_id: str):
-    return conn.execute(
-        "SELECT broker_back_at FROM ingest_status WHERE client_id = %s", (client_id,)
-    ).fetchone()[0]
+    return _progress(conn, client_id)[0]
 
 
 def test_an_edge_going_away_holds_offline_verdicts_while_its_devices_come_back(
@@ -126,7 +133,9 @@ def test_an_edge_going_away_holds_offline_verdicts_while_its_devices_come_back(
         _,
     ):
         client_id = settings.ingest_client_id
-        # The bridge's retained '1', sent when the ingest subscribed, is no news.
+        # The bridge's retained '1', sent when the ingest subscribed, is no news: once a
+        # tick the ingest sent after subscribing is stored, it has been read.
+        wait_until(lambda: _progress(conn, client_id)[1] is not None, timeout=20)
         assert _broker_back(conn, client_id) is None
         device = _device(brokers.edges[0].port, "dev-1")
         device.will_set(status_topic(prefix, "dev-1"), status_payload(OFFLINE), qos=1, retain=True)
