@@ -463,16 +463,16 @@ class Ingest:
         hold they would be declared offline by their wills. A retained state is the last
         one, sent when the subscription is new: old news."""
         record = BridgeState(str(msg.topic), bytes(msg.payload[:8]))
-        if not msg.retain:
-            with self._lock:
+        with self._wake:
+            if not msg.retain:
                 self._broker_back_at = datetime.now(UTC)
+            self._buffer.append((self._generation, mid, record))
+        if not msg.retain:
             log.warning(
                 "ingest: edge bridge %s is %s: offline verdicts held for the resume grace",
                 record.topic.split("/")[1][:100],
                 "up" if record.payload == b"1" else "down",
             )
-        with self._wake:
-            self._buffer.append((self._generation, mid, record))
 
     def _on_tick(self, mid: int, payload: bytes) -> None:
         """A message on our own tick topic: a tick that moves the watermark, or one refused
