@@ -44,11 +44,15 @@ class Migration:
 CUSTOM_PLANS = "-c plan_cache_mode=force_custom_plan"
 
 
-def connect(dsn: str, **kwargs) -> psycopg.Connection:
-    """Open a connection with the settings every Fleetwatch process uses."""
+def connect(dsn: str, *, server: dict[str, str] | None = None, **kwargs) -> psycopg.Connection:
+    """Open a connection with the settings every Fleetwatch process uses, and `server`'s
+    settings for this connection (name: value)."""
     options = conninfo.conninfo_to_dict(dsn).get("options") or ""
     if "plan_cache_mode" not in options:
-        kwargs.setdefault("options", f"{options} {CUSTOM_PLANS}".strip())
+        options = f"{options} {CUSTOM_PLANS}".strip()
+    for name, value in (server or {}).items():
+        options = f"{options} -c {name}={value}".strip()
+    kwargs.setdefault("options", options)
     return psycopg.connect(dsn, application_name="fleetwatch", **kwargs)
 
 
@@ -57,14 +61,16 @@ class Connections:
     two transactions must never share a connection. A job's connection is opened on first
     use and dropped after a failure (the next run opens a fresh one)."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, server: dict[str, str] | None = None) -> None:
         self.dsn = dsn
+        # Server settings for every connection (db.connect's `server`).
+        self.server = server
         self._conns: dict[str, psycopg.Connection] = {}
 
     def get(self, job: str) -> psycopg.Connection:
         conn = self._conns.get(job)
         if conn is None or conn.closed:
-            conn = self._conns[job] = connect(self.dsn, autocommit=True)
+            conn = self._conns[job] = connect(self.dsn, server=self.server, autocommit=True)
         return conn
 
     def drop(self, job: str | None = None) -> None:

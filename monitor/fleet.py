@@ -56,11 +56,16 @@ WHERE i.scope = 'device' AND i.kind = 'offline' AND i.opened_at > %(since)s
 GROUP BY 1, 2, 3
 """
 
-# The group attributes of these devices (a tick's newly silent ones).
+# The group attributes of these devices (a tick's newly silent ones), each by its keys.
+# As `d.id = ANY(<ten thousand ids>)` the planner chose a parallel scan of the whole
+# registry (170 ms of both cores at a million devices, beside the tick's own writes).
 _ATTRIBUTES = """
 SELECT d.id, d.model_id, coalesce(s.firmware, d.firmware), d.region
-FROM devices d JOIN device_state s ON s.device_id = d.id
-WHERE d.id = ANY(%(ids)b::text[])
+FROM unnest(%(ids)b::text[]) AS t(id)
+CROSS JOIN LATERAL (
+    SELECT d.id, d.model_id, d.firmware, d.region FROM devices d WHERE d.id = t.id OFFSET 0
+) AS d
+JOIN device_state s ON s.device_id = d.id
 """
 
 _OPEN_OUTAGES = """

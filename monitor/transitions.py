@@ -149,13 +149,15 @@ def apply_transitions(
 
 def _open(conn, down: list[Transition], now, applied, flap) -> None:
     by_id = {t.device_id: t for t in down}
+    # Once each: the incident's details and its notice's context (ten thousand a burst).
+    facts = {t.device_id: _facts(t) for t in down}
     problems = [
         DeviceProblem(
             t.device_id,
             t.new,
             "warning",
             _SUMMARY[t.new] + _SUMMARY_REASON.get(t.reason, ""),
-            _facts(t),
+            facts[t.device_id],
             # An offline critical device (an alarm panel) is critical.
             critical_severity="critical" if t.new == "offline" else None,
         )
@@ -172,7 +174,7 @@ def _open(conn, down: list[Transition], now, applied, flap) -> None:
             o.severity,
             o.device_id,
             incident_id=o.id,
-            context=_facts(by_id[o.device_id]),
+            context=facts[o.device_id],
         )
         for o in opened
         if o.device_id not in flapping

@@ -1,6 +1,6 @@
 """The fleet correlation's counts read beside the tick, plus the tick's own incidents."""
 
-from monitor.fleet import FleetReading
+from monitor.fleet import _ATTRIBUTES, FleetReading
 
 
 def test_the_tick_adds_its_own_offline_devices_to_the_window_by_group_attributes():
@@ -20,3 +20,18 @@ def test_the_tick_adds_its_own_offline_devices_to_the_window_by_group_attributes
     ]
     # A device the reading did not cover (another monitor's) adds nothing; none: the window.
     assert reading.with_tick(["zzz"]) == [("cam", "1.0", "eu", 7)]
+
+
+def test_the_silent_devices_attributes_are_read_device_by_device(conn):
+    # At a million devices, `d.id = ANY(<ten thousand ids>)` was planned as a parallel scan
+    # of the whole registry beside the tick's own writes. However cheap the planner is told
+    # a scan or a parallel worker is, each device is looked up by its key.
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")
+        conn.execute("SET LOCAL parallel_setup_cost = 0")
+        conn.execute("SET LOCAL parallel_tuple_cost = 0")
+        conn.execute("SET LOCAL min_parallel_index_scan_size = 0")
+        ids = [f"dev-{n:05d}" for n in range(1_000)]
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + _ATTRIBUTES, {"ids": ids}))
+    assert "Index Cond: (id = t.id)" in plan, plan[:2000]
+    assert "Gather" not in plan and "ANY" not in plan, plan[:2000]
