@@ -181,6 +181,18 @@ def checkpoint(conn: psycopg.Connection) -> bool:
     return True
 
 
+_CHECKPOINTS = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
+
+
+def checkpoints_begun(dsn: str) -> int:
+    """Checkpoints the server has begun so far. One begun during a tick writes every page
+    the tick then changes first whole to the WAL: the largest noise in these figures when
+    max_wal_size is small for the load (the server logs "checkpoints are occurring too
+    frequently")."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute(_CHECKPOINTS).fetchone()[0]
+
+
 def make_overdue(dsn: str, ids: list[str], now: datetime, *, then_checkpoint: bool) -> int:
     with psycopg.connect(dsn, autocommit=True) as conn:
         changed = conn.execute(_MAKE_OVERDUE, {"ids": ids, "now": now}).rowcount
@@ -302,6 +314,8 @@ class Run:
     fanout_seconds: float = 0.0
     # Site and hub incidents the tick opened.
     sites_opened: int = 0
+    # Checkpoints the server began while the tick ran.
+    checkpoints: int = 0
 
     @property
     def find(self) -> float:
@@ -444,7 +458,9 @@ def overdue_run(
     made = make_overdue(watcher.dsn, ids, now, then_checkpoint=then_checkpoint)
     assert made == len(ids), f"only {made} of {len(ids)} made overdue"
     beside.sample(watcher.dsn)
+    checkpoints = checkpoints_begun(watcher.dsn)
     result, stages = timed_tick(watcher, now)
+    checkpoints = checkpoints_begun(watcher.dsn) - checkpoints
     started = time.perf_counter()
     notifications = 0
     with psycopg.connect(watcher.dsn, autocommit=True) as conn:
@@ -462,6 +478,7 @@ def overdue_run(
         checked,
         fanout_seconds,
         getattr(result.applied, "sites_opened", 0),
+        checkpoints,
     )
 
 
@@ -504,7 +521,8 @@ def overdue_runs(
             f"{run.due:,} due, {run.opened:,} incidents opened, "
             f"{run.notifications:,} notifications queued by the router after it "
             f"in {run.fanout_seconds * 1000:.0f} ms"
-            + (f"; {run.sites_opened} site incidents opened" if run.sites_opened else ""),
+            + (f"; {run.sites_opened} site incidents opened" if run.sites_opened else "")
+            + (f"; {run.checkpoints} checkpoint(s) begun during it" if run.checkpoints else ""),
             flush=True,
         )
         for label, seconds in run.split.items():
@@ -735,6 +753,7 @@ def main() -> None:
             "after_tick_ms_median": round(statistics.median(site_ticks) * 1000),
             "after_tick_ms_max": round(max(site_ticks) * 1000),
             "after_tick_ms_runs": [round(t * 1000) for t in site_ticks],
+            "after_checkpoints_during_ticks": [r.checkpoints for r in site_runs],
             "after_site_correlation_ms_median": round(
                 statistics.median(r.stages.total["  site correlation"] for r in site_runs) * 1000
             ),
@@ -779,6 +798,8 @@ def main() -> None:
                 "tick_ms_median": round(tick_s * 1000),
                 "tick_ms_max": round(tick_max * 1000),
                 "tick_ms_runs": [round(t * 1000) for t in ticks],
+                "checkpoints_during_ticks": [r.checkpoints for r in runs],
+                "max_wal_size": facts["max_wal_size"],
                 "find_ms_median": round(statistics.median(finds) * 1000),
                 "apply_ms_median": round(statistics.median(applies) * 1000),
                 "ratio_tick_to_idle": round(tick_s / idle_s, 1),

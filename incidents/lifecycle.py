@@ -23,8 +23,12 @@ from incidents.timeline import record_events
 log = logging.getLogger(__name__)
 
 # Label and severity from the registry in the same statement; a device deleted meanwhile
-# has no row and so no incident. `{device}` in a summary reads "Model Name (id)".
+# has no row and so no incident. `{device}` in a summary reads "Model Name (id)". Each
+# incident's 'opened' line of its timeline is written by the same statement, from what
+# it inserted: a fleet-wide burst's ten thousand lines cost no round trip and no row
+# formatting in Python (they were a COPY of their own).
 _OPEN_DEVICE = """
+WITH opened AS (
 INSERT INTO incidents (scope, device_id, kind, severity, opened_at, summary, details)
 SELECT 'device', t.device_id, t.kind,
        CASE WHEN m.critical AND t.critical_severity IS NOT NULL THEN t.critical_severity
@@ -39,7 +43,12 @@ FROM unnest(%(ids)b::text[], %(kinds)b::text[], %(severities)b::text[],
 JOIN devices d ON d.id = t.device_id
 JOIN device_models m ON m.id = d.model_id
 ON CONFLICT DO NOTHING
-RETURNING id, device_id, kind, severity, NULL::text
+RETURNING id, device_id, kind, severity, details
+), timeline AS (
+    INSERT INTO incident_events (incident_id, at, kind, detail)
+    SELECT id, %(now)s, 'opened', details FROM opened
+)
+SELECT id, device_id, kind, severity, NULL::text FROM opened
 """
 
 _OPEN_GROUP = """
@@ -122,25 +131,19 @@ def open_device_incidents(
     """Open an incident per problem unless one of its kind is open; each on its timeline."""
     if not problems:
         return []
-    details = [json.dumps(p.details) for p in problems]
-    opened = [
-        Opened(*row)
-        for row in conn.execute(
-            _OPEN_DEVICE,
-            {
-                "now": now,
-                "ids": [p.device_id for p in problems],
-                "kinds": [p.kind for p in problems],
-                "severities": [p.severity for p in problems],
-                "critical": [p.critical_severity for p in problems],
-                "summaries": [p.summary for p in problems],
-                "details": details,
-            },
-        ).fetchall()
-    ]
-    by_key = {(p.device_id, p.kind): d for p, d in zip(problems, details, strict=True)}
-    record_events(conn, [(o.id, "opened", by_key[(o.device_id, o.kind)]) for o in opened], now)
-    return opened
+    rows = conn.execute(
+        _OPEN_DEVICE,
+        {
+            "now": now,
+            "ids": [p.device_id for p in problems],
+            "kinds": [p.kind for p in problems],
+            "severities": [p.severity for p in problems],
+            "critical": [p.critical_severity for p in problems],
+            "summaries": [p.summary for p in problems],
+            "details": [json.dumps(p.details) for p in problems],
+        },
+    ).fetchall()
+    return [Opened(*row) for row in rows]
 
 
 def open_group_incident(

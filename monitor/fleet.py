@@ -56,18 +56,6 @@ WHERE i.scope = 'device' AND i.kind = 'offline' AND i.opened_at > %(since)s
 GROUP BY 1, 2, 3
 """
 
-# The group attributes of these devices (a tick's newly silent ones), each by its keys.
-# As `d.id = ANY(<ten thousand ids>)` the planner chose a parallel scan of the whole
-# registry (170 ms of both cores at a million devices, beside the tick's own writes).
-_ATTRIBUTES = """
-SELECT d.id, d.model_id, coalesce(s.firmware, d.firmware), d.region
-FROM unnest(%(ids)b::text[]) AS t(id)
-CROSS JOIN LATERAL (
-    SELECT d.id, d.model_id, d.firmware, d.region FROM devices d WHERE d.id = t.id OFFSET 0
-) AS d
-JOIN device_state s ON s.device_id = d.id
-"""
-
 _OPEN_OUTAGES = """
 SELECT group_key, id FROM incidents
 WHERE scope = 'fleet' AND kind = 'fleet_outage' AND status <> 'resolved'
@@ -129,14 +117,18 @@ class FleetReading:
 
 
 def read_fleet(
-    conn: psycopg.Connection, silent_ids: list[str], now: datetime, policy: FleetPolicy
+    conn: psycopg.Connection,
+    attributes: dict[str, tuple[str, str | None, str | None]],
+    now: datetime,
+    policy: FleetPolicy,
 ) -> FleetReading:
-    """Read-only, so the monitor reads it beside the tick's transaction (on two cores, the
-    two run side by side); correlate() then adds the tick's own incidents in Python."""
+    """The window's counts, with the group attributes of the tick's newly silent devices
+    (monitor/silent.py). Read-only, so the monitor reads it beside the tick's transaction
+    (on two cores, the two run side by side); correlate() then adds the tick's own
+    incidents in Python."""
     since = now - timedelta(seconds=policy.window_s)
     recent = conn.execute(_RECENT, {"since": since}).fetchall()
-    rows = conn.execute(_ATTRIBUTES, {"ids": silent_ids}).fetchall() if silent_ids else []
-    return FleetReading(recent, {d: (model, fw, region) for d, model, fw, region in rows})
+    return FleetReading(recent, attributes)
 
 
 def correlate(

@@ -26,6 +26,7 @@ from monitor.fleet import (
 )
 from monitor.health import HealthResult, evaluate_health
 from monitor.sight import close_blind_spot, open_blind_spot, read_sight
+from monitor.silent import read_silent
 from monitor.site_watch import SiteReading, SiteResult, correlate_sites, read_sites, resolve_sites
 from monitor.sites import SitePolicy
 from monitor.status import DeviceWatch, Transition, next_status
@@ -252,10 +253,12 @@ class Monitor(RunsForever):
         transaction writes (both read-only; monitor/site_watch.py, monitor/fleet.py)."""
         try:
             conn = self._conns.get("tick-beside")
+            # One lookup of each device's registry row serves both.
+            rows = read_silent(conn, silent)
             # The tick's own clock: the decision is made at its horizon, which is no later.
             return (
-                read_sites(conn, silent, self.sites, now),
-                read_fleet(conn, silent, now, self.fleet),
+                read_sites(conn, silent, self.sites, now, rows.placed),
+                read_fleet(conn, rows.attributes, now, self.fleet),
             )
         except Exception:
             self._conns.drop("tick-beside")

@@ -139,11 +139,15 @@ class SiteResult:
     resolved: int = 0
 
 
-def _involved(conn, ids: list[str]) -> list[tuple[str, str | None, str | None, bool]]:
+def _involved(
+    conn, ids: list[str], placed: list[tuple[str, str | None, str | None]] | None = None
+) -> list[tuple[str, str | None, str | None, bool]]:
     """(device, its site, its parent, whether it is a parent) for those of `ids` that have
-    any of the three."""
+    any of the three. `placed`: their (device, site, parent) already read, else read here."""
     hubs = {r[0] for r in conn.execute(_PARENTS, {"ids": ids})}
-    rows = {r[0]: r for r in conn.execute(_PLACED, {"ids": ids})}
+    if placed is None:
+        placed = conn.execute(_PLACED, {"ids": ids}).fetchall()
+    rows = {r[0]: r for r in placed}
     for hub in hubs - set(rows):
         rows[hub] = (hub, None, None)
     return [(d, site, parent, d in hubs) for d, site, parent in rows.values()]
@@ -189,9 +193,16 @@ class SiteReading:
 
 
 def read_sites(
-    conn: psycopg.Connection, silent_ids: list[str], policy: SitePolicy, now: datetime
+    conn: psycopg.Connection,
+    silent_ids: list[str],
+    policy: SitePolicy,
+    now: datetime,
+    placed: list[tuple[str, str | None, str | None]] | None = None,
 ) -> SiteReading:
     """Read the places and parents of these devices (about to be, or just, declared offline).
+
+    `placed`: the (device, site, parent) of those of them at a site or behind a parent,
+    when already read (monitor/silent.py); read here when None.
 
     `now`: the moment the decision will be made at, or later (a later one reads more rows,
     never fewer: what is silent by then includes what is silent sooner).
@@ -200,7 +211,7 @@ def read_sites(
     transaction writes their incidents; at a million devices this reading is a third of a
     fleet-wide burst's tick, and the two then run side by side on two cores.
     """
-    involved = _involved(conn, silent_ids) if silent_ids else []
+    involved = _involved(conn, silent_ids, placed) if silent_ids else []
     if not involved:
         return SiteReading([], {})
     sites = {site for _, site, _, _ in involved if site}

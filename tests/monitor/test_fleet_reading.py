@@ -1,6 +1,9 @@
 """The fleet correlation's counts read beside the tick, plus the tick's own incidents."""
 
-from monitor.fleet import _ATTRIBUTES, FleetReading
+from support import make_device
+
+from monitor.fleet import FleetReading
+from monitor.silent import _SILENT, SilentDevices, read_silent
 
 
 def test_the_tick_adds_its_own_offline_devices_to_the_window_by_group_attributes():
@@ -22,7 +25,7 @@ def test_the_tick_adds_its_own_offline_devices_to_the_window_by_group_attributes
     assert reading.with_tick(["zzz"]) == [("cam", "1.0", "eu", 7)]
 
 
-def test_the_silent_devices_attributes_are_read_device_by_device(conn):
+def test_the_silent_devices_registry_rows_are_read_device_by_device(conn):
     # At a million devices, `d.id = ANY(<ten thousand ids>)` was planned as a parallel scan
     # of the whole registry beside the tick's own writes. However cheap the planner is told
     # a scan or a parallel worker is, each device is looked up by its key.
@@ -32,6 +35,32 @@ def test_the_silent_devices_attributes_are_read_device_by_device(conn):
         conn.execute("SET LOCAL parallel_tuple_cost = 0")
         conn.execute("SET LOCAL min_parallel_index_scan_size = 0")
         ids = [f"dev-{n:05d}" for n in range(1_000)]
-        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + _ATTRIBUTES, {"ids": ids}))
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + _SILENT, {"ids": ids}))
     assert "Index Cond: (id = t.id)" in plan, plan[:2000]
     assert "Gather" not in plan and "ANY" not in plan, plan[:2000]
+
+
+def test_the_silent_devices_places_and_group_attributes_in_one_reading(conn):
+    make_device(
+        conn,
+        "hub-1",
+        model_id="thermostat-v2",
+        firmware="1.0",
+        region="eu",
+        site_id="oak-12",
+        site_name="Oak Street",
+    )
+    make_device(conn, "cam-1", model_id="camera-v1", firmware="2.0", region="eu", parent_id="hub-1")
+    make_device(conn, "lone-1", model_id="camera-v1", firmware="2.0", region="us")
+    # What the device reports wins over the registry's firmware.
+    conn.execute("UPDATE device_state SET firmware = '2.1' WHERE device_id = 'cam-1'")
+
+    rows = read_silent(conn, ["hub-1", "cam-1", "lone-1", "gone-1"])
+
+    assert sorted(rows.placed) == [("cam-1", None, "hub-1"), ("hub-1", "oak-12", None)]
+    assert rows.attributes == {
+        "hub-1": ("thermostat-v2", "1.0", "eu"),
+        "cam-1": ("camera-v1", "2.1", "eu"),
+        "lone-1": ("camera-v1", "2.0", "us"),
+    }
+    assert read_silent(conn, []) == SilentDevices([], {})
