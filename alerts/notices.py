@@ -81,3 +81,38 @@ def record_notices(conn: psycopg.Connection, notices: list[Notice], now: datetim
                     )
                 )
     return len(notices)
+
+
+# The owner's notice of each of these device incidents, its facts the incident's own
+# details, read back by key (OFFSET 0: never a join over every incident). A fleet-wide
+# burst records ten thousand in the monitor's tick: building, encoding and copying each one
+# in Python was a fifth of the tick's own CPU.
+_FOR_INCIDENTS = """
+INSERT INTO notices (created_at, audience, template, severity, device_id, incident_id, context)
+SELECT %(now)s, 'owner', t.template, i.severity, i.device_id, i.id, i.details
+FROM unnest(%(ids)b::bigint[], %(templates)b::text[]) AS t(id, template)
+CROSS JOIN LATERAL (
+    SELECT id, severity, device_id, details FROM incidents
+    WHERE id = t.id AND device_id IS NOT NULL OFFSET 0
+) AS i
+"""
+
+
+def record_incident_notices(
+    conn: psycopg.Connection, owed: list[tuple[int, str]], now: datetime
+) -> int:
+    """Record, inside the caller's transaction, the owner's notice of each (device incident
+    id, template): about the incident's device, at its severity, with its details as the
+    template's facts (what `to_owner(template, severity, device, incident_id=..., context=
+    details)` records). Return how many."""
+    unknown = {template for _, template in owed} - TEMPLATES.keys()
+    if unknown:
+        raise ValueError(f"no template {sorted(unknown)[0]!r}")
+    if not owed:
+        return 0
+    params = {
+        "now": now,
+        "ids": [incident_id for incident_id, _ in owed],
+        "templates": [template for _, template in owed],
+    }
+    return conn.execute(_FOR_INCIDENTS, params).rowcount

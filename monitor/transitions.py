@@ -16,7 +16,7 @@ import psycopg
 
 import incidents
 from alerts.context import duration_text
-from alerts.notices import Notice, record_notices, to_owner
+from alerts.notices import Notice, record_incident_notices, record_notices, to_owner
 from incidents import DeviceProblem
 from monitor.flapping import FlapPolicy, is_unstable
 from monitor.status import Transition
@@ -149,15 +149,13 @@ def apply_transitions(
 
 def _open(conn, down: list[Transition], now, applied, flap) -> None:
     by_id = {t.device_id: t for t in down}
-    # Once each: the incident's details and its notice's context (ten thousand a burst).
-    facts = {t.device_id: _facts(t) for t in down}
     problems = [
         DeviceProblem(
             t.device_id,
             t.new,
             "warning",
             _SUMMARY[t.new] + _SUMMARY_REASON.get(t.reason, ""),
-            facts[t.device_id],
+            _facts(t),
             # An offline critical device (an alarm panel) is critical.
             critical_severity="critical" if t.new == "offline" else None,
         )
@@ -168,18 +166,13 @@ def _open(conn, down: list[Transition], now, applied, flap) -> None:
     applied.offline = [o.id for o in opened if o.kind == "offline"]
     applied.offline_devices = {o.id: o.device_id for o in opened if o.kind == "offline"}
     flapping = _flapping(conn, opened, by_id, now, flap, applied)
-    notices = [
-        to_owner(
-            _TEMPLATE.get(by_id[o.device_id].reason, _TEMPLATE[o.kind]),
-            o.severity,
-            o.device_id,
-            incident_id=o.id,
-            context=facts[o.device_id],
-        )
+    # The owner's message of each, its facts the incident's details (those same facts).
+    owed = [
+        (o.id, _TEMPLATE.get(by_id[o.device_id].reason, _TEMPLATE[o.kind]))
         for o in opened
         if o.device_id not in flapping
     ]
-    applied.notices += record_notices(conn, notices, now)
+    applied.notices += record_incident_notices(conn, owed, now)
     incidents.record_events(
         conn,
         [
