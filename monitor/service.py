@@ -155,9 +155,11 @@ class Monitor(RunsForever):
         self._group_sizes: dict[str, int] | None = None
         self.ticks = 0
         self.last_tick: TickResult | None = None
-        # Every monitor query is a handful of index lookups per device. Above jit_above_cost
-        # (a fleet-wide burst's site reading: ten thousand sites) PostgreSQL compiled the
-        # query first: 47 ms of a 450 ms reading, spent before its first row.
+        # Every monitor query is a handful of index lookups per device, and a big burst's are
+        # costed above jit_above_cost (100,000): the site reading of ten thousand sites,
+        # costed 161,000 while the registry's visibility map was not set, was compiled first,
+        # 47 ms of a 450 ms reading spent before its first row (43,000 with it set: the cost
+        # grows with the burst).
         self._conns = db.Connections(dsn, server=MONITOR_SERVER_SETTINGS)
         # What the correlations read of a tick's newly silent devices, on a connection of
         # its own beside the tick's transaction (_read_beside).
