@@ -34,6 +34,7 @@ class SilentDevices:
 
 
 def read_silent(conn: psycopg.Connection, ids: list[str]) -> SilentDevices:
+    """The registry rows of these devices (a device no longer registered has none)."""
     placed, attributes = [], {}
     if ids:
         for device_id, site, parent, model, firmware, region in conn.execute(_SILENT, {"ids": ids}):
