@@ -23,41 +23,30 @@ def _notices(conn):
 def test_a_device_incidents_notice_is_the_one_to_owner_would_record(conn):
     make_device(conn, "panel-1", model_id="alarm-panel-v3")
     make_device(conn, "cam-1", model_id="camera-v1")
+    templates = {"panel-1": "device_offline", "cam-1": "device_missed_checkin"}
     opened = incidents.open_device_incidents(
         conn,
         [
             DeviceProblem(
-                "panel-1",
+                d,
                 "offline",
                 "warning",
                 "{device} went offline",
                 FACTS,
                 critical_severity="critical",
-            ),
-            DeviceProblem(
-                "cam-1",
-                "offline",
-                "warning",
-                "{device} went offline",
-                FACTS,
-                critical_severity="critical",
-            ),
+            )
+            for d in templates
         ],
         NOW,
     )
     group = incidents.open_group_incident(
         conn, GroupProblem("site", "site_offline", "site:x", "warning", "x", {}), NOW
     )
-    by_device = {o.device_id: o for o in opened}
 
     recorded = record_incident_notices(
         conn,
-        [
-            (by_device["panel-1"].id, "device_offline"),
-            (by_device["cam-1"].id, "device_missed_checkin"),
-            # Not a device's incident: nobody's owner to tell.
-            (group.id, "device_offline"),
-        ],
+        # The group's is not a device's incident: nobody's owner to tell.
+        [(o.id, templates[o.device_id]) for o in opened] + [(group.id, "device_offline")],
         NOW,
     )
 
@@ -68,19 +57,9 @@ def test_a_device_incidents_notice_is_the_one_to_owner_would_record(conn):
         conn,
         [
             to_owner(
-                "device_offline",
-                by_device["panel-1"].severity,
-                "panel-1",
-                incident_id=by_device["panel-1"].id,
-                context=FACTS,
-            ),
-            to_owner(
-                "device_missed_checkin",
-                by_device["cam-1"].severity,
-                "cam-1",
-                incident_id=by_device["cam-1"].id,
-                context=FACTS,
-            ),
+                templates[o.device_id], o.severity, o.device_id, incident_id=o.id, context=FACTS
+            )
+            for o in opened
         ],
         NOW,
     )
