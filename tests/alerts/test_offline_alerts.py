@@ -27,6 +27,10 @@ def test_silenced_device_emails_its_owner_then_back_online(
 ):
     """End to end: a simulated device goes silent; its owner hears; it returns."""
     fleet = build_fleet(3, seed=5, fault_share=0, id_prefix=f"e{prefix[-6:]}")
+    # A parked car announces how long it will sleep, which rightly moves its deadline minutes
+    # away (the test failed whenever the car it silenced had parked first): silence a device
+    # that stays awake.
+    fleet.sort(key=lambda device: device.spec.profile.sleeps_when_idle)
     # Scaled by 0.01: it beats every second or less and goes silent after 3 s.
     fleet[0] = silenced = SimDevice(
         replace(fleet[0].spec, fault=make_fault("silent", start_after_s=300)), time_scale=0.01
