@@ -44,8 +44,9 @@ import monitor.service
 import monitor.transitions
 from alerts.router import route_notices
 from bench.common import bench_database, code_version
+from core import db
 from core.settings import Settings
-from monitor.service import _DUE, Monitor
+from monitor.service import _DUE, MONITOR_SERVER_SETTINGS, Monitor
 from monitor.status import DeviceWatch, next_status
 
 MODELS = ("thermostat-v2", "alarm-panel-v3", "camera-v1", "ev-charger-v1", "car-telematics-v1")
@@ -109,10 +110,11 @@ SELECT 'dev-' || lpad(g::text, 7, '0'), 'online', %(now)s - interval '30 days',
 FROM generate_series(1, %(devices)s) AS g
 """
 
-# Newly overdue: the deadline passed within the last minute, four minutes after the last beat.
+# Newly overdue: the deadline passed within the last minute, four minutes after the last beat;
+# no two deadlines alike (a microsecond apart), as in a real fleet.
 _MAKE_OVERDUE = """
 UPDATE device_state s
-SET overdue_at = %(now)s - make_interval(secs => 1 + t.n %% 60),
+SET overdue_at = %(now)s - make_interval(secs => 1 + t.n %% 60 + t.n / 1e6),
     last_seen_at = %(now)s - make_interval(secs => 241 + t.n %% 60),
     last_received_at = %(now)s - make_interval(secs => 241 + t.n %% 60)
 FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS t(device_id, n)
@@ -194,8 +196,13 @@ def checkpoints_begun(dsn: str) -> int:
 
 
 def make_overdue(dsn: str, ids: list[str], now: datetime, *, then_checkpoint: bool) -> int:
+    # A device's deadline has nothing to do with its id: the deadlines (by position in the
+    # list) go to the ids in a random order, so the due query hands them over in no id
+    # order, as it does in a real fleet (with equal deadlines, it handed them over in the
+    # table's order: the bench's is the ids').
+    shuffled = random.Random(ids[0]).sample(ids, len(ids))
     with psycopg.connect(dsn, autocommit=True) as conn:
-        changed = conn.execute(_MAKE_OVERDUE, {"ids": ids, "now": now}).rowcount
+        changed = conn.execute(_MAKE_OVERDUE, {"ids": shuffled, "now": now}).rowcount
         if then_checkpoint:
             checkpoint(conn)
     return changed
@@ -603,7 +610,8 @@ def report_due_plans(dsn: str, now: datetime, settings: Settings, due: int) -> b
     will_grace = timedelta(seconds=settings.monitor_will_grace_s)
     limit = settings.monitor_batch_limit
     all_use = True
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    # With the monitor's own server settings (JIT off), so the plan is the tick's.
+    with db.connect(dsn, server=MONITOR_SERVER_SETTINGS, autocommit=True) as conn:
         queried, decided, rows = time_find_parts(conn, now, will_grace, limit)
         print(
             f"find_transitions with {rows:,} due: query and fetch {queried * 1000:.0f} ms, "

@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 import psycopg
 
@@ -112,6 +113,12 @@ def apply_transitions(
     applied = Applied()
     if not transitions:
         return applied
+    # In device id order: every statement below looks its rows up by device id, and in
+    # key order consecutive lookups share their index pages (ten thousand transitions:
+    # about a fifth off the status update and the incident insert, measured); and every
+    # monitor then locks a batch's rows in the same order, so two racing monitors wait for
+    # each other instead of deadlocking (the due query hands them over by deadline).
+    transitions = sorted(transitions, key=attrgetter("device_id"))
     with conn.transaction():
         won = {
             row[0]
