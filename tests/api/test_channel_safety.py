@@ -114,8 +114,12 @@ def test_where_the_operator_allows_loopback_headers_and_methods_are_still_refuse
     assert list(http_sink.by_path()) == ["/marker"]
 
 
-def test_staff_made_channels_follow_the_same_rules(serve, ann, keys, http_sink):
+def test_staff_made_channels_follow_the_same_rules(serve, ann, keys, http_sink, conn):
     api = serve(alerts_allowed_networks=PRODUCTION)
+    channels = (
+        "SELECT (SELECT count(*) FROM contact_channels), (SELECT count(*) FROM staff_channels)"
+    )
+    before = conn.execute(channels).fetchone()
     metadata = "json://169.254.169.254/latest/meta-data"
     body = {"kind": "webhook", "url": metadata}
     made = api.post("/api/v1/customers/ann/channels", json=body, headers=auth(keys.staff))
@@ -123,6 +127,8 @@ def test_staff_made_channels_follow_the_same_rules(serve, ann, keys, http_sink):
     refused(api.post("/api/v1/staff-channels", json=body, headers=auth(keys.admin)), "address")
     mqtt = {"kind": "webhook", "url": "mqtt://127.0.0.1:1883/fleet/x"}
     refused(api.post("/api/v1/staff-channels", json=mqtt, headers=auth(keys.admin)), "scheme")
+    # Refused means not stored: nothing to send to later.
+    assert conn.execute(channels).fetchone() == before
 
 
 def test_a_stored_url_that_now_reaches_inside_is_refused_when_tested(

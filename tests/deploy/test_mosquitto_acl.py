@@ -240,16 +240,19 @@ def test_an_ingest_reads_its_own_ticks_only(connect):
 
 def test_an_ingest_reads_the_bridges_states(connect):
     ingest = connect(INGEST_1)
-    ingest.subscribe("fleet-service/+/bridge")
-    connect(BRIDGE_1).publish(f"fleet-service/{BRIDGE_1}/bridge", b"0")
+    assert not ingest.subscribe("fleet-service/+/bridge").is_failure
+    assert not connect(BRIDGE_1).publish(f"fleet-service/{BRIDGE_1}/bridge", b"0").is_failure
     ingest.wait_for_payload(f"fleet-service/{BRIDGE_1}/bridge", b"0")
+    assert ingest.payloads(f"fleet-service/{BRIDGE_1}/bridge") == [b"0"]
 
 
 def test_the_healthcheck_reads_broker_counters(connect):
     healthcheck = connect(HEALTHCHECK)
-    healthcheck.subscribe("$SYS/broker/uptime")
+    assert not healthcheck.subscribe("$SYS/broker/uptime").is_failure
 
     healthcheck.wait_for(lambda: healthcheck.payloads("$SYS/broker/uptime"), "$SYS uptime")
+    # "12 seconds": the broker's counter, not an empty message.
+    assert healthcheck.payloads("$SYS/broker/uptime")[0].split()[0].isdigit()
 
 
 # (username, password): no login, a wrong password, a user not in the password file

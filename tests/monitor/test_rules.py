@@ -59,8 +59,12 @@ def series(values, metric: str, every: timedelta = MIN) -> list[Sample]:
     ]
 
 
+def judge(data: dict, samples, open_: bool, *, interval_s: int = 60):
+    return evaluate_rule(rule(data), samples, open_=open_, now=NOW, interval_s=interval_s)
+
+
 def check(data: dict, samples, open_: bool, expected: str, *, interval_s: int = 60):
-    verdict = evaluate_rule(rule(data), samples, open_=open_, now=NOW, interval_s=interval_s)
+    verdict = judge(data, samples, open_, interval_s=interval_s)
     assert verdict.action == expected, verdict.reason
     return verdict
 
@@ -84,7 +88,8 @@ BATTERY_ROWS = [
 def test_low_battery_fires_after_its_duration_and_clears_only_above_20(
     case, values, open_, expected
 ):
-    check(LOW_BATTERY, series(values, "battery_pct"), open_, expected)
+    verdict = judge(LOW_BATTERY, series(values, "battery_pct"), open_)
+    assert verdict.action == expected, verdict.reason
 
 
 def test_low_battery_verdict_says_the_value_and_limit():
@@ -142,7 +147,8 @@ def test_drain_predicts_empty_within_horizon_with_a_separate_clear_horizon(
     case, values, open_, expected
 ):
     every = MIN if "short span" in case else 10 * MIN
-    check(DRAIN, series(values, "battery_pct", every=every), open_, expected)
+    verdict = judge(DRAIN, series(values, "battery_pct", every=every), open_)
+    assert verdict.action == expected, verdict.reason
 
 
 def test_drain_verdict_says_when_it_runs_out():
@@ -196,7 +202,8 @@ FLAKY_ROWS = [
 
 @pytest.mark.parametrize(("case", "missing", "open_", "expected"), FLAKY_ROWS)
 def test_flaky_link_judges_the_missing_share_with_hysteresis(case, missing, open_, expected):
-    check(FLAKY_LINK, heard(missing), open_, expected)
+    verdict = judge(FLAKY_LINK, heard(missing), open_)
+    assert verdict.action == expected, verdict.reason
 
 
 def test_flaky_link_waits_until_the_device_was_watched_for_the_whole_window():

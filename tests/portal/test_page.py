@@ -175,6 +175,8 @@ def test_messages_are_grouped_per_channel_with_their_delivery_state(new_page, si
     expect(push.locator("li[data-state=failed] .delivery")).to_have_text(f"Failed: {PUSH_ERROR}")
     expect(push.locator("li[data-state=pending] .delivery")).to_contain_text("Waiting until")
     expect(page.locator("li.message")).to_have_count(4)
+    # Every message under its channel's heading: none outside a channel's section.
+    assert page.locator("section[data-channel-id] li.message").count() == 4
 
 
 def test_a_recall_is_acknowledged_from_the_page(new_page, site, conn, home):
@@ -300,3 +302,4 @@ def test_a_device_view_shows_its_incidents_and_what_can_be_done(new_page, site, 
         ]
     )
     expect(page.locator("#view")).not_to_contain_text(NEIGHBOUR)
+    assert page.locator("#device-actions button").count() == 3
