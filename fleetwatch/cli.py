@@ -247,7 +247,11 @@ def demo(
         float, typer.Option(help="Real seconds per simulated second (0.1: ten times faster).")
     ] = 0.1,
     duration: Annotated[
-        float, typer.Option(help="Stop after this many seconds (0: until Ctrl-C).")
+        float,
+        typer.Option(
+            help="Stop this many seconds after the whole simulated fleet has connected "
+            "(0: until Ctrl-C)."
+        ),
     ] = 0,
     outage_after: Annotated[
         float, typer.Option(help="Cut one region off after this many seconds (0: never).")

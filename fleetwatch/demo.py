@@ -26,6 +26,23 @@ from harness.sinks import HttpSink
 
 log = logging.getLogger(__name__)
 
+# With --duration, the count starts when every simulated device has connected once (the
+# embedded broker takes ~20 s to accept a thousand), or at the latest this long after start
+# (a device that never connects does not keep the demo running).
+FLEET_UP_WAIT_S = 60.0
+
+
+def run_out(duration: float, elapsed_s: float, fleet_up_s: float | None) -> bool:
+    """Whether a demo of `duration` seconds (0: until Ctrl-C) is over `elapsed_s` seconds
+    after it started, its fleet up since `fleet_up_s` (None: not yet): the duration is the
+    whole fleet's time on the air, not the time it took to connect."""
+    if not duration:
+        return False
+    if fleet_up_s is None:
+        fleet_up_s = FLEET_UP_WAIT_S if elapsed_s >= FLEET_UP_WAIT_S else None
+    return fleet_up_s is not None and elapsed_s - min(fleet_up_s, FLEET_UP_WAIT_S) >= duration
+
+
 _FLEET = """
 SELECT count(*) FILTER (WHERE last_seen_at IS NOT NULL),
        count(*) FILTER (WHERE status = 'offline'),
@@ -305,6 +322,7 @@ def _show(
 ) -> None:
     ingest = services.ingest
     started = time.monotonic()
+    fleet_up_s: float | None = None
     previous, previous_at, rate = ingest.counters.stored, time.monotonic(), 0.0
 
     def view():
@@ -362,5 +380,7 @@ def _show(
             live.update(view())
             if not console.is_terminal and int(now - started) % 10 == 0:
                 console.print(f"demo: {ingest.summary()}")
-            if duration and now - started >= duration:
+            if fleet_up_s is None and sim.stats().all_connected_s is not None:
+                fleet_up_s = now - started
+            if run_out(duration, now - started, fleet_up_s):
                 break
