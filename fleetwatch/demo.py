@@ -38,9 +38,8 @@ def run_out(duration: float, elapsed_s: float, fleet_up_s: float | None) -> bool
     whole fleet's time on the air, not the time it took to connect."""
     if not duration:
         return False
-    if fleet_up_s is None:
-        fleet_up_s = FLEET_UP_WAIT_S if elapsed_s >= FLEET_UP_WAIT_S else None
-    return fleet_up_s is not None and elapsed_s - min(fleet_up_s, FLEET_UP_WAIT_S) >= duration
+    counted_from = FLEET_UP_WAIT_S if fleet_up_s is None else min(fleet_up_s, FLEET_UP_WAIT_S)
+    return elapsed_s - counted_from >= duration
 
 
 _FLEET = """
